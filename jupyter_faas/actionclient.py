@@ -1,0 +1,111 @@
+"""A lean, kept-alive HTTP client for one action container's ``/init`` and ``/run``.
+
+This is the hot path (the local tester and the function server talk to their
+containers through it), so it uses ``http.client`` with one persistent
+connection rather than ``requests`` (about 1 ms less per call, machine.md).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ActionResponse:
+    """What an action container answered: status, parsed JSON body (or None) and raw text."""
+
+    status: int
+    body: object
+    text: str
+    headers: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+class ContainerGone(Exception):
+    """The container closed the connection or stopped answering (it crashed or was killed)."""
+
+
+class ActionClient:
+    """Talks the OpenWhisk action protocol to ``host:port`` over one kept-alive connection.
+
+    Args:
+        host: The container's address (its IP on a Docker network, or 127.0.0.1).
+        port: The runtime's port (8080 for every OpenWhisk runtime).
+    """
+
+    def __init__(self, host: str, port: int = 8080):
+        self.host = host
+        self.port = port
+        self._conn: http.client.HTTPConnection | None = None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the runtime accepts TCP connections, or raise ContainerGone after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ContainerGone(
+                        f"The runtime at {self.host}:{self.port} did not start listening "
+                        f"within {timeout:.0f} s."
+                    ) from None
+                time.sleep(0.005)
+
+    def init(self, value: dict, timeout: float) -> ActionResponse:
+        """POST ``{"value": value}`` to ``/init``."""
+        return self.post("/init", {"value": value}, timeout)
+
+    def run(self, payload: dict, timeout: float) -> ActionResponse:
+        """POST an activation (``{"value": …, "activation_id": …, …}``) to ``/run``."""
+        return self.post("/run", payload, timeout)
+
+    def post(self, path: str, body: object, timeout: float) -> ActionResponse:
+        """POST JSON ``body`` to ``path``; raise TimeoutError or ContainerGone on failure."""
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        start = time.perf_counter()
+        for attempt in (1, 2):
+            conn = self._connection(timeout)
+            try:
+                conn.request("POST", path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except TimeoutError as err:
+                self.close()
+                raise TimeoutError(f"{path} did not answer within {timeout:.3g} s") from err
+            except (ConnectionError, http.client.HTTPException, OSError) as err:
+                self.close()
+                # A kept-alive connection the server closed while idle: retry once on a new one.
+                if attempt == 2 or not isinstance(
+                    err, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                ):
+                    raise ContainerGone(f"{path} failed: {err}") from err
+        elapsed = time.perf_counter() - start
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return ActionResponse(resp.status, parsed, text, dict(resp.getheaders()), elapsed)
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._conn.connect()
+            self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self._conn.sock.settimeout(timeout)
+        return self._conn

@@ -1,0 +1,424 @@
+"""``DockerBuilder``: the builder interface on the local Docker engine.
+
+Test containers are kept warm per dependency image and memory limit, and
+started with ``FAAS_ALLOW_REINIT=1``: a code-only edit is one ``/init`` and one
+``/run`` on a container whose libraries are already imported, never a rebuild.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import io
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+import zipfile
+
+import docker.errors
+from traitlets import Float, Instance, Unicode, default
+
+from .. import engine, image, runtime
+from ..actionclient import ActionClient, ContainerGone
+from ..builder import BuiltImage, ContainerRun, FaaSBuilder, Progress, PushedImage, no_progress
+from ..bundle import HANDLER_FILE, Bundle
+from ..errors import BuildError, RegistryError
+from ..registry import FaaSRegistry
+from ..site import FaaSSite
+
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+_OWNER_LABEL = "org.jupyter-faas.owner"
+_FUNCTION_LABEL = "org.jupyter-faas.function"
+
+
+class DockerBuilder(FaaSBuilder):
+    """Builds, tests and pushes with the Docker engine next to the kernel."""
+
+    docker_url = Unicode(
+        help="""Docker engine URL, e.g. "unix:///var/run/docker.sock" or
+        "tcp://127.0.0.1:2375". Empty means $DOCKER_HOST, else the local socket.""",
+    ).tag(config=True)
+
+    start_timeout = Float(
+        30.0,
+        help="""Seconds a test container may take to start answering on port 8080 before
+        the test is reported as failed.""",
+    ).tag(config=True)
+
+    log_wait = Float(
+        2.0,
+        help="""Seconds to wait, after a run, for the end-of-activation markers in the
+        container's logs (the logs of a run are complete once both markers arrive).""",
+    ).tag(config=True)
+
+    api_host = Unicode(
+        "http://127.0.0.1:3233",
+        help="""Value of __OW_API_HOST inside test containers: the function server that
+        functions calling OpenWhisk would reach.""",
+    ).tag(config=True)
+
+    site = Instance(FaaSSite, help="The site settings applied to builds and test containers.")
+    images = Instance(image.FaaSImages, help="Naming and base of dependency images.")
+    registry = Instance(FaaSRegistry, help="Where push sends dependency images.")
+
+    @default("site")
+    def _site_default(self):
+        return FaaSSite(parent=self.parent or self)
+
+    @default("images")
+    def _images_default(self):
+        return image.FaaSImages(parent=self.parent or self)
+
+    @default("registry")
+    def _registry_default(self):
+        return FaaSRegistry(parent=self.parent or self)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._warm: dict[tuple[str, int], tuple] = {}
+        self._lock = threading.Lock()
+        self._owner = f"{socket.gethostname()}-{os.getpid()}"
+        atexit.register(self.close)
+
+    @property
+    def client(self):
+        return engine.docker_client(self.docker_url)
+
+    # -- build -------------------------------------------------------------------------------
+
+    def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
+        return self.build_requirements(bundle.requirements, progress)
+
+    def build_requirements(self, requirements: str, progress: Progress = no_progress) -> BuiltImage:
+        """Build (or reuse) the dependency image for a requirements.txt text."""
+        start = time.perf_counter()
+        client = self.client
+        base_id = engine.require_base_image(client, self.images.base_image)
+        key = image.dependency_key(base_id, requirements, runtime.RUNTIME_VERSION)
+        ref = self.images.local_ref(key)
+        try:
+            found = client.images.get(ref)
+            progress(
+                {"step": "build", "message": f"Reusing dependency image {ref}", "progress": 1.0}
+            )
+            return BuiltImage(ref, key, found.id, True, time.perf_counter() - start)
+        except docker.errors.ImageNotFound:
+            pass
+        progress({"step": "build", "message": f"Building dependency image {ref}", "progress": 0.0})
+        context = image.build_context(self.images.base_image, key, requirements, self.site)
+        log: list[str] = []
+        try:
+            stream = client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=ref,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                buildargs=self.site.proxy_env(),
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    log.append(chunk["error"])
+                    raise _build_error(ref, log)
+                for line in chunk.get("stream", "").splitlines():
+                    if line.strip():
+                        log.append(line)
+                        progress({"step": "build", "message": line, "progress": None})
+        except docker.errors.APIError as err:
+            log.append(str(err))
+            raise _build_error(ref, log) from err
+        found = client.images.get(ref)
+        progress({"step": "build", "message": f"Built {ref}", "progress": 1.0})
+        return BuiltImage(ref, key, found.id, False, time.perf_counter() - start)
+
+    def ensure_runtime_image(self, progress: Progress = no_progress) -> str:
+        """The runtime image with no extra requirements, tagged ``image.RUNTIME_IMAGE``."""
+        built = self.build_requirements("", progress)
+        repo, tag = image.RUNTIME_IMAGE.rsplit(":", 1)
+        self.client.images.get(built.ref).tag(repo, tag)
+        return image.RUNTIME_IMAGE
+
+    # -- test --------------------------------------------------------------------------------
+
+    def test(
+        self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
+    ) -> ContainerRun:
+        memory = bundle.metadata.memory_mb
+        container, action, reused = self._warm_container(bundle, image, memory, progress)
+        progress(
+            {"step": "test", "message": "Running the function in its container", "progress": None}
+        )
+        timeout = bundle.metadata.timeout_s
+        since = time.time()
+        start = time.perf_counter()
+        try:
+            init = action.init(init_value(bundle), timeout=timeout)
+            if init.status != 200:
+                logs = self._logs(container, since)
+                self._discard(image.image_id, memory)
+                return ContainerRun(
+                    "error", init.body or init.text, logs, time.perf_counter() - start
+                )
+            resp = action.run(
+                {
+                    "value": args,
+                    "namespace": "local",
+                    "action_name": f"/local/{bundle.name}",
+                    "action_version": "0.0.0",
+                    "activation_id": uuid.uuid4().hex,
+                    "transaction_id": uuid.uuid4().hex,
+                    "deadline": str(int((time.time() + timeout) * 1000)),
+                },
+                timeout=timeout,
+            )
+        except TimeoutError:
+            seconds = time.perf_counter() - start
+            logs = self._logs(container, since, wait=False)
+            self._discard(image.image_id, memory)
+            return ContainerRun(
+                "timeout",
+                {
+                    "error": f"The function ran longer than its timeout of {timeout:g} s; its "
+                    "container was stopped. Raise --timeout or make the function faster."
+                },
+                logs,
+                seconds,
+            )
+        except ContainerGone:
+            seconds = time.perf_counter() - start
+            return self._container_died(container, image.image_id, memory, since, seconds)
+        seconds = time.perf_counter() - start
+        logs = self._logs(container, since)
+        peak = resp.headers.get("X-Faas-Peak-Memory")
+        if resp.status == 200 and isinstance(resp.body, dict) and "error" in resp.body:
+            status = "application error"
+        elif resp.status == 200 and isinstance(resp.body, (dict, list)):
+            status = "success"
+        else:
+            status = "error"
+        result = resp.body if resp.body is not None else {"error": resp.text}
+        return ContainerRun(status, result, logs, seconds, int(peak) if peak else None, reused)
+
+    def _warm_container(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
+        with self._lock:
+            entry = self._warm.get((built.image_id, memory))
+        if entry is not None:
+            return (*entry, True)
+        self.remove_stale_containers()
+        progress(
+            {
+                "step": "test",
+                "message": f"Starting a test container of {built.ref}",
+                "progress": None,
+            }
+        )
+        container = self.client.containers.run(
+            built.ref,
+            detach=True,
+            mem_limit=f"{memory}m",
+            memswap_limit=f"{memory}m",
+            environment={
+                "FAAS_ALLOW_REINIT": "1",
+                "__OW_API_HOST": self.api_host,
+                **self.site.container_env(),
+            },
+            volumes=self.site.container_volumes(),
+            labels=engine.labels(
+                "test", **{_OWNER_LABEL: self._owner, _FUNCTION_LABEL: bundle.name}
+            ),
+        )
+        try:
+            action = ActionClient(engine.container_address(container))
+            action.wait_ready(self.start_timeout)
+        except Exception:
+            engine.remove_container(container)
+            raise
+        with self._lock:
+            self._warm[(built.image_id, memory)] = (container, action)
+        return container, action, False
+
+    def _container_died(self, container, image_id: str, memory: int, since: float, seconds: float):
+        logs = self._logs(container, since, wait=False)
+        try:
+            container.reload()
+            state = container.attrs["State"]
+        except docker.errors.NotFound:
+            state = {}
+        self._discard(image_id, memory)
+        if state.get("OOMKilled"):
+            return ContainerRun(
+                "out of memory",
+                {
+                    "error": f"The function exhausted its memory limit of {memory} MB and was "
+                    "killed. Raise --memory (up to 512) or process less data at a time."
+                },
+                logs,
+                seconds,
+            )
+        code = state.get("ExitCode", "unknown")
+        return ContainerRun(
+            "error",
+            {"error": f"The function's container exited unexpectedly (exit code {code})."},
+            logs,
+            seconds,
+        )
+
+    def _logs(self, container, since: float, wait: bool = True) -> list[str]:
+        """The container's log lines since ``since``, without the end-of-activation markers."""
+        deadline = time.monotonic() + (self.log_wait if wait else 0)
+        while True:
+            try:
+                raw = container.logs(stdout=True, stderr=True, since=since)
+            except docker.errors.NotFound:
+                return []
+            lines = raw.decode("utf-8", errors="replace").splitlines()
+            if lines.count(SENTINEL) >= 2 or time.monotonic() >= deadline:
+                return [line for line in lines if line != SENTINEL]
+            time.sleep(0.005)
+
+    def _discard(self, image_id: str, memory: int) -> None:
+        with self._lock:
+            entry = self._warm.pop((image_id, memory), None)
+        if entry is not None:
+            entry[1].close()
+            engine.remove_container(entry[0])
+
+    def remove_stale_containers(self) -> None:
+        """Remove test containers of kernels on this host that are no longer running."""
+        host = socket.gethostname()
+        for container in engine.containers_with_label(self.client, **{engine.ROLE_LABEL: "test"}):
+            owner = container.labels.get(_OWNER_LABEL, "")
+            name, _, pid = owner.rpartition("-")
+            if name == host and pid.isdigit() and not _pid_alive(int(pid)):
+                engine.remove_container(container)
+
+    def close(self) -> None:
+        with self._lock:
+            keys = list(self._warm)
+        for image_id, memory in keys:
+            try:
+                self._discard(image_id, memory)
+            except Exception as err:  # the engine may be gone at interpreter exit
+                self.log.debug("Could not remove a test container: %s", err)
+
+    # -- push --------------------------------------------------------------------------------
+
+    def push(self, image: BuiltImage, progress: Progress = no_progress) -> PushedImage:
+        start = time.perf_counter()
+        self.registry.check()
+        repository = self.registry.repository("deps")
+        tag = image.key[:24]
+        self.client.images.get(image.ref).tag(repository, tag)
+        target = f"{repository}:{tag}"
+        progress({"step": "push", "message": f"Pushing {target}", "progress": 0.0})
+        layers: dict[str, tuple[int, int]] = {}
+        digest = ""
+        try:
+            events = self.client.api.push(
+                repository, tag, stream=True, decode=True, auth_config=self.registry.auth_config()
+            )
+            for event in events:
+                if "error" in event:
+                    raise _push_error(self.registry, event["error"])
+                detail = event.get("progressDetail") or {}
+                if event.get("id") and detail.get("total"):
+                    layers[event["id"]] = (detail.get("current", 0), detail["total"])
+                elif event.get("id") and event.get("status") in ("Pushed", "Layer already exists"):
+                    done = layers.get(event["id"], (1, 1))[1]
+                    layers[event["id"]] = (done, done)
+                digest = (event.get("aux") or {}).get("Digest", digest)
+                fraction = None
+                if layers:
+                    fraction = sum(c for c, _ in layers.values()) / max(
+                        sum(t for _, t in layers.values()), 1
+                    )
+                status = event.get("status", "")
+                if status and status not in ("Pushing",) or fraction is not None:
+                    message = f"{event.get('id', '')} {status}".strip()
+                    progress({"step": "push", "message": message, "progress": fraction})
+        except docker.errors.APIError as err:
+            raise _push_error(self.registry, str(err)) from err
+        progress({"step": "push", "message": f"Pushed {target} {digest}", "progress": 1.0})
+        return PushedImage(target, digest, time.perf_counter() - start)
+
+
+def init_value(bundle: Bundle) -> dict:
+    """The ``/init`` value carrying a bundle's code: plain text, or a zip with its modules."""
+    value = {"name": bundle.name, "main": bundle.metadata.handler, "binary": False, "env": {}}
+    extra = [
+        p
+        for p in bundle.path.iterdir()
+        if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())
+    ]
+    if [p.name for p in extra] == [HANDLER_FILE]:
+        value["code"] = bundle.code
+        return value
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(bundle.path.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                zf.write(path, str(path.relative_to(bundle.path)))
+    value.update(code=base64.b64encode(buf.getvalue()).decode(), binary=True)
+    return value
+
+
+_CA_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed", re.I)
+_NETWORK_PROBLEM = re.compile(
+    r"Failed to establish a new connection|Name or service not known|ProxyError", re.I
+)
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+def _build_error(ref: str, log: list[str]) -> BuildError:
+    text = "\n".join(log)
+    tail = "\n".join(log[-15:])
+    if _CA_PROBLEM.search(text):
+        hint = (
+            "pip inside the build does not trust the HTTPS certificate it was shown: set "
+            "c.FaaSSite.ca_bundle (or $FAAS_CA_BUNDLE) to your site's CA bundle, e.g. "
+            "/etc/ssl/certs/ca-certificates.crt."
+        )
+    elif missing := _NO_DISTRIBUTION.search(text):
+        hint = (
+            f"pip found no release of {missing.group(1)} for the image's Python: check the "
+            "version pin in requirements.txt, c.FaaSImages.base_image, or c.FaaSSite.pip_index_url."
+        )
+    elif _NETWORK_PROBLEM.search(text):
+        hint = "pip could not reach the package index: set c.FaaSSite.https_proxy or c.FaaSSite.pip_index_url."
+    else:
+        hint = "Read the build log above; the bundle is kept, fix requirements.txt or the settings and build again."
+    return BuildError(
+        f"Building the dependency image {ref} failed:\n{tail}", hint=hint, detail=text
+    )
+
+
+def _push_error(registry: FaaSRegistry, message: str) -> RegistryError:
+    lowered = message.lower()
+    if (
+        "unauthorized" in lowered
+        or "authentication required" in lowered
+        or "no basic auth" in lowered
+    ):
+        hint = (
+            "The registry refused the credentials: set c.FaaSRegistry.username and "
+            "$FAAS_REGISTRY_PASSWORD."
+        )
+    elif "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+        hint = f"The registry {registry.url} is not reachable: start it or fix c.FaaSRegistry.url."
+    else:
+        hint = "Check the registry's log and c.FaaSRegistry settings."
+    return RegistryError(f"Pushing to {registry.url} failed: {message.strip()}", hint=hint)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,117 @@
+"""The one place that talks to the Docker engine's API.
+
+Everything else asks this module for a client, for labels and for the small
+idempotent operations (remove a container, look up an image) so that errors
+from docker-py turn into messages a scientist can act on, in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .errors import BaseImageMissing, EngineUnavailable
+
+#: Label put on every container, image, network and volume jupyter-faas creates.
+LABEL = "org.jupyter-faas"
+#: Label naming the component that created a container (``test``, ``server``, ``build``).
+ROLE_LABEL = "org.jupyter-faas.role"
+
+_clients: dict[str, docker.DockerClient] = {}
+
+
+def docker_client(base_url: str = "") -> docker.DockerClient:
+    """A cached docker-py client for ``base_url`` (default: ``DOCKER_HOST`` or the local socket).
+
+    Raises:
+        EngineUnavailable: the engine does not answer; the message says how to start it.
+    """
+    key = base_url or os.environ.get("DOCKER_HOST", "")
+    client = _clients.get(key)
+    if client is not None:
+        return client
+    try:
+        if key:
+            client = docker.DockerClient(base_url=key, timeout=300)
+        else:
+            client = docker.from_env(timeout=300)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+        where = key or "unix:///var/run/docker.sock"
+        raise EngineUnavailable(
+            f"The Docker engine at {where} is not reachable ({_short(err)}).",
+            hint="Start it (as root: `dockerd &`, or `bash scripts/setup.sh`), or point "
+            "DOCKER_HOST / c.DockerBuilder.docker_url at a running engine.",
+        ) from err
+    _clients[key] = client
+    return client
+
+
+def labels(role: str, **extra: str) -> dict[str, str]:
+    """The labels for an object jupyter-faas creates, so cleanup touches only ours."""
+    return {LABEL: "1", ROLE_LABEL: role, **extra}
+
+
+def has_image(client: docker.DockerClient, ref: str) -> bool:
+    """Whether the engine holds an image called ``ref``."""
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def require_base_image(client: docker.DockerClient, ref: str) -> str:
+    """Return the id of base image ``ref``, pulling it if absent.
+
+    Raises:
+        BaseImageMissing: neither local nor pullable; names the command that makes one.
+    """
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return client.images.pull(ref).id
+    except docker.errors.APIError as err:
+        raise BaseImageMissing(
+            f"The base image {ref!r} is not on this Docker engine and could not be pulled "
+            f"({_short(err)}).",
+            hint="Make one offline from Debian packages with `jupyter faas base build`, "
+            "or set c.ImageSpec.base_image to an image you can pull (e.g. python:3.11-slim).",
+        ) from err
+
+
+def remove_container(container) -> None:
+    """Force-remove ``container``; a container that is already gone counts as removed."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as err:
+        # "removal already in progress" is a conflict that also ends in removal.
+        if err.status_code != 409:
+            raise
+
+
+def container_address(container, network: str = "bridge") -> str:
+    """The IP address of a running ``container`` on ``network`` (reachable from the host)."""
+    container.reload()
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    net = networks.get(network) or next(iter(networks.values()))
+    return net["IPAddress"]
+
+
+def containers_with_label(client: docker.DockerClient, **label_values: str) -> Iterator:
+    """All containers (running or not) carrying our label and the given label values."""
+    filters = [LABEL] + [f"{k}={v}" for k, v in label_values.items()]
+    return iter(client.containers.list(all=True, filters={"label": filters}))
+
+
+def _short(err: Exception) -> str:
+    text = str(getattr(err, "explanation", None) or err)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(err).__name__

@@ -1,0 +1,101 @@
+"""One root error for everything jupyter-faas reports to a person.
+
+Each error keeps three things apart (house style, rule 11): the message a
+person reads (what went wrong and what to do), a short machine ``reason`` and
+the HTTP ``status`` used when the error crosses an HTTP boundary.
+"""
+
+from __future__ import annotations
+
+
+class FaaSError(Exception):
+    """Base class: ``str(err)`` is the actionable message for the user.
+
+    Args:
+        message: What went wrong, naming the value and the rule.
+        hint: What to do about it (a command, a setting), appended on its own line.
+        detail: Longer diagnostic text (build log, traceback) kept out of the message.
+    """
+
+    status = 500
+    reason = "internal"
+
+    def __init__(self, message: str, *, hint: str = "", detail: str = ""):
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+        super().__init__(message + (f"\n{hint}" if hint else ""))
+
+    def to_json(self) -> dict:
+        """The JSON error shape shared by the extension API and the function server."""
+        body = {"error": str(self), "reason": self.reason}
+        return body
+
+
+class CaptureError(FaaSError):
+    """The cell cannot be turned into a function (syntax, missing handler, uncapturable name)."""
+
+    status = 400
+    reason = "capture"
+
+
+class BundleError(FaaSError):
+    """A bundle folder is missing, incomplete or invalid."""
+
+    status = 400
+    reason = "bundle"
+
+
+class ConfigError(FaaSError):
+    """A setting has a value that cannot work."""
+
+    status = 400
+    reason = "config"
+
+
+class EngineUnavailable(FaaSError):
+    """The Docker engine cannot be reached."""
+
+    status = 503
+    reason = "engine-unavailable"
+
+
+class BaseImageMissing(FaaSError):
+    """The configured base image is not on the engine and cannot be pulled."""
+
+    status = 409
+    reason = "base-image-missing"
+
+
+class BuildError(FaaSError):
+    """Building the dependency image failed; ``detail`` holds the build log."""
+
+    status = 502
+    reason = "build"
+
+
+class RegistryError(FaaSError):
+    """The registry is unreachable, refused the credentials or the push."""
+
+    status = 502
+    reason = "registry"
+
+
+class FunctionFailed(FaaSError):
+    """The function itself failed while running in a container."""
+
+    status = 502
+    reason = "function-failed"
+
+
+class FunctionTimeout(FunctionFailed):
+    """The function ran longer than its timeout; its container was killed."""
+
+    status = 504
+    reason = "timeout"
+
+
+class FunctionOutOfMemory(FunctionFailed):
+    """The function exhausted its memory limit and was killed by the kernel."""
+
+    reason = "out-of-memory"

@@ -1,0 +1,106 @@
+"""Dependency images: base image + pinned requirements + our runtime, keyed by a hash.
+
+A function's code is not in its image: it reaches a running container through
+OpenWhisk's ``/init``. So the image depends only on what goes into it, and two
+functions (or two edits of one) with the same requirements share one image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from traitlets import Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import runtime
+from .site import CONTAINER_CA_PATH, FaaSSite
+
+#: Label carrying the dependency key on every dependency image.
+KEY_LABEL = "org.jupyter-faas.key"
+#: Tag of the runtime image with no extra requirements (the server's default Python kind).
+RUNTIME_IMAGE = "jupyter-faas-runtime:latest"
+
+
+class FaaSImages(LoggingConfigurable):
+    """How dependency images are named and what they start from."""
+
+    base_image = Unicode(
+        help="""Image every dependency image starts FROM. It needs python3 (3.10 or newer)
+        with the venv module. Sites that can pull use a public image such as
+        "python:3.11-slim"; air-gapped sites make "jupyter-faas-base:bookworm" offline from
+        Debian packages with `jupyter faas base build`. Default: $FAAS_BASE_IMAGE or
+        "jupyter-faas-base:bookworm".""",
+    ).tag(config=True)
+
+    repository = Unicode(
+        "jupyter-faas/deps",
+        help="""Local repository name of dependency images; the tag is the dependency key,
+        e.g. jupyter-faas/deps:3f2a…""",
+    ).tag(config=True)
+
+    @default("base_image")
+    def _base_image_default(self):
+        return os.environ.get("FAAS_BASE_IMAGE", "jupyter-faas-base:bookworm")
+
+    def local_ref(self, key: str) -> str:
+        """The local name of the dependency image with ``key``."""
+        return f"{self.repository}:{key[:24]}"
+
+
+def dependency_key(base_image_id: str, requirements: str, runtime_version: str) -> str:
+    """The hash that names a dependency image: what goes into it, and nothing else."""
+    lines = sorted({line.strip() for line in requirements.splitlines() if line.strip()})
+    digest = hashlib.sha256()
+    for part in (base_image_id, "\n".join(lines), runtime_version):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
+    """The Dockerfile of a dependency image.
+
+    The CA bundle and index settings apply to the pip step only: they are build
+    inputs of the site, not part of what the function image promises.
+    """
+    pip_env = " ".join(f"{k}={v!s}" for k, v in site.pip_env().items())
+    ca_copy = f"COPY site-ca.crt {CONTAINER_CA_PATH}\n" if site.ca_bundle else ""
+    ca_remove = f" && rm -f {CONTAINER_CA_PATH}" if site.ca_bundle else ""
+    return (
+        f"FROM {base_image}\n"
+        f'LABEL org.jupyter-faas="1" org.jupyter-faas.role="deps" {KEY_LABEL}="{key}"\n'
+        f"{ca_copy}"
+        "COPY requirements.txt /faas/requirements.txt\n"
+        "RUN python3 -m venv /faas/venv"
+        f" && {pip_env} /faas/venv/bin/pip install --no-cache-dir --disable-pip-version-check"
+        f" --progress-bar off -r /faas/requirements.txt{ca_remove}\n"
+        f"COPY runtime.py /faas/runtime.py\n"
+        "ENV PATH=/faas/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
+        "WORKDIR /faas\n"
+        "EXPOSE 8080\n"
+        'CMD ["python3", "/faas/runtime.py"]\n'
+    )
+
+
+def build_context(base_image: str, key: str, requirements: str, site: FaaSSite) -> io.BytesIO:
+    """A tar build context holding the Dockerfile, requirements, runtime and CA bundle."""
+    files = {
+        "Dockerfile": dockerfile(base_image, key, site).encode(),
+        "requirements.txt": requirements.encode(),
+        "runtime.py": Path(runtime.PROXY_PATH).read_bytes(),
+    }
+    if site.ca_bundle:
+        with open(site.ca_bundle, "rb") as f:
+            files["site-ca.crt"] = f.read()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
