@@ -1,3 +1,28 @@
-"""jupyter-faas: turn notebook cells into serverless functions."""
+"""jupyter-faas: turn notebook cells into serverless functions.
+
+Extension points: ``load_ipython_extension`` (``%load_ext jupyter_faas``) and the
+swappable builder (``c.FaaSWorkspace.builder_class``, a ``FaaSBuilder``).
+"""
+
+from .builder import FaaSBuilder
+from .errors import FaaSError
 
 __version__ = "0.1.0"
+__all__ = ["FaaSBuilder", "FaaSError", "load_ipython_extension", "__version__"]
+
+
+def load_ipython_extension(ipython):
+    """Register the %%faas / %faas magics; settings come from Jupyter config files and %config."""
+    from .config import load_jupyter_config
+    from .magics import FaaSMagics
+
+    config = load_jupyter_config()
+    config.merge(ipython.config)
+    magics = FaaSMagics(shell=ipython, config=config)
+    ipython.register_magics(magics)
+    workspace = magics.workspace
+    builder = workspace.builder
+    parts = [magics, workspace, builder] + [
+        getattr(builder, name) for name in ("site", "images", "registry") if builder.has_trait(name)
+    ]
+    ipython.configurables.extend(parts)

@@ -1,0 +1,171 @@
+"""``jupyter faas …``: the function loop on bundle folders, outside a notebook.
+
+Every subcommand is a traitlets Application, so any setting can be given as
+``--FaaSRegistry.url=…`` and ``jupyter_faas_config.py`` is read as for Jupyter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from jupyter_core.application import JupyterApp
+from traitlets import Bool
+
+from . import __version__
+from .deploy.local import DockerBuilder
+from .errors import FaaSError
+from .image import FaaSImages
+from .registry import FaaSRegistry
+from .site import FaaSSite
+from .widgets import TextProgress
+from .workspace import FaaSWorkspace, parse_json_object
+
+_PARTS = [FaaSWorkspace, DockerBuilder, FaaSSite, FaaSImages, FaaSRegistry]
+
+
+class _BundleCommand(JupyterApp):
+    """Shared plumbing: config file, one bundle path argument, FaaSError → message + exit 1."""
+
+    name = "jupyter-faas"
+    version = __version__
+    classes = _PARTS
+    usage = ""
+
+    @property
+    def config_file_name(self):
+        return "jupyter_faas_config"
+
+    def start(self):
+        if not self.extra_args:
+            self.exit_with(f"Give the bundle folder.\nUsage: {self.usage}")
+        workspace = FaaSWorkspace(parent=self)
+        try:
+            code = self.run(workspace, workspace.load(self.extra_args[0]), self.extra_args[1:])
+        except FaaSError as err:
+            print(f"error: {err}", file=sys.stderr)
+            code = 1
+        finally:
+            workspace.builder.close()
+        self.exit(code)
+
+    def exit_with(self, message: str) -> None:
+        print(message, file=sys.stderr)
+        self.exit(2)
+
+    def run(self, workspace: FaaSWorkspace, bundle, rest: list[str]) -> int:
+        raise NotImplementedError
+
+
+class BuildCommand(_BundleCommand):
+    description = "Build (or reuse) the dependency image of a bundle."
+    usage = "jupyter faas build PATH"
+
+    def run(self, workspace, bundle, rest):
+        progress = TextProgress()
+        built = workspace.build(bundle, progress)
+        progress.finish(
+            True, f"{built.ref} {'reused' if built.reused else 'built'} in {built.seconds:.1f} s"
+        )
+        return 0
+
+
+class TestCommand(_BundleCommand):
+    __test__ = False
+    description = "Run a bundle's function in a local container on a JSON input."
+    usage = 'jupyter faas test PATH [\'{"key": "value"}\']'
+
+    json_output = Bool(False, help="Print the report as JSON instead of text.").tag(config=True)
+    flags = {"json": ({"TestCommand": {"json_output": True}}, "Print the report as JSON.")}
+
+    def run(self, workspace, bundle, rest):
+        if rest:
+            args = parse_json_object(rest[0], "test input")
+        else:
+            args = bundle.metadata.test_input or {}
+        report = workspace.test(bundle, args, TextProgress())
+        if self.json_output:
+            c = report.container
+            print(
+                json.dumps(
+                    {
+                        "status": c.status,
+                        "result": c.result,
+                        "logs": c.logs,
+                        "seconds": c.seconds,
+                        "peak_memory_bytes": c.peak_memory_bytes,
+                    }
+                )
+            )
+        else:
+            print(report)
+        return 0 if report.container.ok else 1
+
+
+class PushCommand(_BundleCommand):
+    description = "Push a bundle's dependency image to the configured registry."
+    usage = "jupyter faas push PATH"
+
+    def run(self, workspace, bundle, rest):
+        progress = TextProgress()
+        pushed = workspace.push(bundle, progress)
+        print(f"{pushed.ref} {pushed.digest}")
+        return 0
+
+
+class BaseCommand(JupyterApp):
+    name = "jupyter-faas-base"
+    description = "Make the base image offline from Debian packages: jupyter faas base build."
+
+    def start(self):
+        from .base import base_build_main
+
+        if not self.extra_args or self.extra_args[0] != "build":
+            print("Usage: jupyter faas base build [--image NAME] [--mirror URL]", file=sys.stderr)
+            self.exit(2)
+        self.exit(base_build_main(sys.argv[sys.argv.index("build") + 1 :]))
+
+
+class FaaSApp(JupyterApp):
+    """jupyter faas: serverless functions from notebook code."""
+
+    name = "jupyter-faas"
+    version = __version__
+    description = "Turn notebook code into serverless functions (bundle, build, test, push, serve)."
+    subcommands = {
+        "build": (BuildCommand, BuildCommand.description),
+        "test": (TestCommand, TestCommand.description),
+        "push": (PushCommand, PushCommand.description),
+        "base": (BaseCommand, BaseCommand.description),
+    }
+
+    def start(self):
+        if self.subapp is None:
+            self.print_subcommands()
+            self.exit(2)
+        self.subapp.start()
+
+
+def _add_server_commands() -> None:
+    """The function server's commands, once its package is importable."""
+    try:
+        from .server.app import FunctionServer, NamespaceCommand
+    except ImportError:
+        return
+    FaaSApp.subcommands["serve"] = (
+        FunctionServer,
+        "Start the OpenWhisk-compatible function server.",
+    )
+    FaaSApp.subcommands["namespace"] = (
+        NamespaceCommand,
+        "Create namespaces and keys on the server.",
+    )
+
+
+def main(argv=None):
+    _add_server_commands()
+    FaaSApp.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

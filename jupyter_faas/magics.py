@@ -1,0 +1,153 @@
+"""``%%faas`` and ``%faas``: the function loop from a notebook.
+
+The magics only parse arguments, call ``FaaSWorkspace`` and show results;
+every failure the user can fix becomes a ``UsageError`` (a message, no
+traceback) so the kernel stays usable and nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Enum, Instance, default
+
+from .errors import FaaSError
+from .widgets import ProgressDisplay, TextProgress
+from .workspace import FaaSWorkspace, parse_json_object
+
+LINE_USAGE = """Usage:
+  %faas build NAME          build (or reuse) the dependency image of function NAME
+  %faas test NAME 'JSON'    run NAME in a local container on a JSON input
+  %faas push NAME           push NAME's dependency image to the registry
+Functions are made with a %%faas cell: %%faas NAME [--memory MB] [--timeout S] [--test 'JSON']"""
+
+
+@magics_class
+class FaaSMagics(Magics):
+    """The ``%%faas`` cell magic and the ``%faas`` line magic."""
+
+    progress_style = Enum(
+        ["auto", "widgets", "text"],
+        default_value="auto",
+        help="""How progress is shown: "widgets" (an ipywidgets bar and log, with a plain-text
+        copy kept in the output), "text" (plain lines), or "auto" (widgets inside a Jupyter
+        kernel, text elsewhere).""",
+    ).tag(config=True)
+
+    workspace = Instance(FaaSWorkspace, help="The workspace the magics act on.")
+
+    @default("workspace")
+    def _workspace_default(self):
+        return FaaSWorkspace(parent=self)
+
+    @magic_arguments()
+    @argument("name", help="Function name: lowercase letters, digits and '-'.")
+    @argument("--memory", type=int, default=256, help="Memory limit in MB (128-512).")
+    @argument("--timeout", type=float, default=60.0, help="Time limit in seconds (0.1-300).")
+    @argument("--handler", default="main", help="Function that receives the input dict.")
+    @argument(
+        "--test",
+        default=None,
+        help="JSON input to run the function on, in a container and in the kernel.",
+    )
+    @cell_magic
+    def faas(self, line, cell):
+        """Turn this cell into function NAME: capture, build or reuse its image, test it."""
+        try:
+            args = parse_argstring(self.faas, line)
+        except UsageError as err:
+            raise UsageError(f"{err}\n{LINE_USAGE}") from None
+        try:
+            test_input = parse_json_object(args.test, "--test input") if args.test else None
+            history = [str(c) for c in self.shell.user_ns.get("In", [])[:-1]]
+            bundle = self.workspace.capture_cell(
+                args.name,
+                cell,
+                self.shell.user_ns,
+                history,
+                handler=args.handler,
+                memory_mb=args.memory,
+                timeout_s=args.timeout,
+                test_input=test_input,
+            )
+        except FaaSError as err:
+            raise UsageError(str(err)) from None
+        self._run_in_kernel(cell)
+        progress = self._progress(f"Function {bundle.name}")
+        try:
+            if test_input is None:
+                built = self.workspace.build(bundle, progress)
+                progress.finish(True, f"{bundle.name}: bundle {bundle.path}, image {built.ref}")
+                return
+            report = self.workspace.test(
+                bundle, test_input, progress, kernel_function=self.shell.user_ns.get(args.handler)
+            )
+        except FaaSError as err:
+            progress.finish(False, f"{bundle.name}: failed")
+            raise UsageError(str(err)) from None
+        progress.finish(report.ok, f"{bundle.name}: {report.verdict}")
+        display(report)
+
+    @line_magic("faas")
+    def faas_line(self, line):
+        """%faas build|test|push NAME …: the steps on an existing function."""
+        words = shlex.split(line)
+        if not words or words[0] in ("-h", "--help", "help"):
+            print(LINE_USAGE)
+            return
+        command, rest = words[0], words[1:]
+        handler = getattr(self, f"_line_{command}", None)
+        if handler is None or not rest:
+            raise UsageError(f"Unknown or incomplete command: %faas {line}\n{LINE_USAGE}")
+        try:
+            return handler(*rest)
+        except TypeError:
+            raise UsageError(f"Wrong arguments: %faas {line}\n{LINE_USAGE}") from None
+        except FaaSError as err:
+            raise UsageError(str(err)) from None
+
+    def _line_build(self, name):
+        bundle = self.workspace.load(name)
+        progress = self._progress(f"Build {name}")
+        built = self.workspace.build(bundle, progress)
+        progress.finish(True, f"{name}: image {built.ref}{' (reused)' if built.reused else ''}")
+
+    def _line_test(self, name, text="{}"):
+        bundle = self.workspace.load(name)
+        args = parse_json_object(text, "test input")
+        progress = self._progress(f"Test {name}")
+        report = self.workspace.test(bundle, args, progress)
+        progress.finish(report.ok, f"{name}: {report.verdict}")
+        display(report)
+
+    def _line_push(self, name):
+        bundle = self.workspace.load(name)
+        progress = self._progress(f"Push {name}")
+        try:
+            pushed = self.workspace.push(bundle, progress)
+        except FaaSError:
+            progress.finish(False, f"{name}: push failed")
+            raise
+        progress.finish(True, f"{name}: pushed {pushed.ref} ({pushed.digest})")
+
+    def _run_in_kernel(self, cell: str) -> None:
+        """Define the cell's names in the kernel too, as running a plain cell would."""
+        filename = self.shell.compile.cache(cell)
+        exec(compile(cell, filename, "exec"), self.shell.user_ns)
+
+    def _progress(self, title: str):
+        style = self.progress_style
+        if style == "auto":
+            style = (
+                "widgets"
+                if "ipykernel" in sys.modules and self.shell.has_trait("kernel")
+                else "text"
+            )
+        if style == "widgets":
+            return ProgressDisplay(title)
+        return TextProgress(sys.stdout)
