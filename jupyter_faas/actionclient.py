@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import time
 from dataclasses import dataclass, field
@@ -70,23 +71,18 @@ class ActionClient:
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
         start = time.perf_counter()
-        for attempt in (1, 2):
+        try:
             conn = self._connection(timeout)
-            try:
-                conn.request("POST", path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-                break
-            except TimeoutError as err:
-                self.close()
-                raise TimeoutError(f"{path} did not answer within {timeout:.3g} s") from err
-            except (ConnectionError, http.client.HTTPException, OSError) as err:
-                self.close()
-                # A kept-alive connection the server closed while idle: retry once on a new one.
-                if attempt == 2 or not isinstance(
-                    err, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-                ):
-                    raise ContainerGone(f"{path} failed: {err}") from err
+            conn.request("POST", path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except TimeoutError as err:
+            self.close()
+            raise TimeoutError(f"{path} did not answer within {timeout:.3g} s") from err
+        except (http.client.HTTPException, OSError) as err:
+            # Never retried: the activation may have run before the connection broke.
+            self.close()
+            raise ContainerGone(f"{path} failed: {err}") from err
         elapsed = time.perf_counter() - start
         text = raw.decode("utf-8", errors="replace")
         try:
@@ -102,6 +98,8 @@ class ActionClient:
             self._conn = None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is not None and _peer_closed(self._conn.sock):
+            self.close()
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
             self._conn.connect()
@@ -109,3 +107,11 @@ class ActionClient:
         else:
             self._conn.sock.settimeout(timeout)
         return self._conn
+
+
+def _peer_closed(sock) -> bool:
+    """Whether an idle kept-alive socket was closed by the other side (readable means EOF here)."""
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)

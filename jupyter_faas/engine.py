@@ -82,7 +82,7 @@ def require_base_image(client: docker.DockerClient, ref: str) -> str:
             f"The base image {ref!r} is not on this Docker engine and could not be pulled "
             f"({_short(err)}).",
             hint="Make one offline from Debian packages with `jupyter faas base build`, "
-            "or set c.ImageSpec.base_image to an image you can pull (e.g. python:3.11-slim).",
+            "or set c.FaaSImages.base_image to an image you can pull (e.g. python:3.11-slim).",
         ) from err
 
 
@@ -110,6 +110,66 @@ def containers_with_label(client: docker.DockerClient, **label_values: str) -> I
     """All containers (running or not) carrying our label and the given label values."""
     filters = [LABEL] + [f"{k}={v}" for k, v in label_values.items()]
     return iter(client.containers.list(all=True, filters={"label": filters}))
+
+
+def remove_labelled(client: docker.DockerClient, **label_values: str) -> dict[str, int]:
+    """Remove every container, network, volume and image carrying our label and these values.
+
+    Containers go first (forced), so the networks, volumes and images they hold are free.
+    Objects that vanish meanwhile count as removed. Used by test teardown and clean-up
+    commands; pass a run or owner label so nothing else is touched.
+
+    Args:
+        **label_values: Label keys and values that all must match, e.g.
+            ``{"org.jupyter-faas.run": "abc"}``; at least one is required.
+
+    Returns:
+        How many objects of each kind were removed.
+
+    Raises:
+        ValueError: no label value was given (that would remove everything of ours).
+    """
+    if not label_values:
+        raise ValueError("remove_labelled needs at least one label value to narrow the removal")
+    filters = {"label": [LABEL] + [f"{k}={v}" for k, v in label_values.items()]}
+    removed = {"containers": 0, "networks": 0, "volumes": 0, "images": 0}
+    for container in client.containers.list(all=True, filters=filters):
+        remove_container(container)
+        removed["containers"] += 1
+    for network in client.networks.list(filters=filters):
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            pass
+        removed["networks"] += 1
+    for volume in client.volumes.list(filters=filters):
+        try:
+            volume.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        removed["volumes"] += 1
+    pending = [image.id for image in client.images.list(all=True, filters=filters)]
+    # An image built FROM another of ours must go first (409 otherwise): a few passes suffice.
+    for _ in range(len(pending) + 1):
+        conflicts = []
+        for image_id in pending:
+            try:
+                client.images.remove(image_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as err:
+                if err.status_code != 409:
+                    raise
+                conflicts.append(image_id)
+                continue
+            removed["images"] += 1
+        if not conflicts or len(conflicts) == len(pending):
+            pending = conflicts
+            break
+        pending = conflicts
+    if pending:
+        raise docker.errors.APIError(f"images still in use after removal: {', '.join(pending)}")
+    return removed
 
 
 def _short(err: Exception) -> str:

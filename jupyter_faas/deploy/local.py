@@ -19,7 +19,7 @@ import uuid
 import zipfile
 
 import docker.errors
-from traitlets import Float, Instance, Unicode, default
+from traitlets import Dict, Float, Instance, Unicode, default
 
 from .. import engine, image, runtime
 from ..actionclient import ActionClient, ContainerGone
@@ -58,6 +58,11 @@ class DockerBuilder(FaaSBuilder):
         "http://127.0.0.1:3233",
         help="""Value of __OW_API_HOST inside test containers: the function server that
         functions calling OpenWhisk would reach.""",
+    ).tag(config=True)
+
+    extra_labels = Dict(
+        help="""Labels added to every image and container this builder creates, e.g.
+        {"org.example.project": "sfx"}, for a site's own bookkeeping and cleanup.""",
     ).tag(config=True)
 
     site = Instance(FaaSSite, help="The site settings applied to builds and test containers.")
@@ -119,6 +124,7 @@ class DockerBuilder(FaaSBuilder):
                 forcerm=True,
                 decode=True,
                 buildargs=self.site.proxy_env(),
+                labels=self.extra_labels or None,
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -228,7 +234,9 @@ class DockerBuilder(FaaSBuilder):
             },
             volumes=self.site.container_volumes(),
             labels=engine.labels(
-                "test", **{_OWNER_LABEL: self._owner, _FUNCTION_LABEL: bundle.name}
+                "test",
+                **{_OWNER_LABEL: self._owner, _FUNCTION_LABEL: bundle.name},
+                **self.extra_labels,
             ),
         )
         try:
