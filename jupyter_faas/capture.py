@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import cmath
 import importlib.metadata
 import importlib.util
 import inspect
@@ -49,8 +50,10 @@ class CapturedFunction:
     def source(self) -> str:
         """The full text of handler.py."""
         parts = []
-        if self.imports:
-            parts.append("\n".join(self.imports))
+        cell_lines = {line.strip() for line in self.cell_source.splitlines()}
+        imports = [i for i in dict.fromkeys(self.imports) if i not in cell_lines]
+        if imports:
+            parts.append("\n".join(imports))
         if self.constants:
             parts.append("\n".join(self.constants))
         parts.extend(self.definitions)
@@ -144,9 +147,11 @@ class _Resolver:
         value = self.namespace[name]
         if isinstance(value, types.ModuleType):
             self._add_module_import(name, value)
-        elif isinstance(value, (types.FunctionType, type)):
+        elif isinstance(value, (types.FunctionType, type)) or _is_wrapped_definition(value):
             self._add_definition(name, value)
-        elif isinstance(value, types.BuiltinFunctionType) and value.__module__:
+        elif _is_importable(value) or (
+            isinstance(value, types.BuiltinFunctionType) and value.__module__
+        ):
             self._add_from_import(name, value)
         elif _is_simple_constant(value):
             text = repr(value)
@@ -157,14 +162,17 @@ class _Resolver:
                     hint=_BY_REFERENCE,
                 )
             self.captured.constants.append(f"{name} = {text}")
+        elif _has_non_finite(value):
+            raise CaptureError(
+                f"{name!r} is or holds a nan or inf float, which has no literal form to write "
+                "into the function's code.",
+                hint=f"Set it inside the function (e.g. `{name} = math.nan`, with `import math`), "
+                "or send it in the input.",
+            )
         else:
             raise CaptureError(
                 f"{name!r} is {_describe(value)}, which cannot be captured into the function.",
-                hint=_BY_REFERENCE
-                if _is_data(value)
-                else "Only modules, functions, classes and simple constants (numbers, strings, "
-                "and lists/tuples/dicts of them) are captured. Create the object inside the "
-                "function, or pass what it needs in the input.",
+                hint=_uncapturable_hint(value),
             )
 
     def _add_module_import(self, name: str, module: types.ModuleType) -> None:
@@ -284,6 +292,58 @@ def _is_simple_constant(value, depth: int = 0) -> bool:
             for k, v in value.items()
         )
     return False
+
+
+def _is_wrapped_definition(value) -> bool:
+    """A notebook function behind a decorator that returns a wrapper object (lru_cache)."""
+    return (
+        callable(value)
+        and getattr(value, "__module__", None) == "__main__"
+        and isinstance(getattr(value, "__wrapped__", None), types.FunctionType)
+    )
+
+
+def _is_importable(value) -> bool:
+    """A callable that ``from MODULE import NAME`` gives back (numpy's mean, ufuncs)."""
+    module = getattr(value, "__module__", None)
+    qualname = getattr(value, "__qualname__", None)
+    return (
+        callable(value)
+        and isinstance(module, str)
+        and module != "__main__"
+        and isinstance(qualname, str)
+        and "." not in qualname
+        and getattr(sys.modules.get(module), qualname, None) is value
+    )
+
+
+def _has_non_finite(value, depth: int = 0) -> bool:
+    """Whether a float, complex or container of them holds a nan or inf."""
+    if depth > 20:
+        return False
+    if type(value) in (float, complex):
+        return not cmath.isfinite(value)
+    if type(value) in (list, tuple, set, frozenset):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    return False
+
+
+def _uncapturable_hint(value) -> str:
+    if isinstance(value, io.IOBase):
+        return (
+            "An open file cannot travel with the function: pass it by reference instead, "
+            'i.e. send its path in the input (e.g. {"path": "/data/run42.csv"}) and open it '
+            "inside the function."
+        )
+    if _is_data(value):
+        return _BY_REFERENCE
+    return (
+        "Only modules, functions, classes and simple constants (numbers, strings, and "
+        "lists/tuples/dicts of them) are captured. Create the object inside the function, "
+        "or pass what it needs in the input."
+    )
 
 
 def _is_data(value) -> bool:
