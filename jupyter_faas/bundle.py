@@ -161,17 +161,40 @@ class Bundle:
                 hint="Make one with a %%faas cell, or write handler.py and faas.json "
                 '({"name": "my-function", "handler": "main"}).',
             )
-        try:
-            raw = json.loads((path / METADATA_FILE).read_text())
-            known = {k: raw[k] for k in FunctionMetadata.__dataclass_fields__ if k in raw}
-            metadata = FunctionMetadata(**known)
-        except (ValueError, TypeError, KeyError) as err:
-            raise BundleError(
-                f"{path / METADATA_FILE} is not valid: {err}.",
-                hint='It must be a JSON object with at least "name", e.g. {"name": "peaks"}.',
-            ) from None
+        metadata = FunctionMetadata(**_read_metadata(path / METADATA_FILE))
         check_name(metadata.name)
         check_limits(metadata.memory_mb, metadata.timeout_s)
         if not (path / REQUIREMENTS_FILE).exists():
             (path / REQUIREMENTS_FILE).write_text("")
         return cls(path, metadata)
+
+
+#: JSON types of the faas.json fields, and how a message names them.
+_FIELD_TYPES = {
+    "name": ((str,), "a string"),
+    "handler": ((str,), "a string"),
+    "memory_mb": ((int,), "an integer (MB)"),
+    "timeout_s": ((int, float), "a number (seconds)"),
+    "test_input": ((dict, type(None)), "an object or null"),
+}
+
+
+def _read_metadata(file: Path) -> dict:
+    """The known fields of faas.json, checked for type, as FunctionMetadata arguments."""
+    example = (
+        'It must be a JSON object with at least "name", e.g. {"name": "peaks", "memory_mb": 256}.'
+    )
+    try:
+        raw = json.loads(file.read_text())
+    except ValueError as err:
+        raise BundleError(f"{file} is not valid JSON: {err}.", hint=example) from None
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise BundleError(f'{file} has no "name" field.', hint=example)
+    known = {k: raw[k] for k in FunctionMetadata.__dataclass_fields__ if k in raw}
+    for key, (types_, wanted) in _FIELD_TYPES.items():
+        value = known.get(key)
+        if key in known and (isinstance(value, bool) or not isinstance(value, types_)):
+            raise BundleError(
+                f"{file}: {key!r} must be {wanted}, not {json.dumps(value)}.", hint=example
+            )
+    return known

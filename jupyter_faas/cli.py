@@ -13,7 +13,9 @@ from jupyter_core.application import JupyterApp
 from traitlets import Bool
 
 from . import __version__
+from .client import OpenWhiskClient
 from .deploy.local import DockerBuilder
+from .display import Activation, Table, activation_rows
 from .errors import FaaSError
 from .image import FaaSImages
 from .registry import FaaSRegistry
@@ -113,6 +115,122 @@ class PushCommand(_BundleCommand):
         return 0
 
 
+class DeployCommand(_BundleCommand):
+    description = "Deploy a bundle to the function server (its image is pushed only if new)."
+    usage = "jupyter faas deploy PATH"
+
+    def run(self, workspace, bundle, rest):
+        progress = TextProgress()
+        record = workspace.deploy(bundle, progress)
+        print(json.dumps(record))
+        return 0
+
+
+class _ServerCommand(JupyterApp):
+    """A command on deployed functions: arguments are words, output is JSON or a table."""
+
+    name = "jupyter-faas"
+    version = __version__
+    classes = [*_PARTS, OpenWhiskClient]
+    usage = ""
+    min_args = 1
+    max_args = 1
+
+    @property
+    def config_file_name(self):
+        return "jupyter_faas_config"
+
+    def start(self):
+        words = self.extra_args
+        if not self.min_args <= len(words) <= self.max_args:
+            print(f"Usage: {self.usage}", file=sys.stderr)
+            self.exit(2)
+        workspace = FaaSWorkspace(parent=self)
+        try:
+            code = self.run(workspace, *words)
+        except FaaSError as err:
+            print(f"error: {err}", file=sys.stderr)
+            code = 1
+        self.exit(code)
+
+
+class InvokeCommand(_ServerCommand):
+    description = "Invoke a deployed function and print its activation (or, with --async, its id)."
+    usage = "jupyter faas invoke NAME ['{\"key\": 1}'] [--async]"
+    max_args = 2
+    non_blocking = Bool(False, help="Return the activation id at once.").tag(config=True)
+    flags = {"async": ({"InvokeCommand": {"non_blocking": True}}, "Do not wait for the result.")}
+
+    def run(self, workspace, name, text="{}"):
+        body = workspace.invoke(
+            name, parse_json_object(text, "invoke input"), blocking=not self.non_blocking
+        )
+        if "response" not in body:
+            print(body.get("activationId"))
+            return 0
+        print(Activation(body))
+        return 0 if (body.get("response") or {}).get("success") else 1
+
+
+class ScheduleCommand(_ServerCommand):
+    description = "Run a deployed function periodically (an alarm trigger and a rule)."
+    usage = "jupyter faas schedule NAME 'CRON' ['{\"payload\": 1}']"
+    min_args, max_args = 2, 3
+
+    def run(self, workspace, name, cron, payload="{}"):
+        print(workspace.schedule(name, cron, parse_json_object(payload, "payload")))
+        return 0
+
+
+class UnscheduleCommand(_ServerCommand):
+    description = "Remove a function's schedules (all, or the one with CRON)."
+    usage = "jupyter faas unschedule NAME ['CRON']"
+    max_args = 2
+
+    def run(self, workspace, name, cron=None):
+        print("\n".join(workspace.unschedule(name, cron)) or "no schedules")
+        return 0
+
+
+class ActivationsCommand(_ServerCommand):
+    description = "List recent activations (of one function)."
+    usage = "jupyter faas activations [NAME]"
+    min_args = 0
+
+    def run(self, workspace, name=None):
+        columns = ["activationId", "name", "status", "start", "duration", "start kind"]
+        print(Table(activation_rows(workspace.client.list_activations(name)), columns))
+        return 0
+
+
+class LogsCommand(_ServerCommand):
+    description = "Show an activation's record and logs."
+    usage = "jupyter faas logs ACTIVATION_ID"
+
+    def run(self, workspace, activation_id):
+        print(Activation(workspace.client.get_activation(activation_id)))
+        return 0
+
+
+class ListCommand(_ServerCommand):
+    description = "List functions: bundles here and actions on the server."
+    usage = "jupyter faas list"
+    min_args = max_args = 0
+
+    def run(self, workspace):
+        print(Table(workspace.functions(), ["name", "bundle", "deployed", "version", "updated"]))
+        return 0
+
+
+class DeleteCommand(_ServerCommand):
+    description = "Delete a function from the server (and its schedules); the bundle stays."
+    usage = "jupyter faas delete NAME"
+
+    def run(self, workspace, name):
+        workspace.delete(name)
+        return 0
+
+
 class BaseCommand(JupyterApp):
     name = "jupyter-faas-base"
     description = "Make the base image offline from Debian packages: jupyter faas base build."
@@ -136,6 +254,14 @@ class FaaSApp(JupyterApp):
         "build": (BuildCommand, BuildCommand.description),
         "test": (TestCommand, TestCommand.description),
         "push": (PushCommand, PushCommand.description),
+        "deploy": (DeployCommand, DeployCommand.description),
+        "invoke": (InvokeCommand, InvokeCommand.description),
+        "schedule": (ScheduleCommand, ScheduleCommand.description),
+        "unschedule": (UnscheduleCommand, UnscheduleCommand.description),
+        "activations": (ActivationsCommand, ActivationsCommand.description),
+        "logs": (LogsCommand, LogsCommand.description),
+        "list": (ListCommand, ListCommand.description),
+        "delete": (DeleteCommand, DeleteCommand.description),
         "base": (BaseCommand, BaseCommand.description),
     }
 

@@ -101,6 +101,10 @@ class TestReport:
         lines.extend(f"    {line}" for line in self.container.logs)
         return "\n".join(lines)
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        # IPython's text/plain form (the dataclass repr would hide the verdict in noise).
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         colour = {"equal": "var(--jp-success-color1, green)"}.get(
             self.verdict, "var(--jp-error-color1, red)"

@@ -7,15 +7,17 @@ traceback) so the kernel stays usable and nothing already written is lost.
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import sys
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Instance, default
 
+from .display import Activation, Table, activation_rows
 from .errors import FaaSError
 from .widgets import ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
@@ -24,6 +26,14 @@ LINE_USAGE = """Usage:
   %faas build NAME          build (or reuse) the dependency image of function NAME
   %faas test NAME 'JSON'    run NAME in a local container on a JSON input
   %faas push NAME           push NAME's dependency image to the registry
+  %faas deploy NAME         deploy NAME to the function server (pushes the image only if new)
+  %faas invoke NAME 'JSON' [--async]   invoke NAME (--async returns the activation id)
+  %faas schedule NAME 'CRON' ['JSON']  run NAME periodically, e.g. '*/5 * * * *'
+  %faas unschedule NAME ['CRON']       remove NAME's schedules (or the one with CRON)
+  %faas activations [NAME]  recent activations
+  %faas logs ID             an activation's record and logs
+  %faas list                functions: bundles here and actions on the server
+  %faas delete NAME         delete NAME from the server (its bundle stays)
 Functions are made with a %%faas cell: %%faas NAME [--memory MB] [--timeout S] [--test 'JSON']"""
 
 
@@ -59,7 +69,13 @@ class FaaSMagics(Magics):
     def faas(self, line, cell):
         """Turn this cell into function NAME: capture, build or reuse its image, test it."""
         try:
-            args = parse_argstring(self.faas, line)
+            # shlex rather than parse_argstring: IPython's splitter keeps the quotes
+            # around --test '{"threshold": 3.0}', which then is not JSON.
+            args = self.faas.parser.parse_args(shlex.split(line))
+        except ValueError as err:
+            raise UsageError(
+                f"Cannot split the %%faas line ({err}): {line}\n{LINE_USAGE}"
+            ) from None
         except UsageError as err:
             raise UsageError(f"{err}\n{LINE_USAGE}") from None
         try:
@@ -102,12 +118,14 @@ class FaaSMagics(Magics):
             return
         command, rest = words[0], words[1:]
         handler = getattr(self, f"_line_{command}", None)
-        if handler is None or not rest:
+        if handler is None or (not rest and command not in ("list", "activations")):
             raise UsageError(f"Unknown or incomplete command: %faas {line}\n{LINE_USAGE}")
         try:
-            return handler(*rest)
+            inspect.signature(handler).bind(*rest)
         except TypeError:
             raise UsageError(f"Wrong arguments: %faas {line}\n{LINE_USAGE}") from None
+        try:
+            return handler(*rest)
         except FaaSError as err:
             raise UsageError(str(err)) from None
 
@@ -134,6 +152,53 @@ class FaaSMagics(Magics):
             progress.finish(False, f"{name}: push failed")
             raise
         progress.finish(True, f"{name}: pushed {pushed.ref} ({pushed.digest})")
+
+    def _line_deploy(self, name):
+        bundle = self.workspace.load(name)
+        progress = self._progress(f"Deploy {name}")
+        try:
+            record = self.workspace.deploy(bundle, progress)
+        except FaaSError:
+            progress.finish(False, f"{name}: deploy failed")
+            raise
+        progress.finish(True, f"{name}: version {record['version']} on {record['server']}")
+
+    def _line_invoke(self, name, *rest):
+        is_async = "--async" in rest
+        rest = [word for word in rest if word != "--async"]
+        if len(rest) > 1:
+            raise UsageError(f"%faas invoke takes NAME and one JSON input\n{LINE_USAGE}")
+        params = parse_json_object(rest[0], "invoke input") if rest else {}
+        body = self.workspace.invoke(name, params, blocking=not is_async)
+        if "response" not in body:
+            print(f"{name}: activation {body.get('activationId')} accepted; see %faas logs ID")
+            return body.get("activationId")
+        display(Activation(body))
+        return (body.get("response") or {}).get("result")
+
+    def _line_schedule(self, name, cron, payload="{}"):
+        trigger = self.workspace.schedule(name, cron, parse_json_object(payload, "payload"))
+        print(f"{name}: scheduled {cron!r} (trigger and rule {trigger})")
+
+    def _line_unschedule(self, name, cron=None):
+        removed = self.workspace.unschedule(name, cron)
+        print(f"{name}: removed {', '.join(removed) if removed else 'no schedules'}")
+
+    def _line_activations(self, name=None):
+        records = self.workspace.client.list_activations(name)
+        columns = ["activationId", "name", "status", "start", "duration", "start kind"]
+        display(Table(activation_rows(records), columns, "(no activations)"))
+
+    def _line_logs(self, activation_id):
+        display(Activation(self.workspace.client.get_activation(activation_id)))
+
+    def _line_list(self):
+        columns = ["name", "bundle", "deployed", "version", "updated"]
+        display(Table(self.workspace.functions(), columns, "(no functions)"))
+
+    def _line_delete(self, name):
+        self.workspace.delete(name)
+        print(f"{name}: deleted from the function server (bundle kept)")
 
     def _run_in_kernel(self, cell: str) -> None:
         """Define the cell's names in the kernel too, as running a plain cell would."""

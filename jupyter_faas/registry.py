@@ -77,11 +77,46 @@ class FaaSRegistry(LoggingConfigurable):
         """Full repository path of image ``name`` in this registry."""
         return f"{self.url}/{self.namespace}/{name}" if self.namespace else f"{self.url}/{name}"
 
+    def image_ref(self, key: str) -> str:
+        """Where the dependency image with ``key`` lives in this registry."""
+        return f"{self.repository('deps')}:{key[:24]}"
+
     def auth_config(self) -> dict | None:
         """docker-py ``auth_config`` for pushes and pulls, or None when anonymous."""
         if not self.username:
             return None
         return {"username": self.username, "password": self.password}
+
+    def has_manifest(self, ref: str, timeout: float = 5.0) -> bool:
+        """Whether ``ref`` (host/path:tag in this registry) is already there, so a push can be skipped.
+
+        Answers False whenever the registry cannot tell us (then the push decides).
+        """
+        path, _, tag = ref.removeprefix(f"{self.url}/").rpartition(":")
+        auth = (self.username, self.password) if self.username else None
+        accept = ", ".join(
+            f"application/vnd.{kind}+json"
+            for kind in (
+                "docker.distribution.manifest.v2",
+                "docker.distribution.manifest.list.v2",
+                "oci.image.manifest.v1",
+                "oci.image.index.v1",
+            )
+        )
+        try:
+            resp = requests.head(
+                f"{self.scheme}://{self.url}/v2/{path}/manifests/{tag}",
+                headers={"Accept": accept},
+                auth=auth,
+                timeout=timeout,
+            )
+        except requests.RequestException:
+            return False
+        return resp.status_code == 200
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.is_local else "https"
 
     def check(self, timeout: float = 5.0) -> None:
         """Make sure the registry answers and accepts our credentials, before a push.
@@ -89,10 +124,9 @@ class FaaSRegistry(LoggingConfigurable):
         Raises:
             RegistryError: unreachable, or 401 (naming whether credentials were sent).
         """
-        scheme = "http" if self.is_local else "https"
         auth = (self.username, self.password) if self.username else None
         try:
-            resp = requests.get(f"{scheme}://{self.url}/v2/", auth=auth, timeout=timeout)
+            resp = requests.get(f"{self.scheme}://{self.url}/v2/", auth=auth, timeout=timeout)
         except requests.RequestException as err:
             raise RegistryError(
                 f"The registry {self.url} is not reachable ({type(err).__name__}).",

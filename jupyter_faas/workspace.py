@@ -6,8 +6,10 @@ One implementation, several faces: every face turns its input into calls of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from traitlets import Instance, Type, Unicode, default
@@ -16,9 +18,13 @@ from traitlets.config import LoggingConfigurable
 from .builder import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .bundle import Bundle, FunctionMetadata, check_limits, check_name
 from .capture import capture, pinned_requirements
-from .deploy.local import DockerBuilder
+from .client import ALARM_FEED, OpenWhiskClient, ServerError
+from .deploy.local import DockerBuilder, init_value
 from .errors import BundleError
 from .localtest import KernelRun, TestReport, run_in_kernel
+
+#: Container outcomes after which the function is not also run in the kernel.
+_NOT_REPEATED = ("timeout", "out of memory")
 
 
 class FaaSWorkspace(LoggingConfigurable):
@@ -39,6 +45,12 @@ class FaaSWorkspace(LoggingConfigurable):
     ).tag(config=True)
 
     builder = Instance(FaaSBuilder, help="The builder instance (made from builder_class).")
+
+    client = Instance(OpenWhiskClient, help="The function server client.")
+
+    @default("client")
+    def _client_default(self):
+        return OpenWhiskClient(parent=self)
 
     @default("bundle_dir")
     def _bundle_dir_default(self):
@@ -116,7 +128,9 @@ class FaaSWorkspace(LoggingConfigurable):
         built = self.build(bundle, progress)
         container = self.builder.test(bundle, built, args, progress)
         kernel: KernelRun | None = None
-        if kernel_function is not None:
+        # The kernel has no limits: a function that outran or outgrew its container would
+        # hang the notebook or take the kernel's memory, so it is not repeated there.
+        if kernel_function is not None and container.status not in _NOT_REPEATED:
             kernel = run_in_kernel(kernel_function, args)
         return TestReport(bundle.name, args, container, kernel)
 
@@ -128,6 +142,156 @@ class FaaSWorkspace(LoggingConfigurable):
             json.dumps({"image": pushed.ref, "digest": pushed.digest}, indent=2) + "\n"
         )
         return pushed
+
+    # -- the function server ---------------------------------------------------------------
+
+    def deploy(self, bundle: Bundle, progress: Progress = no_progress) -> dict:
+        """Deploy ``bundle`` as a blackbox action: its dependency image plus its code.
+
+        The image is pushed only when the registry does not have it yet; a code-only edit
+        sends just the code (it reaches the action's containers through ``/init``).
+        """
+        start = time.perf_counter()
+        built = self.build(bundle, progress)
+        registry = self.builder.registry
+        ref = registry.image_ref(built.key)
+        if registry.has_manifest(ref):
+            progress(
+                {"step": "push", "message": f"{ref} is in the registry already", "progress": 1.0}
+            )
+            digest = ""
+        else:
+            pushed = self.builder.push(built, progress)
+            ref, digest = pushed.ref, pushed.digest
+        code = init_value(bundle)
+        meta = bundle.metadata
+        action = self.client.put_action(
+            bundle.name,
+            {
+                "exec": {
+                    "kind": "blackbox",
+                    "image": ref,
+                    "code": code["code"],
+                    "main": meta.handler,
+                    "binary": code["binary"],
+                },
+                "limits": {"timeout": int(meta.timeout_s * 1000), "memory": meta.memory_mb},
+                "annotations": [
+                    {"key": "jupyter-faas", "value": {"source_sha256": bundle.code_sha256()}}
+                ],
+            },
+        )
+        record = {
+            "name": bundle.name,
+            "server": self.client.api_host,
+            "namespace": action.get("namespace"),
+            "version": action.get("version"),
+            "image": ref,
+            "digest": digest or _previous_digest(bundle, ref),
+            "code_sha256": bundle.code_sha256(),
+            "time": time.time(),
+        }
+        (bundle.path / "deployed.json").write_text(json.dumps(record, indent=2) + "\n")
+        progress(
+            {
+                "step": "deploy",
+                "message": f"Deployed {bundle.name} version {record['version']} "
+                f"in {time.perf_counter() - start:.2f} s",
+                "progress": 1.0,
+            }
+        )
+        return record
+
+    def invoke(self, name: str, params: dict, blocking: bool = True) -> dict:
+        """Invoke a deployed function; returns the activation record, or {"activationId"}."""
+        _, body = self.client.invoke(check_name(name), params, blocking=blocking)
+        return body
+
+    def schedule(self, name: str, cron: str, payload: dict | None = None) -> str:
+        """Run ``name`` periodically: an alarm trigger plus a rule, as `wsk` would create them."""
+        check_name(name)
+        self.client.get_action(name)
+        trigger = f"{name}-cron-{hashlib.sha256(cron.encode()).hexdigest()[:8]}"
+        self.client.put_trigger(
+            trigger,
+            [
+                {"key": "feed", "value": ALARM_FEED},
+                {"key": "jupyter-faas-schedule", "value": {"action": name, "cron": cron}},
+            ],
+        )
+        try:
+            self.client.alarm_feed("CREATE", trigger, cron=cron, trigger_payload=payload or {})
+        except ServerError:
+            self.client.delete_trigger(trigger)
+            raise
+        self.client.put_rule(trigger, trigger, name)
+        return trigger
+
+    def schedules(self, name: str | None = None) -> list[dict]:
+        """The schedules made by ``schedule`` (for one function, or all)."""
+        found = []
+        for trigger in self.client.list_triggers():
+            mark = _annotation(trigger, "jupyter-faas-schedule")
+            if mark and (name is None or mark.get("action") == name):
+                found.append({"trigger": trigger["name"], **mark})
+        return found
+
+    def unschedule(self, name: str, cron: str | None = None) -> list[str]:
+        """Remove ``name``'s schedules (all, or the one with ``cron``); returns the triggers removed."""
+        removed = []
+        for entry in self.schedules(check_name(name)):
+            if cron is not None and entry["cron"] != cron:
+                continue
+            trigger = entry["trigger"]
+            steps = (
+                (self.client.delete_rule, (trigger,)),
+                (self.client.alarm_feed, ("DELETE", trigger)),
+                (self.client.delete_trigger, (trigger,)),
+            )
+            for call, args in steps:
+                try:
+                    call(*args)
+                except ServerError as err:
+                    if err.status != 404:  # already gone counts as removed
+                        raise
+            removed.append(entry["trigger"])
+        return removed
+
+    def functions(self) -> list[dict]:
+        """Bundles in bundle_dir and actions on the server, merged by name."""
+        rows: dict[str, dict] = {}
+        root = Path(self.bundle_dir)
+        if root.is_dir():
+            for path in sorted(root.iterdir()):
+                if (path / "faas.json").is_file():
+                    rows[path.name] = {"name": path.name, "bundle": str(path), "deployed": False}
+        for action in self.client.list_actions():
+            row = rows.setdefault(action["name"], {"name": action["name"], "bundle": None})
+            row.update(deployed=True, version=action.get("version"), updated=action.get("updated"))
+        return sorted(rows.values(), key=lambda r: r["name"])
+
+    def delete(self, name: str) -> dict:
+        """Delete a deployed function and its schedules (its bundle folder stays)."""
+        self.unschedule(name)
+        return self.client.delete_action(check_name(name))
+
+
+def _annotation(entity: dict, key: str):
+    for item in entity.get("annotations") or []:
+        if item.get("key") == key:
+            return item.get("value")
+    return None
+
+
+def _previous_digest(bundle: Bundle, ref: str) -> str:
+    """The digest recorded when ``ref`` was last pushed from this bundle, if any."""
+    for name in ("deployed.json", "image.json"):
+        path = bundle.path / name
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record.get("image") == ref and record.get("digest"):
+                return record["digest"]
+    return ""
 
 
 def parse_json_object(text: str, what: str = "input") -> dict:

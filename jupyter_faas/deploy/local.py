@@ -318,10 +318,9 @@ class DockerBuilder(FaaSBuilder):
     def push(self, image: BuiltImage, progress: Progress = no_progress) -> PushedImage:
         start = time.perf_counter()
         self.registry.check()
-        repository = self.registry.repository("deps")
-        tag = image.key[:24]
+        target = self.registry.image_ref(image.key)
+        repository, tag = target.rsplit(":", 1)
         self.client.images.get(image.ref).tag(repository, tag)
-        target = f"{repository}:{tag}"
         progress({"step": "push", "message": f"Pushing {target}", "progress": 0.0})
         layers: dict[str, tuple[int, int]] = {}
         digest = ""
