@@ -244,6 +244,20 @@ class BaseCommand(JupyterApp):
         self.exit(base_build_main(sys.argv[sys.argv.index("build") + 1 :]))
 
 
+class NamespaceCommand(JupyterApp):
+    name = "jupyter-faas-namespace"
+    description = "Create namespaces and their keys on the function server: namespace create NAME."
+
+    def parse_command_line(self, argv=None):
+        """Its options are argparse's (see namespace_main), not traitlets'."""
+        self.extra_args = list(argv or [])
+
+    def start(self):
+        from .server.app import namespace_main
+
+        self.exit(namespace_main(self.extra_args))
+
+
 class FaaSApp(JupyterApp):
     """jupyter faas: serverless functions from notebook code."""
 
@@ -273,19 +287,14 @@ class FaaSApp(JupyterApp):
 
 
 def _add_server_commands() -> None:
-    """The function server's commands, once its package is importable."""
-    try:
-        from .server.app import FunctionServer, NamespaceCommand
-    except ImportError:
-        return
+    """The function server's commands (imported only when the CLI runs: it pulls in tornado)."""
+    from .server.app import FunctionServer
+
     FaaSApp.subcommands["serve"] = (
         FunctionServer,
         "Start the OpenWhisk-compatible function server.",
     )
-    FaaSApp.subcommands["namespace"] = (
-        NamespaceCommand,
-        "Create namespaces and keys on the server.",
-    )
+    FaaSApp.subcommands["namespace"] = (NamespaceCommand, NamespaceCommand.description)
 
 
 def main(argv=None):

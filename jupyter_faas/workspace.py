@@ -224,7 +224,7 @@ class FaaSWorkspace(LoggingConfigurable):
         except ServerError:
             self.client.delete_trigger(trigger)
             raise
-        self.client.put_rule(trigger, trigger, name)
+        self.client.put_rule(_rule_name(trigger), trigger, name)
         return trigger
 
     def schedules(self, name: str | None = None) -> list[dict]:
@@ -244,7 +244,7 @@ class FaaSWorkspace(LoggingConfigurable):
                 continue
             trigger = entry["trigger"]
             steps = (
-                (self.client.delete_rule, (trigger,)),
+                (self.client.delete_rule, (_rule_name(trigger),)),
                 (self.client.alarm_feed, ("DELETE", trigger)),
                 (self.client.delete_trigger, (trigger,)),
             )
@@ -274,6 +274,11 @@ class FaaSWorkspace(LoggingConfigurable):
         """Delete a deployed function and its schedules (its bundle folder stays)."""
         self.unschedule(name)
         return self.client.delete_action(check_name(name))
+
+
+def _rule_name(trigger: str) -> str:
+    """Rules and triggers share one name space in OpenWhisk, so the rule gets a suffix."""
+    return f"{trigger}-rule"
 
 
 def _annotation(entity: dict, key: str):

@@ -1,0 +1,392 @@
+"""``jupyter faas serve``: a single-machine, OpenWhisk-compatible function server.
+
+It speaks the Apache OpenWhisk REST API (``/api/v1``) so ``wsk``, the
+``openwhisk`` npm client and jupyter-faas's own deployer can use it, keeps
+its state in one SQLite database under ``data_dir``, and runs actions as
+containers on the local Docker engine through a pluggable Invoker.
+
+Start-up steps, in order: open the database, create the ``guest`` and
+``whisk.system`` namespaces on first start (``guest``'s key is written to
+``<data_dir>/auth.guest``), install the alarms package, start the Invoker,
+recover activations left pending by a crash, start the alarm scheduler,
+listen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import string
+import sys
+import uuid
+from pathlib import Path
+
+from tornado import httpserver, netutil, web
+from traitlets import Bool, Float, Integer, Type, Unicode, default, validate
+from traitlets.config import Application, LoggingConfigurable
+
+from .. import __version__
+from ..errors import ConfigError
+from .activator import Activator
+from .alarms import SYSTEM_NAMESPACE, AlarmService
+from .api import NotFoundHandler, base, routes
+from .entities import LimitRanges, check_name, now_ms
+from .store import Database, queries
+
+GUEST = "guest"
+KEY_ALPHABET = string.ascii_letters + string.digits
+DB_FILE = "server.sqlite"
+#: Used when the configured Invoker has no ``python_image`` setting of its own.
+DEFAULT_PYTHON_IMAGE = "jupyter-faas-runtime:latest"
+
+
+def new_subject() -> tuple[str, str]:
+    """A fresh ``(uuid, key)``: a UUID and a 64-character random key, like OpenWhisk's."""
+    return str(uuid.uuid4()), "".join(secrets.choice(KEY_ALPHABET) for _ in range(64))
+
+
+def default_data_dir() -> str:
+    """``$FAAS_SERVER_DATA``, else ``~/.local/share/jupyter-faas/server``."""
+    return os.environ.get("FAAS_SERVER_DATA") or str(
+        Path.home() / ".local" / "share" / "jupyter-faas" / "server"
+    )
+
+
+def create_namespace(db: Database, name: str) -> str | None:
+    """Create namespace ``name`` with a new subject; return ``uuid:key``, or None if it exists.
+
+    Works on an inline :class:`Database` (command line) while a server runs on
+    the same file: SQLite's locking and busy timeout serialise the writes.
+    """
+    check_name(name)
+    subject_uuid, key = new_subject()
+    created = db.write_sync(queries.add_namespace, name, subject_uuid, key, now_ms())
+    return f"{subject_uuid}:{key}" if created else None
+
+
+def write_auth_file(path: Path, api_key: str) -> None:
+    """Write ``uuid:key`` to ``path``, readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(api_key + "\n")
+
+
+class FunctionServer(Application):
+    """The OpenWhisk-compatible function server."""
+
+    name = "jupyter-faas-server"
+    description = "Serve the OpenWhisk REST API on this machine, running actions in Docker."
+    version = __version__
+
+    aliases = {
+        "ip": "FunctionServer.ip",
+        "port": "FunctionServer.port",
+        "data-dir": "FunctionServer.data_dir",
+        "config": "FunctionServer.config_file",
+        "log-level": "Application.log_level",
+    }
+
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    config_file = Unicode(
+        "",
+        config=True,
+        help="Python config file to load (e.g. ./faas_server_config.py); empty: none.",
+    )
+    ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Address to listen on. Default 127.0.0.1 (this machine only); "
+        "0.0.0.0 exposes the API (with its Basic-auth keys) to the network.",
+    )
+    port = Integer(
+        3233,
+        config=True,
+        help="TCP port to listen on (OpenWhisk standalone's 3233 by default); 0 picks a free port.",
+    )
+    data_dir = Unicode(
+        config=True,
+        help="Directory holding the database and auth files. Default $FAAS_SERVER_DATA or "
+        "~/.local/share/jupyter-faas/server, e.g. /var/lib/jupyter-faas.",
+    )
+
+    @default("data_dir")
+    def _data_dir_default(self) -> str:
+        return default_data_dir()
+
+    invoker_class = Type(
+        default_value="jupyter_faas.server.pool.Invoker",
+        klass=LoggingConfigurable,
+        config=True,
+        help="Class that runs activations in containers: an Invoker with async start(), "
+        "stop() and run(ActivationJob) -> RunOutcome. Default jupyter_faas.server.pool.Invoker.",
+    )
+    min_action_timeout_ms = Integer(100, config=True, help="Smallest action timeout, in ms.")
+    max_action_timeout_ms = Integer(
+        300000, config=True, help="Largest action timeout, in ms (default 300000 = 5 minutes)."
+    )
+    default_action_timeout_ms = Integer(
+        60000, config=True, help="Timeout of actions created without one, in ms."
+    )
+    min_action_memory_mb = Integer(128, config=True, help="Smallest action memory limit, in MB.")
+    max_action_memory_mb = Integer(
+        512, config=True, help="Largest action memory limit, in MB, e.g. 2048 for big models."
+    )
+    default_action_memory_mb = Integer(
+        256, config=True, help="Memory limit of actions created without one, in MB."
+    )
+    max_action_logs_mb = Integer(10, config=True, help="Largest action log limit, in MB (min 0).")
+    default_action_logs_mb = Integer(
+        10, config=True, help="Log limit of actions created without one, in MB."
+    )
+    max_action_concurrency = Integer(
+        1, config=True, help="Largest per-container concurrency an action may ask for (1: none)."
+    )
+    max_payload_bytes = Integer(
+        1024 * 1024,
+        config=True,
+        help="Largest invocation payload, parameter set and result, in bytes (default 1 MB).",
+    )
+    max_code_bytes = Integer(
+        48 * 1024 * 1024, config=True, help="Largest action code (or zip), in bytes (48 MB)."
+    )
+    max_blocking_wait_ms = Integer(
+        60000,
+        config=True,
+        help="How long a blocking invoke waits before answering 202 with the activation id, "
+        "in ms (also the largest accepted ?timeout=).",
+    )
+    max_running_activations = Integer(
+        64,
+        config=True,
+        help="Container activations running at once; more wait in a queue. "
+        "The Invoker may limit further by its own pool size.",
+    )
+    shutdown_grace_s = Float(
+        5.0,
+        config=True,
+        help="Seconds running activations get to finish on shutdown; the rest are recorded "
+        "as failed on the next start.",
+    )
+    alarm_allow_seconds = Bool(
+        False,
+        config=True,
+        help="Accept 6-field cron patterns (seconds first) in the alarms feed; default: "
+        "5 fields, one minute finest.",
+    )
+    db_readers = Integer(2, config=True, help="Threads (and SQLite connections) serving reads.")
+
+    @validate("min_action_memory_mb", "max_action_memory_mb", "default_action_memory_mb")
+    def _positive(self, proposal):
+        if proposal.value <= 0:
+            raise ConfigError(f"{proposal.trait.name} must be a positive number of MB.")
+        return proposal.value
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.db: Database | None = None
+        self.invoker = None
+        self.activator: Activator | None = None
+        self.alarms: AlarmService | None = None
+        self.http_server: httpserver.HTTPServer | None = None
+        self.bound_port: int | None = None
+        self._subjects: dict[str, tuple[str, str]] = {}
+        self._stop_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def initialize(self, argv=None) -> None:
+        """Parse the command line and load the config file."""
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+
+    @property
+    def ranges(self) -> LimitRanges:
+        """The action limits in force."""
+        return LimitRanges(
+            min_timeout=self.min_action_timeout_ms,
+            max_timeout=self.max_action_timeout_ms,
+            default_timeout=self.default_action_timeout_ms,
+            min_memory=self.min_action_memory_mb,
+            max_memory=self.max_action_memory_mb,
+            default_memory=self.default_action_memory_mb,
+            max_logs=self.max_action_logs_mb,
+            default_logs=self.default_action_logs_mb,
+            max_concurrency=self.max_action_concurrency,
+            max_payload=self.max_payload_bytes,
+            max_code=self.max_code_bytes,
+            max_wait=self.max_blocking_wait_ms,
+        )
+
+    @property
+    def python_image(self) -> str:
+        """The image running Python and native actions: the Invoker's ``python_image`` setting."""
+        return getattr(self.invoker, "python_image", DEFAULT_PYTHON_IMAGE)
+
+    async def lookup_subject(self, subject_uuid: str) -> tuple[str, str] | None:
+        """``(namespace, key)`` of a subject (cached; subjects never change)."""
+        return await base.lookup_subject(self.db, self._subjects, subject_uuid)
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def _ensure_namespace(self, name: str) -> None:
+        path = Path(self.data_dir) / f"auth.{name}"
+        api_key = create_namespace(self.db, name)
+        if api_key is None:
+            if not path.exists():
+                subject_uuid, key = self.db.read_sync(queries.namespace_subject, name)
+                write_auth_file(path, f"{subject_uuid}:{key}")
+            self.log.info("Namespace %s: key (uuid:key) in %s", name, path)
+            return
+        write_auth_file(path, api_key)
+        self.log.info("Created namespace %s; its key (uuid:key) is in %s", name, path)
+
+    def _install_catalog(self) -> None:
+        def install(conn) -> None:
+            for collection, name, doc in AlarmService.catalog(now_ms()):
+                if queries.get_entity(conn, SYSTEM_NAMESPACE, name) is None:
+                    queries.put_entity(conn, SYSTEM_NAMESPACE, name, collection, doc)
+
+        self.db.write_sync(install)
+
+    def _open_db(self) -> None:
+        data = Path(self.data_dir)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        setup = Database(data / DB_FILE, inline=True)
+        setup.open()
+        self.db = setup
+        try:
+            self._ensure_namespace(GUEST)
+            self._ensure_namespace(SYSTEM_NAMESPACE)
+            self._install_catalog()
+        finally:
+            setup.close()
+        self.db = Database(data / DB_FILE, readers=self.db_readers)
+        self.db.open()
+
+    def _ensure_runtime_image(self) -> None:
+        """Build our runtime image (base image + runtime, no extra packages) when it is missing."""
+        from ..deploy.local import DockerBuilder
+        from ..engine import docker_client, has_image
+        from ..image import RUNTIME_IMAGE
+
+        image = self.invoker.python_image
+        if image != RUNTIME_IMAGE or has_image(docker_client(), image):
+            return
+        self.log.info("Building the runtime image %s for Python actions", image)
+        DockerBuilder(parent=self).ensure_runtime_image()
+
+    async def start_async(self) -> None:
+        """Open the state, start the Invoker and scheduler, recover, and listen."""
+        self._open_db()
+        self.log.info("Function server state in %s", Path(self.data_dir) / DB_FILE)
+        self.log.info("Invoker: %s.%s", self.invoker_class.__module__, self.invoker_class.__name__)
+        self.invoker = self.invoker_class(parent=self)
+        if self.invoker.has_trait("python_image"):
+            await asyncio.to_thread(self._ensure_runtime_image)
+        await self.invoker.start()
+        self.activator = Activator(
+            self.db,
+            self.invoker,
+            self.ranges,
+            self.python_image,
+            self.max_running_activations,
+            log=self.log,
+        )
+        self.alarms = AlarmService(self.db, self.activator, self.alarm_allow_seconds, log=self.log)
+        await self.activator.recover()
+        await self.alarms.start()
+        app = web.Application(
+            routes(), faas=self, default_handler_class=NotFoundHandler, compress_response=False
+        )
+        max_body = self.max_code_bytes + 4 * self.max_payload_bytes
+        self.http_server = httpserver.HTTPServer(app, max_body_size=max_body)
+        sockets = netutil.bind_sockets(self.port, self.ip)
+        self.http_server.add_sockets(sockets)
+        self.bound_port = sockets[0].getsockname()[1]
+        self.log.info("OpenWhisk API at http://%s:%d/api/v1", self.ip, self.bound_port)
+
+    async def stop_async(self) -> None:
+        """Stop listening, let activations finish (up to the grace time), stop everything."""
+        if self.http_server is not None:
+            self.http_server.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
+        if self.activator is not None:
+            await self.activator.stop(self.shutdown_grace_s)
+        if self.invoker is not None:
+            await self.invoker.stop()
+        if self.http_server is not None:
+            await self.http_server.close_all_connections()
+            self.http_server = None
+        if self.db is not None:
+            self.db.close()
+
+    def stop(self) -> None:
+        """Ask a server run by :meth:`start` to shut down (thread-safe)."""
+        if self._stop_event is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self._stop_event.set)
+            except (NotImplementedError, RuntimeError):
+                pass  # not the main thread: stop() is the way out
+        await self.start_async()
+        try:
+            await self._stop_event.wait()
+        finally:
+            self.log.info("Shutting down")
+            await self.stop_async()
+
+    def start(self) -> None:
+        """Run the server until SIGINT/SIGTERM or :meth:`stop`."""
+        asyncio.run(self._serve())
+
+
+def namespace_main(argv: list[str] | None = None) -> int:
+    """``jupyter faas namespace create NAME [--data-dir DIR]``: print the new ``uuid:key``.
+
+    Returns:
+        The process exit status.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="jupyter faas namespace", description="Manage the function server's namespaces."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="Create a namespace and print its key (uuid:key).")
+    create.add_argument("name", help="Namespace name, e.g. alice.")
+    create.add_argument(
+        "--data-dir", default=default_data_dir(), help="The server's data directory."
+    )
+    args = parser.parse_args(argv)
+    db = Database(Path(args.data_dir) / DB_FILE, inline=True)
+    try:
+        db.open()
+        api_key = create_namespace(db, args.name)
+    except Exception as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    if api_key is None:
+        print(
+            f"error: namespace {args.name!r} exists already in {args.data_dir}; pick another name.",
+            file=sys.stderr,
+        )
+        return 1
+    print(api_key)
+    return 0
+
+
+main = FunctionServer.launch_instance

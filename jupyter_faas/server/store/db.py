@@ -1,0 +1,183 @@
+"""SQLite access for the function server: connections, transactions, threads.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A
+committed transaction is in the WAL file before ``COMMIT`` returns, so killing
+the server (even ``kill -9``) loses nothing committed; only a power loss or
+kernel crash can lose the last transactions (SQLite's documented trade-off).
+
+Threads: sqlite calls block, so they never run on the event loop. All writes
+go through one serialised writer thread (SQLite allows one writer anyway);
+reads use a small pool of threads, each with its own connection (WAL lets
+them read while the writer writes). ``inline=True`` runs everything on the
+calling thread with one connection, for command-line tools and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...errors import ConfigError
+from .schema import CREATE, SCHEMA_VERSION, UPGRADES
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def connect(path: str | Path, busy_timeout_ms: int = 10000) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with a busy timeout, autocommit, Row results.
+
+    Args:
+        path: The database file.
+        busy_timeout_ms: How long a statement waits for another process's lock.
+
+    Returns:
+        A connection usable from any thread (each thread must still use its own).
+    """
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back on error.
+
+    The immediate lock is taken up front so that a read-modify-write never
+    fails half-way with ``database is locked``.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
+    with transaction(conn):
+        for statement in CREATE:
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row["value"]) if row else None
+        if version is None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            return
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"The server database {path} has schema version {version}, newer than this "
+                f"jupyter-faas understands ({SCHEMA_VERSION}).",
+                hint="Upgrade jupyter-faas, or point c.FunctionServer.data_dir at another directory.",
+            )
+        while version < SCHEMA_VERSION:
+            for statement in UPGRADES[version]:
+                conn.execute(statement)
+            version += 1
+            log.info("Upgraded %s to schema version %d", path, version)
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+
+
+class Database:
+    """The server's database: one serialised writer thread and a small read pool.
+
+    Args:
+        path: The SQLite file; its directory is created.
+        readers: Threads (and connections) serving reads.
+        inline: Run every call on the caller's thread with a single connection
+            (no threads). For command-line tools and single-threaded tests.
+    """
+
+    def __init__(self, path: str | Path, readers: int = 2, inline: bool = False):
+        self.path = Path(path)
+        self.readers = max(1, readers)
+        self.inline = inline
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._inline_conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Create the file and schema (or upgrade it), start the threads."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path)
+        _apply_schema(conn, self.path)
+        if self.inline:
+            self._inline_conn = conn
+            return
+        conn.close()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="faas-db-writer")
+        self._reader = ThreadPoolExecutor(self.readers, thread_name_prefix="faas-db-reader")
+
+    def close(self) -> None:
+        """Stop the threads and close every connection; safe to call twice."""
+        for pool in (self._writer, self._reader):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._writer = self._reader = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        if self._inline_conn is not None:
+            conns.append(self._inline_conn)
+            self._inline_conn = None
+        for conn in conns:
+            conn.close()
+
+    def _thread_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _run_read(self, fn: Callable[..., T], args: tuple) -> T:
+        return fn(self._inline_conn or self._thread_conn(), *args)
+
+    def _run_write(self, fn: Callable[..., T], args: tuple) -> T:
+        conn = self._inline_conn or self._thread_conn()
+        with transaction(conn):
+            return fn(conn, *args)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(conn, *args)`` on this thread (for inline use and tools)."""
+        return self._run_read(fn, args)
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(conn, *args)`` in one immediate transaction on this thread."""
+        return self._run_write(fn, args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(conn, *args)`` on a reader thread and return its result."""
+        if self.inline:
+            return self._run_read(fn, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, partial(self._run_read, fn, args))
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(conn, *args)`` in one immediate transaction on the writer thread."""
+        if self.inline:
+            return self._run_write(fn, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, partial(self._run_write, fn, args))
