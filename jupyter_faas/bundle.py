@@ -8,13 +8,16 @@ The folder is the unit every later step takes, from the notebook or from
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,6 +105,24 @@ class Bundle:
     @property
     def requirements(self) -> str:
         return (self.path / REQUIREMENTS_FILE).read_text()
+
+    def init_value(self) -> dict:
+        """The OpenWhisk ``/init`` value carrying this function's code.
+
+        Plain text when handler.py is all there is; otherwise a base64 zip with the
+        local modules beside it (OpenWhisk's binary code form).
+        """
+        value = {"name": self.name, "main": self.metadata.handler, "binary": False, "env": {}}
+        files = [p for p in sorted(self.path.rglob("*.py")) if "__pycache__" not in p.parts]
+        if [p.relative_to(self.path).as_posix() for p in files] == [HANDLER_FILE]:
+            value["code"] = self.code
+            return value
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in files:
+                zf.write(path, path.relative_to(self.path).as_posix())
+        value.update(code=base64.b64encode(buf.getvalue()).decode(), binary=True)
+        return value
 
     def code_sha256(self) -> str:
         """Hash of everything the function's code consists of (handler and local modules)."""

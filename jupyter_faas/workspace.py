@@ -19,7 +19,7 @@ from .builder import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .bundle import Bundle, FunctionMetadata, check_limits, check_name
 from .capture import capture, pinned_requirements
 from .client import ALARM_FEED, OpenWhiskClient, ServerError
-from .deploy.local import DockerBuilder, init_value
+from .deploy.local import DockerBuilder
 from .errors import BundleError
 from .localtest import KernelRun, TestReport, run_in_kernel
 
@@ -163,7 +163,7 @@ class FaaSWorkspace(LoggingConfigurable):
         else:
             pushed = self.builder.push(built, progress)
             ref, digest = pushed.ref, pushed.digest
-        code = init_value(bundle)
+        code = bundle.init_value()
         meta = bundle.metadata
         action = self.client.put_action(
             bundle.name,

@@ -8,15 +8,12 @@ started with ``FAAS_ALLOW_REINIT=1``: a code-only edit is one ``/init`` and one
 from __future__ import annotations
 
 import atexit
-import base64
-import io
 import os
 import re
 import socket
 import threading
 import time
 import uuid
-import zipfile
 
 import docker.errors
 from traitlets import Dict, Float, Instance, Unicode, default
@@ -24,7 +21,7 @@ from traitlets import Dict, Float, Instance, Unicode, default
 from .. import engine, image, runtime
 from ..actionclient import ActionClient, ContainerGone
 from ..builder import BuiltImage, ContainerRun, FaaSBuilder, Progress, PushedImage, no_progress
-from ..bundle import HANDLER_FILE, Bundle
+from ..bundle import Bundle
 from ..errors import BuildError, RegistryError
 from ..registry import FaaSRegistry
 from ..site import FaaSSite
@@ -162,7 +159,7 @@ class DockerBuilder(FaaSBuilder):
         since = time.time()
         start = time.perf_counter()
         try:
-            init = action.init(init_value(bundle), timeout=timeout)
+            init = action.init(bundle.init_value(), timeout=timeout)
             if init.status != 200:
                 logs = self._logs(container, since)
                 self._discard(image.image_id, memory)
@@ -351,26 +348,6 @@ class DockerBuilder(FaaSBuilder):
             raise _push_error(self.registry, str(err)) from err
         progress({"step": "push", "message": f"Pushed {target} {digest}", "progress": 1.0})
         return PushedImage(target, digest, time.perf_counter() - start)
-
-
-def init_value(bundle: Bundle) -> dict:
-    """The ``/init`` value carrying a bundle's code: plain text, or a zip with its modules."""
-    value = {"name": bundle.name, "main": bundle.metadata.handler, "binary": False, "env": {}}
-    extra = [
-        p
-        for p in bundle.path.iterdir()
-        if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())
-    ]
-    if [p.name for p in extra] == [HANDLER_FILE]:
-        value["code"] = bundle.code
-        return value
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(bundle.path.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                zf.write(path, str(path.relative_to(bundle.path)))
-    value.update(code=base64.b64encode(buf.getvalue()).decode(), binary=True)
-    return value
 
 
 _CA_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed", re.I)
