@@ -96,16 +96,21 @@ class FaaSMagics(Magics):
         self._run_in_kernel(cell)
         progress = self._progress(f"Function {bundle.name}")
         try:
-            if test_input is None:
-                built = self.workspace.build(bundle, progress)
-                progress.finish(True, f"{bundle.name}: bundle {bundle.path}, image {built.ref}")
-                return
-            report = self.workspace.test(
-                bundle, test_input, progress, kernel_function=self.shell.user_ns.get(args.handler)
-            )
+            with progress.failing_as(f"{bundle.name}: failed"):
+                if test_input is None:
+                    built = self.workspace.build(bundle, progress)
+                else:
+                    report = self.workspace.test(
+                        bundle,
+                        test_input,
+                        progress,
+                        kernel_function=self.shell.user_ns.get(args.handler),
+                    )
         except FaaSError as err:
-            progress.finish(False, f"{bundle.name}: failed")
             raise UsageError(str(err)) from None
+        if test_input is None:
+            progress.finish(True, f"{bundle.name}: bundle {bundle.path}, image {built.ref}")
+            return
         progress.finish(report.ok, f"{bundle.name}: {report.verdict}")
         display(report)
 
@@ -132,35 +137,31 @@ class FaaSMagics(Magics):
     def _line_build(self, name):
         bundle = self.workspace.load(name)
         progress = self._progress(f"Build {name}")
-        built = self.workspace.build(bundle, progress)
+        with progress.failing_as(f"{name}: build failed"):
+            built = self.workspace.build(bundle, progress)
         progress.finish(True, f"{name}: image {built.ref}{' (reused)' if built.reused else ''}")
 
     def _line_test(self, name, text="{}"):
         bundle = self.workspace.load(name)
         args = parse_json_object(text, "test input")
         progress = self._progress(f"Test {name}")
-        report = self.workspace.test(bundle, args, progress)
+        with progress.failing_as(f"{name}: test failed"):
+            report = self.workspace.test(bundle, args, progress)
         progress.finish(report.ok, f"{name}: {report.verdict}")
         display(report)
 
     def _line_push(self, name):
         bundle = self.workspace.load(name)
         progress = self._progress(f"Push {name}")
-        try:
+        with progress.failing_as(f"{name}: push failed"):
             pushed = self.workspace.push(bundle, progress)
-        except FaaSError:
-            progress.finish(False, f"{name}: push failed")
-            raise
         progress.finish(True, f"{name}: pushed {pushed.ref} ({pushed.digest})")
 
     def _line_deploy(self, name):
         bundle = self.workspace.load(name)
         progress = self._progress(f"Deploy {name}")
-        try:
+        with progress.failing_as(f"{name}: deploy failed"):
             record = self.workspace.deploy(bundle, progress)
-        except FaaSError:
-            progress.finish(False, f"{name}: deploy failed")
-            raise
         progress.finish(True, f"{name}: version {record['version']} on {record['server']}")
 
     def _line_invoke(self, name, *rest):

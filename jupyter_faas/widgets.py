@@ -9,6 +9,7 @@ widgets are not rendered.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from IPython.display import display
 
@@ -17,7 +18,23 @@ from .builder import ProgressEvent
 _TEXT_REFRESH_S = 1.0
 
 
-class ProgressDisplay:
+class _Progress:
+    """What both displays share: closing with a failure when the operation raises."""
+
+    def finish(self, ok: bool, summary: str) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def failing_as(self, summary: str):
+        """Finish with ``summary`` as a failure if the block raises, then re-raise."""
+        try:
+            yield self
+        except Exception:
+            self.finish(False, summary)
+            raise
+
+
+class ProgressDisplay(_Progress):
     """Shows progress events of one operation (build, test, push, deploy) as they arrive."""
 
     def __init__(self, title: str, max_log_lines: int = 200):
@@ -67,7 +84,7 @@ class ProgressDisplay:
         return bundle
 
 
-class TextProgress:
+class TextProgress(_Progress):
     """Plain progress lines for the command line."""
 
     def __init__(self, stream=None):
