@@ -14,9 +14,7 @@ from jupyter_faas.actionclient import ActionClient
 from jupyter_faas.bundle import Bundle, FunctionMetadata
 from jupyter_faas.deploy.local import DockerBuilder
 from jupyter_faas.errors import BaseImageMissing, BuildError, EngineUnavailable, RegistryError
-from jupyter_faas.image import FaaSImages
 from jupyter_faas.registry import FaaSRegistry
-from jupyter_faas.site import FaaSSite
 
 pytestmark = pytest.mark.docker
 
@@ -296,10 +294,3 @@ def test_site_settings_reach_test_containers(builder, tmp_path):
     bundle = make_bundle(tmp_path, code, unique_requirements())
     run = builder.test(bundle, builder.build(bundle), {})
     assert run.result == {"HTTPS_PROXY": "http://127.0.0.1:3128", "PIP_CERT": "/faas/site-ca.crt"}
-
-
-def test_unused_images_config(tmp_path):
-    """Settings are traitlets with help text (checked for every configurable class)."""
-    for cls in (DockerBuilder, FaaSImages, FaaSRegistry, FaaSSite):
-        for name, trait in cls.class_traits(config=True).items():
-            assert trait.help.strip(), f"{cls.__name__}.{name} has no help"

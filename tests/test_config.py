@@ -1,0 +1,88 @@
+"""Settings reach every part: Jupyter config files, %config in a notebook, environment variables."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+
+from jupyter_faas.client import OpenWhiskClient
+from jupyter_faas.config import load_jupyter_config
+from jupyter_faas.deploy.local import DockerBuilder
+from jupyter_faas.errors import ConfigError
+from jupyter_faas.image import FaaSImages
+from jupyter_faas.magics import FaaSMagics
+from jupyter_faas.registry import FaaSRegistry
+from jupyter_faas.site import FaaSSite
+from jupyter_faas.workspace import FaaSWorkspace
+
+
+@pytest.fixture(scope="module")
+def shell():
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "jupyter_faas")
+    return ip
+
+
+def _magics(shell) -> FaaSMagics:
+    return next(c for c in shell.configurables if isinstance(c, FaaSMagics))
+
+
+def test_percent_config_reaches_nested_parts(shell):
+    shell.run_line_magic("config", 'FaaSRegistry.url = "registry.example.org:5443"')
+    shell.run_line_magic("config", 'FaaSSite.pip_index_url = "https://pypi.example.org/simple"')
+    shell.run_line_magic("config", 'FaaSWorkspace.bundle_dir = "/tmp/faas-functions"')
+    workspace = _magics(shell).workspace
+    assert workspace.builder.registry.url == "registry.example.org:5443"
+    assert workspace.builder.site.pip_index_url == "https://pypi.example.org/simple"
+    assert workspace.bundle_dir == "/tmp/faas-functions"
+
+
+def test_jupyter_config_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / "jupyter_faas_config.py").write_text(
+        'c.FaaSImages.base_image = "python:3.11-slim"\nc.FaaSRegistry.namespace = "sfx"\n'
+    )
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
+    config = load_jupyter_config()
+    builder = DockerBuilder(config=config)
+    assert builder.images.base_image == "python:3.11-slim"
+    assert builder.registry.namespace == "sfx"
+
+
+def test_environment_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAAS_REGISTRY", "127.0.0.1:5999")
+    monkeypatch.setenv("FAAS_BASE_IMAGE", "example/base:1")
+    monkeypatch.setenv("FAAS_BUNDLE_DIR", str(tmp_path))
+    monkeypatch.setenv("__OW_API_HOST", "http://127.0.0.1:4000")
+    monkeypatch.setenv("__OW_API_KEY", "u:k")
+    assert FaaSRegistry().url == "127.0.0.1:5999"
+    assert FaaSImages().base_image == "example/base:1"
+    assert FaaSWorkspace().bundle_dir == str(tmp_path)
+    assert (OpenWhiskClient().api_host, OpenWhiskClient().auth) == ("http://127.0.0.1:4000", "u:k")
+
+
+@pytest.mark.parametrize(
+    ("cls", "trait", "value", "words"),
+    [
+        (FaaSSite, "ca_bundle", "/nonexistent/ca.pem", "is not a file"),
+        (FaaSRegistry, "url", "registry.example.org/path", "host[:port] only"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(cls, trait, value, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        cls(**{trait: value})
+
+
+def test_every_setting_has_help():
+    for cls in (
+        FaaSMagics,
+        FaaSWorkspace,
+        DockerBuilder,
+        FaaSImages,
+        FaaSRegistry,
+        FaaSSite,
+        OpenWhiskClient,
+    ):
+        for name, trait in cls.class_traits(config=True).items():
+            assert trait.help.strip(), f"{cls.__name__}.{name} has no help text"
