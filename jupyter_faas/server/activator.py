@@ -44,6 +44,9 @@ from .store import Database, queries
 Builtin = Callable[[Identity, dict], Awaitable[tuple[int, Any]]]
 
 RESTARTED = "whisk internal error: server restarted during the activation"
+DELETED = (
+    "whisk internal error: the action was deleted while the server was down, before it could run"
+)
 INTERNAL_RUN_ERROR = "The activation could not be run because of an internal error."
 MAX_SEQUENCE_DEPTH = 10
 
@@ -537,18 +540,31 @@ class Activator:
         for activation_id, started, _, job in await self.db.read(queries.list_pending):
             subject = await self.db.read(queries.subject_by_uuid, job["subject"])
             ns, _, rest = job["action"][1:].partition("/")
-            target = None
-            if subject is not None:
-                identity = Identity(subject[0], job["subject"], subject[1])
-                try:
-                    target = await self.resolve(identity, ns, rest)
-                except (Forbidden, NotFoundError, Conflict):
-                    target = None
-            if target is None:
+            if subject is None:
+                # The whole namespace is gone: nobody could read a record any more.
                 self.log.warning(
-                    "Dropping pending activation %s: %s is gone", activation_id, job["action"]
+                    "Dropping pending activation %s: namespace %s is gone", activation_id, ns
                 )
                 await self.db.write(queries.drop_pending, activation_id)
+                continue
+            identity = Identity(subject[0], job["subject"], subject[1])
+            try:
+                target = await self.resolve(identity, ns, rest)
+            except (Forbidden, NotFoundError, Conflict):
+                self.log.warning(
+                    "Activation %s: %s was deleted before it ran", activation_id, job["action"]
+                )
+                gone = Target(
+                    {"name": rest, "version": "0.0.0", "exec": {"kind": "unknown"}},
+                    ns,
+                    rest,
+                    {},
+                    frozenset(),
+                )
+                record = self._failed_record(
+                    identity, gone, activation_id, job.get("cause"), DELETED
+                )
+                await self.db.write(queries.finish_activation, record, rest)
                 continue
             target.binding = job.get("binding")
             cause = job.get("cause")

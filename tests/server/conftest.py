@@ -3,19 +3,26 @@
 The server runs in-process on its own event loop thread (or, for crash tests,
 as a ``python -m jupyter_faas.server`` subprocess) with a temporary data
 directory and the FakeInvoker, and is driven over 127.0.0.1 with requests.
+End-to-end tests start the subprocess with the real Invoker on Docker
+(``real_server_args``), on images built and pushed with DockerBuilder
+(``server_images``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
 from fake_invoker import FakeInvoker
@@ -26,6 +33,10 @@ from jupyter_faas.server.app import FunctionServer
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 START_TIMEOUT = 20
+RUN_LABEL = "org.jupyter-faas.run"
+FAKE_INVOKER_ARG = "--FunctionServer.invoker_class=fake_invoker.FakeInvoker"
+#: The real server needs longer: it cleans up containers and starts a prewarm container.
+REAL_START_TIMEOUT = 60
 
 
 class Client:
@@ -146,16 +157,42 @@ def guest(server) -> Client:
 
 
 class ServerProcess:
-    """``python -m jupyter_faas.server`` with the FakeInvoker, for crash tests."""
+    """``python -m jupyter_faas.server`` as a subprocess, for crash and end-to-end tests.
 
-    def __init__(self, data_dir: Path, port: int):
+    Args:
+        data_dir: The server's data directory; its log goes to ``data_dir.parent/server.log``.
+        port: TCP port on 127.0.0.1.
+        args: Extra command-line settings. Without ``--FunctionServer.invoker_class`` the
+            FakeInvoker is used; see :func:`real_server_args` for the real Invoker.
+        start_timeout: Seconds the server may take to answer ``GET /api/v1``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        args: list[str] | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ):
         self.data_dir = data_dir
         self.port = port
+        self.args = list(args or [])
+        self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "server.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
-        self.log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        invoker = [] if any("invoker_class" in a for a in self.args) else [FAKE_INVOKER_ARG]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -163,27 +200,31 @@ class ServerProcess:
                 "jupyter_faas.server",
                 f"--data-dir={self.data_dir}",
                 f"--port={self.port}",
-                "--FunctionServer.invoker_class=fake_invoker.FakeInvoker",
+                *invoker,
+                *self.args,
             ],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         session = requests.Session()
         session.trust_env = False
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.data_dir.parent / "server.log").read_text()
+            assert self.proc.poll() is None, self.log_path.read_text()
             try:
-                if session.get(f"http://127.0.0.1:{self.port}/api/v1", timeout=1).ok:
+                if session.get(f"{self.base}/api/v1", timeout=1).ok:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise AssertionError("the server subprocess did not start")
+        raise AssertionError(f"the server subprocess did not start:\n{self.log_path.read_text()}")
+
+    def api_key(self) -> str:
+        """The guest namespace's ``uuid:key``."""
+        return (self.data_dir / "auth.guest").read_text().strip()
 
     def client(self) -> Client:
-        key = (self.data_dir / "auth.guest").read_text().strip()
-        return Client(f"http://127.0.0.1:{self.port}", key)
+        return Client(self.base, self.api_key())
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -203,4 +244,71 @@ class ServerProcess:
             self.log.close()
 
 
-__all__ = ["Client", "FakeInvoker", "ServerProcess", "ServerThread"]
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ServerImages:
+    """Images for servers with the real Invoker.
+
+    Attributes:
+        runtime: Local dependency image with no extra packages (our runtime): the
+            server's ``python_image``.
+        pushed: The same image pushed to the local registry under a name unique to this
+            run and then untagged locally, so the first cold start must pull it.
+    """
+
+    runtime: str
+    pushed: str
+
+
+@pytest.fixture(scope="session")
+def server_images(docker_client, base_image, registry, test_labels, run_label):
+    """Build (or reuse) the runtime image with DockerBuilder and push it to the registry."""
+    from jupyter_faas.deploy.local import DockerBuilder
+    from jupyter_faas.registry import FaaSRegistry
+
+    target = FaaSRegistry(url=registry, namespace=f"faas-test-{run_label}")
+    builder = DockerBuilder(extra_labels=test_labels, registry=target)
+    try:
+        built = builder.build_requirements("")
+        pushed = builder.push(built).ref
+    finally:
+        builder.close()
+    # Untag only our run's name; the layers stay under the runtime tag.
+    docker_client.images.remove(pushed)
+    yield ServerImages(runtime=built.ref, pushed=pushed)
+    try:
+        docker_client.images.remove(pushed)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+@pytest.fixture(scope="session")
+def real_server_args(server_images, run_label) -> list[str]:
+    """Command-line settings for a server subprocess with the real Invoker on Docker.
+
+    Its containers carry this run's label, which also limits its start-up cleanup of
+    orphaned containers to this run's.
+    """
+    labels = json.dumps({RUN_LABEL: run_label})
+    return [
+        "--FunctionServer.invoker_class=jupyter_faas.server.pool.Invoker",
+        f"--Invoker.extra_labels={labels}",
+        f"--Invoker.python_image={server_images.runtime}",
+        "--FunctionServer.shutdown_grace_s=1",
+    ]
+
+
+__all__ = [
+    "Client",
+    "FakeInvoker",
+    "ServerImages",
+    "ServerProcess",
+    "ServerThread",
+    "free_port",
+]

@@ -341,6 +341,7 @@ def test_pending_activations_after_a_crash(fresh_server, tmp_path):
         "cause": None,
     }
     db.write_sync(queries.add_pending, "f" * 32, job, 1)
+    db.write_sync(queries.add_pending, "e" * 32, {**job, "action": "/guest/deleted"}, 1)
     db.close()
     second = fresh_server()
     c = second.client()
@@ -351,6 +352,9 @@ def test_pending_activations_after_a_crash(fresh_server, tmp_path):
     }
     rerun = c.wait_activation("f" * 32)
     assert rerun["response"]["result"] == {"n": 7}
+    gone = c.wait_activation("e" * 32)
+    assert gone["name"] == "deleted"
+    assert "deleted while the server was down" in gone["response"]["result"]["error"]
 
 
 def _free_port() -> int:
