@@ -1,7 +1,10 @@
 """jupyter-faas: turn notebook cells into serverless functions.
 
-Extension points: ``load_ipython_extension`` (``%load_ext jupyter_faas``) and the
-swappable builder (``c.FaaSWorkspace.builder_class``, a ``FaaSBuilder``).
+Extension points: ``load_ipython_extension`` (``%load_ext jupyter_faas``), the Jupyter
+server extension (``_jupyter_server_extension_points``, enabled by
+jupyter-config/server-config/jupyter_faas.json), the JupyterLab sidebar
+(``_jupyter_labextension_paths``) and the swappable builder
+(``c.FaaSWorkspace.builder_class``, a ``FaaSBuilder``).
 """
 
 from .builder import FaaSBuilder
@@ -9,6 +12,18 @@ from .errors import FaaSError
 
 __version__ = "0.1.0"
 __all__ = ["FaaSBuilder", "FaaSError", "load_ipython_extension", "__version__"]
+
+
+def _jupyter_server_extension_points():
+    """The server extension; imported only when a Jupyter server loads it."""
+    from .extension import FaaSExtension
+
+    return [{"module": "jupyter_faas", "app": FaaSExtension}]
+
+
+def _jupyter_labextension_paths():
+    """The prebuilt JupyterLab extension (the sidebar) shipped inside the package."""
+    return [{"src": "labextension", "dest": "jupyter-faas"}]
 
 
 def load_ipython_extension(ipython):

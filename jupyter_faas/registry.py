@@ -87,10 +87,11 @@ class FaaSRegistry(LoggingConfigurable):
             return None
         return {"username": self.username, "password": self.password}
 
-    def has_manifest(self, ref: str, timeout: float = 5.0) -> bool:
-        """Whether ``ref`` (host/path:tag in this registry) is already there, so a push can be skipped.
+    def manifest_digest(self, ref: str, timeout: float = 5.0) -> str:
+        """The digest of ``ref`` (host/path:tag in this registry), or "" when it is not there.
 
-        Answers False whenever the registry cannot tell us (then the push decides).
+        A push can be skipped when it is there; "" whenever the registry cannot tell
+        us (then the push decides).
         """
         path, _, tag = ref.removeprefix(f"{self.url}/").rpartition(":")
         auth = (self.username, self.password) if self.username else None
@@ -111,8 +112,10 @@ class FaaSRegistry(LoggingConfigurable):
                 timeout=timeout,
             )
         except requests.RequestException:
-            return False
-        return resp.status_code == 200
+            return ""
+        if resp.status_code != 200:
+            return ""
+        return resp.headers.get("Docker-Content-Digest", "")
 
     @property
     def scheme(self) -> str:

@@ -155,11 +155,11 @@ class FaaSWorkspace(LoggingConfigurable):
         built = self.build(bundle, progress)
         registry = self.builder.registry
         ref = registry.image_ref(built.key)
-        if registry.has_manifest(ref):
+        digest = registry.manifest_digest(ref)
+        if digest:
             progress(
                 {"step": "push", "message": f"{ref} is in the registry already", "progress": 1.0}
             )
-            digest = ""
         else:
             pushed = self.builder.push(built, progress)
             ref, digest = pushed.ref, pushed.digest
@@ -187,7 +187,7 @@ class FaaSWorkspace(LoggingConfigurable):
             "namespace": action.get("namespace"),
             "version": action.get("version"),
             "image": ref,
-            "digest": digest or _previous_digest(bundle, ref),
+            "digest": digest,
             "code_sha256": bundle.code_sha256(),
             "time": time.time(),
         }
@@ -286,17 +286,6 @@ def _annotation(entity: dict, key: str):
         if item.get("key") == key:
             return item.get("value")
     return None
-
-
-def _previous_digest(bundle: Bundle, ref: str) -> str:
-    """The digest recorded when ``ref`` was last pushed from this bundle, if any."""
-    for name in ("deployed.json", "image.json"):
-        path = bundle.path / name
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record.get("image") == ref and record.get("digest"):
-                return record["digest"]
-    return ""
 
 
 def parse_json_object(text: str, what: str = "input") -> dict:

