@@ -50,8 +50,8 @@ class CapturedFunction:
     def source(self) -> str:
         """The full text of handler.py."""
         parts = []
-        cell_lines = {line.strip() for line in self.cell_source.splitlines()}
-        imports = [i for i in dict.fromkeys(self.imports) if i not in cell_lines]
+        # Imports first even when the cell repeats one: handler.py reads top to bottom.
+        imports = list(dict.fromkeys(self.imports))
         if imports:
             parts.append("\n".join(imports))
         if self.constants:

@@ -1,9 +1,51 @@
 #!/usr/bin/env bash
-# Bring up everything (scripts/setup.sh), then run the demo. Extra arguments go to the demo.
+# Bring up everything and show the loop: scripts/setup.sh (engine, registry, venv, base
+# image), the function server on 127.0.0.1:3233, the demo notebook executed headless in a
+# real kernel (capture, build, local test, push, deploy, invoke), then JupyterLab on the
+# demo notebook, ready to deploy from the Functions sidebar.
+#
+#   bash scripts/up.sh            everything, ending in JupyterLab (Ctrl+C stops it)
+#   bash scripts/up.sh --no-lab   stop after the headless demo
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${FAAS_STATE_DIR:-$REPO/.state}"
+API="http://127.0.0.1:3233"
 cd "$REPO"
 
+lab=1
+for arg in "$@"; do
+    case "$arg" in
+    --no-lab) lab=0 ;;
+    *) echo "up: unknown option $arg (use --no-lab)" >&2; exit 2 ;;
+    esac
+done
+
 bash scripts/setup.sh
-exec .venv/bin/python -m jupyter_faas.demo "$@"
+
+if curl -fsS "$API/api/v1" >/dev/null 2>&1; then
+    echo "up: function server: answering on $API"
+else
+    echo "up: function server: starting on $API (log: $STATE/server.log)"
+    mkdir -p "$STATE"
+    setsid .venv/bin/jupyter faas serve >"$STATE/server.log" 2>&1 </dev/null &
+    for _ in $(seq 1 240); do
+        curl -fsS "$API/api/v1" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    curl -fsS "$API/api/v1" >/dev/null 2>&1 || {
+        echo "up: the function server did not start; last lines of $STATE/server.log:" >&2
+        tail -n 20 "$STATE/server.log" >&2
+        exit 1
+    }
+fi
+
+.venv/bin/python -m jupyter_faas.demo
+
+if [[ $lab == 1 ]]; then
+    root=()
+    [[ $(id -u) == 0 ]] && root=(--allow-root)
+    echo "up: JupyterLab on demo/peaks.ipynb: open the URL below; the λ tab on the left is the"
+    echo "up: Functions sidebar, and 'Deploy cell as function' is in the command palette."
+    exec .venv/bin/jupyter lab demo/peaks.ipynb --ip=127.0.0.1 --no-browser "${root[@]}"
+fi
