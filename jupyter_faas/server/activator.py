@@ -125,6 +125,10 @@ class Activator:
         self.builtins: dict[str, Builtin] = {}
         self._slots = asyncio.Semaphore(max_running)
         self._tasks: set[asyncio.Task] = set()
+        #: Activations with a pending row (non-blocking, or re-run after a crash).
+        self._durable: set[str] = set()
+        #: Activations whose record is being written (a pending row must not follow it).
+        self._finishing: set[str] = set()
 
     # -- resolution -------------------------------------------------------------------
 
@@ -219,8 +223,10 @@ class Activator:
     ) -> tuple[str, dict | None]:
         """Accept an activation, start it, and for blocking calls wait up to ``wait_ms``.
 
-        The pending row is committed before this returns, so an accepted
-        activation survives a crash.
+        A pending row is committed before the caller is given an activation id
+        (at once for non-blocking calls; for blocking calls only if the wait runs
+        out), so an accepted activation survives a crash. A blocking call that
+        finishes in time costs no pending row: its caller gets the record itself.
 
         Returns:
             ``(activation_id, record)``: the stored record when it finished in
@@ -236,13 +242,19 @@ class Activator:
             "payload": payload,
             "cause": cause,
         }
-        await self.db.write(queries.add_pending, activation_id, job, now_ms())
-        task = self._spawn(self._activate(identity, target, params, activation_id, cause))
         if not blocking:
+            await self.db.write(queries.add_pending, activation_id, job, now_ms())
+            self._durable.add(activation_id)
+            self._spawn(self._activate(identity, target, params, activation_id, cause))
             return activation_id, None
+        task = self._spawn(self._activate(identity, target, params, activation_id, cause))
         try:
             record = await asyncio.wait_for(asyncio.shield(task), wait_ms / 1000)
         except asyncio.TimeoutError:
+            # The caller now holds an id: make the running activation durable first, unless
+            # its record is already on its way to the database (that write would come first).
+            if activation_id not in self._finishing:
+                await self.db.write(queries.add_pending, activation_id, job, now_ms(), True)
             return activation_id, None
         return activation_id, record
 
@@ -269,7 +281,12 @@ class Activator:
                 "Activation %s of /%s failed inside the server", activation_id, target.path
             )
             record = self._failed_record(identity, target, activation_id, cause, INTERNAL_RUN_ERROR)
-        await self.db.write(queries.finish_activation, record, target.name)
+        self._finishing.add(activation_id)
+        try:
+            await self.db.write(queries.finish_activation, record, target.name)
+        finally:
+            self._finishing.discard(activation_id)
+            self._durable.discard(activation_id)
         return record
 
     async def execute(
@@ -283,18 +300,23 @@ class Activator:
     ) -> dict:
         """Run one activation of any kind and return its (not yet stored) record."""
         if target.kind == "sequence":
-            await self.db.write(queries.mark_started, activation_id)
+            await self._mark_started(activation_id)
             return await self._run_sequence(identity, target, params, activation_id, cause, depth)
         if target.kind == BUILTIN_KIND:
-            await self.db.write(queries.mark_started, activation_id)
+            await self._mark_started(activation_id)
             return await self._run_builtin(identity, target, params, activation_id, cause)
         accepted = now_ms()
         async with self._slots:
-            await self.db.write(queries.mark_started, activation_id)
+            await self._mark_started(activation_id)
             job = self._job(identity, target, params, activation_id)
             outcome = await self.invoker.run(job)
         outcome.wait_time_ms = max(outcome.wait_time_ms, outcome.start_ms - accepted, 0)
         return self._record(identity, target, activation_id, outcome, cause)
+
+    async def _mark_started(self, activation_id: str) -> None:
+        """Note in its pending row (if it has one) that the activation will not be re-run."""
+        if activation_id in self._durable:
+            await self.db.write(queries.mark_started, activation_id)
 
     def _job(
         self, identity: Identity, target: Target, params: Any, activation_id: str
@@ -584,6 +606,7 @@ class Activator:
                 record = self._failed_record(identity, target, activation_id, cause, str(err))
                 await self.db.write(queries.finish_activation, record, target.name)
                 continue
+            self._durable.add(activation_id)
             self._spawn(self._activate(identity, target, params, activation_id, cause))
 
     async def stop(self, grace_s: float) -> None:

@@ -193,11 +193,13 @@ def count_activations(
 # -- pending ----------------------------------------------------------------------------
 
 
-def add_pending(conn: sqlite3.Connection, activation_id: str, job: dict, now: int) -> None:
+def add_pending(
+    conn: sqlite3.Connection, activation_id: str, job: dict, now: int, started: bool = False
+) -> None:
     """Record an accepted activation before the client hears about it."""
     conn.execute(
-        "INSERT INTO pending (id, accepted, started, job) VALUES (?, ?, 0, ?)",
-        (activation_id, now, _dumps(job)),
+        "INSERT INTO pending (id, accepted, started, job) VALUES (?, ?, ?, ?)",
+        (activation_id, now, int(started), _dumps(job)),
     )
 
 
