@@ -51,9 +51,9 @@ class OpenWhiskClient(LoggingConfigurable):
         help='Namespace to work in; "_" means the default namespace of the key.',
     ).tag(config=True)
 
-    verify_tls = Bool(True, help="Verify the server's TLS certificate (wsk -i turns this off).").tag(
-        config=True
-    )
+    verify_tls = Bool(
+        True, help="Verify the server's TLS certificate (wsk -i turns this off)."
+    ).tag(config=True)
 
     request_timeout = Float(
         70.0,
@@ -62,7 +62,9 @@ class OpenWhiskClient(LoggingConfigurable):
 
     @default("api_host")
     def _api_host_default(self):
-        return os.environ.get("__OW_API_HOST") or _wskprops().get("APIHOST") or "http://127.0.0.1:3233"
+        return (
+            os.environ.get("__OW_API_HOST") or _wskprops().get("APIHOST") or "http://127.0.0.1:3233"
+        )
 
     @default("auth")
     def _auth_default(self):
@@ -200,7 +202,12 @@ class OpenWhiskClient(LoggingConfigurable):
         """Call the alarms feed (CREATE/READ/DELETE) for ``trigger``, as `wsk trigger create --feed` does."""
         namespace, _, feed = ALARM_FEED.lstrip("/").partition("/")
         url = f"{self.api_host.rstrip('/')}/api/v1/namespaces/{namespace}/actions/{feed}"
-        body = {"lifecycleEvent": event, "triggerName": f"/_/{trigger}", "authKey": self.auth, **params}
+        body = {
+            "lifecycleEvent": event,
+            "triggerName": f"/_/{trigger}",
+            "authKey": self.auth,
+            **params,
+        }
         user, _, key = self.auth.partition(":")
         try:
             resp = self._session.post(
@@ -212,11 +219,22 @@ class OpenWhiskClient(LoggingConfigurable):
                 verify=self.verify_tls,
             )
         except requests.RequestException as err:
-            raise ServerError(f"The function server {self.api_host} is not reachable.", status=503) from err
+            raise ServerError(
+                f"The function server {self.api_host} is not reachable.", status=503
+            ) from err
         data = resp.json() if resp.content else {}
         if resp.status_code != 200:
-            raise _server_error(resp.status_code, data, "POST", ALARM_FEED)
+            err = _server_error(resp.status_code, data, "POST", ALARM_FEED)
+            if "cron" in err.message:
+                err = ServerError(err.message, status=err.status, hint=_CRON_HINT, body=data)
+            raise err
         return data
+
+
+_CRON_HINT = (
+    "A cron schedule has five fields, minute hour day-of-month month day-of-week, in UTC, "
+    "e.g. '*/5 * * * *' (every five minutes) or '0 6 * * 1' (Mondays at 06:00)."
+)
 
 
 def _server_error(status: int, data, method: str, path: str) -> ServerError:
@@ -227,7 +245,9 @@ def _server_error(status: int, data, method: str, path: str) -> ServerError:
     hints = {
         401: "Check the API key (c.OpenWhiskClient.auth / $__OW_API_KEY).",
         403: "This key may not use that namespace.",
-        404: "Check the name: `%faas list` shows the deployed functions.",
+        404: "Check the activation id: `%faas activations` lists recent ones."
+        if path.startswith("activations")
+        else "Check the name: `%faas list` shows the deployed functions.",
         409: "It exists already.",
         413: "Send a smaller input (OpenWhisk allows 1 MB), or pass data by reference.",
     }

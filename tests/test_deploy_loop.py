@@ -336,6 +336,20 @@ def test_invoking_a_missing_function_is_404_with_a_hint(workspace):
     assert "does not exist" in text and "%faas list" in text
 
 
+def test_unknown_activation_is_404_pointing_at_the_activation_list(workspace):
+    with pytest.raises(ServerError) as caught:
+        workspace.client.get_activation("0" * 32)
+    assert caught.value.status == 404 and "%faas activations" in str(caught.value)
+
+
+def test_bad_cron_says_what_a_schedule_looks_like(deployed, workspace):
+    with pytest.raises(ServerError) as caught:
+        workspace.schedule("loop", "every monday")
+    text = str(caught.value)
+    assert "every monday" in text and "five fields" in text and "*/5 * * * *" in text
+    assert not workspace.schedules("loop"), "the failed schedule left no trigger"
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
