@@ -429,6 +429,24 @@ def test_memory_budget_evicts_the_least_recently_used(loop, make_invoker, docker
 
 
 @pytest.mark.docker
+def test_prewarm_is_refilled_when_idle_containers_fill_the_budget(loop, make_invoker):
+    """A prewarm container taken by an action comes back even when idle warm containers hold
+    the whole budget: the least recently used idle one makes room."""
+    invoker = make_invoker(memory_budget_mb=512, prewarm_count=1)
+
+    def prewarmed():
+        return [s for s in invoker._slots.values() if s.state == "prewarm"]
+
+    wait_until(loop, lambda: len(prewarmed()) == 1)
+    for name in ("a", "b"):  # the first takes the prewarm container, the second cold starts
+        outcome = loop.run_until_complete(invoker.run(job(name=name)))
+        assert outcome.status_code == 0, outcome.result
+    wait_until(loop, lambda: len(prewarmed()) == 1)
+    keys = {s.action_key for s in invoker._slots.values() if s.state == "idle"}
+    assert keys == {"guest/b@0.0.1"}, "the least recently used idle container made room"
+
+
+@pytest.mark.docker
 def test_no_capacity_when_busy_containers_hold_the_budget(loop, make_invoker):
     invoker = make_invoker(memory_budget_mb=256, capacity_wait_s=0.5)
     slow = "import time\ndef main(args):\n    time.sleep(4)\n    return {}\n"

@@ -620,15 +620,16 @@ class Invoker(LoggingConfigurable):
             return
         have = sum(s.state == "prewarm" for s in self._slots.values()) + self._prewarm_starting
         for _ in range(self.prewarm_count - have):
-            if self._reserved_mb + PREWARM_MEMORY_MB > self.memory_budget_mb:
-                return
-            self._reserved_mb += PREWARM_MEMORY_MB
             self._prewarm_starting += 1
             self._spawn(self._start_prewarm())
 
     async def _start_prewarm(self) -> None:
+        """Start one prewarm container; a full budget evicts the least recently used idle one."""
         slot = None
+        reserved = False
         try:
+            await self._reserve(PREWARM_MEMORY_MB)
+            reserved = True
             await self._ensure_image(self.python_image, False)
             slot = await self._calls.slow(
                 ActionContainer.start,
@@ -645,7 +646,8 @@ class Invoker(LoggingConfigurable):
                 slot.wait_listening, time.monotonic() + self.start_timeout_s
             )
         except Exception as err:
-            self._reserved_mb -= PREWARM_MEMORY_MB
+            if reserved:
+                self._reserved_mb -= PREWARM_MEMORY_MB
             if slot is not None:
                 await self._calls.slow(slot.remove)
             message = str(err)
