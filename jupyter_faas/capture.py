@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import CaptureError
 
@@ -246,6 +247,10 @@ class _Resolver:
         path = local_module_path(top)
         if path:
             self.captured.local_modules[top] = path
+            # What the user's own module imports must be installed in the image too.
+            files = sorted(Path(path).rglob("*.py")) if os.path.isdir(path) else [Path(path)]
+            for file in files:
+                self._note_imports(parse_cell(file.read_text(), where=str(file)))
 
 
 _BY_REFERENCE = (

@@ -316,6 +316,34 @@ def test_local_module_is_copied_into_the_bundle(tmp_path, monkeypatch):
     assert "mymod" not in bundle.requirements
 
 
+def test_what_a_local_module_imports_is_pinned_too(tmp_path, monkeypatch):
+    code_dir = tmp_path / "code"
+    (code_dir / "frames").mkdir(parents=True)
+    (code_dir / "frames" / "__init__.py").write_text("from .load import load\n")
+    (code_dir / "frames" / "load.py").write_text(
+        "import numpy\n\ndef load():\n    return numpy.zeros(2)\n"
+    )
+    monkeypatch.syspath_prepend(str(code_dir))
+    monkeypatch.delitem(sys.modules, "frames", raising=False)
+    workspace = FaaSWorkspace(bundle_dir=str(tmp_path / "functions"))
+    bundle = workspace.capture_cell(
+        "loader",
+        cell(
+            """
+            import frames
+
+            def main(args):
+                return {"n": len(frames.load())}
+            """
+        ),
+        {},
+        [],
+    )
+    assert (bundle.path / "frames" / "load.py").exists()
+    assert bundle.requirements == f"numpy=={importlib.metadata.version('numpy')}\n"
+    assert bundle.init_value()["binary"], "a bundle with local modules ships as a zip"
+
+
 def test_local_module_used_through_a_kernel_name(tmp_path, monkeypatch):
     (tmp_path / "mymod.py").write_text("VALUE = 11\n")
     monkeypatch.syspath_prepend(str(tmp_path))
