@@ -138,6 +138,19 @@ def test_swagger_file_is_there():
     )
 
 
+def is_failed_activation(response) -> bool:
+    """OpenWhisk answers a blocking invoke whose action failed with 502 and the activation (or,
+    with result=true, its ``{"error"}``), without the ``code`` that marks the server's own
+    errors: the action failed, not the server (protocols.md A.5, A.7)."""
+    if response.status_code != 502:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "code" not in body and ("error" in body or "response" in body)
+
+
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
 def test_no_server_error(operation, server, session, deadline, seeded):
     if time.monotonic() > deadline:
@@ -155,7 +168,8 @@ def test_no_server_error(operation, server, session, deadline, seeded):
         if time.monotonic() > deadline:
             return
         response = case.call(base_url=base_url, session=session, timeout=REQUEST_TIMEOUT)
-        case.validate_response(response, checks=[not_a_server_error])
+        if not is_failed_activation(response):
+            case.validate_response(response, checks=[not_a_server_error])
 
     for strategy in strategies.values():
         hypothesis.settings(
