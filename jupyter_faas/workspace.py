@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from traitlets import Instance, Type, Unicode, default
+from traitlets import Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .builder import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
@@ -22,6 +22,7 @@ from .client import ALARM_FEED, OpenWhiskClient, ServerError
 from .deploy.local import DockerBuilder
 from .errors import BundleError
 from .localtest import KernelRun, TestReport, run_in_kernel
+from .traits import EntryPointType
 
 #: Container outcomes after which the function is not also run in the kernel.
 _NOT_REPEATED = ("timeout", "out of memory")
@@ -36,11 +37,12 @@ class FaaSWorkspace(LoggingConfigurable):
         directory (the notebook's folder). Default: $FAAS_BUNDLE_DIR or "functions".""",
     ).tag(config=True)
 
-    builder_class = Type(
+    builder_class = EntryPointType(
         DockerBuilder,
         klass=FaaSBuilder,
-        help="""Class that does the Docker work. Installed: jupyter_faas.deploy.local.DockerBuilder
-        (the local Docker engine). On JupyterHub a build-service client implements the same
+        entry_point_group="jupyter_faas.builders",
+        help="""Class that does the Docker work, by entry-point name (e.g. "docker", the local
+        Docker engine) or import path. On JupyterHub a build-service client implements the same
         interface.""",
     ).tag(config=True)
 
@@ -59,7 +61,7 @@ class FaaSWorkspace(LoggingConfigurable):
     @default("builder")
     def _builder_default(self):
         builder = self.builder_class(parent=self)
-        self.log.debug("Using builder %s", type(builder).__name__)
+        self.log.info("Builder: %s.%s", type(builder).__module__, type(builder).__name__)
         return builder
 
     def bundle_path(self, name: str) -> Path:

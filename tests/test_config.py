@@ -86,3 +86,23 @@ def test_every_setting_has_help():
     ):
         for name, trait in cls.class_traits(config=True).items():
             assert trait.help.strip(), f"{cls.__name__}.{name} has no help text"
+
+
+def test_swappable_classes_are_chosen_by_entry_point_name_or_path():
+    from traitlets import TraitError
+
+    from jupyter_faas.server.app import FunctionServer
+    from jupyter_faas.server.pool import Invoker
+
+    assert FaaSWorkspace(builder_class="docker").builder_class is DockerBuilder
+    assert (
+        FaaSWorkspace(builder_class="jupyter_faas.deploy.local.DockerBuilder").builder_class
+        is DockerBuilder
+    )
+    assert FunctionServer(invoker_class="docker").invoker_class is Invoker
+    help_text = FaaSWorkspace.class_get_trait_help(FaaSWorkspace.class_traits()["builder_class"])
+    assert '"docker" (jupyter_faas.deploy.local.DockerBuilder)' in help_text
+    with pytest.raises(
+        TraitError, match="neither an installed jupyter_faas.builders entry point .docker."
+    ):
+        FaaSWorkspace(builder_class="kaniko")

@@ -25,11 +25,12 @@ import uuid
 from pathlib import Path
 
 from tornado import httpserver, netutil, web
-from traitlets import Bool, Float, Integer, Type, Unicode, default, validate
+from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import Application, LoggingConfigurable
 
 from .. import __version__
 from ..errors import ConfigError
+from ..traits import EntryPointType
 from .activator import Activator
 from .alarms import SYSTEM_NAMESPACE, AlarmService
 from .api import NotFoundHandler, base, routes
@@ -119,12 +120,14 @@ class FunctionServer(Application):
     def _data_dir_default(self) -> str:
         return default_data_dir()
 
-    invoker_class = Type(
+    invoker_class = EntryPointType(
         default_value="jupyter_faas.server.pool.Invoker",
         klass=LoggingConfigurable,
+        entry_point_group="jupyter_faas.invokers",
         config=True,
-        help="Class that runs activations in containers: an Invoker with async start(), "
-        "stop() and run(ActivationJob) -> RunOutcome. Default jupyter_faas.server.pool.Invoker.",
+        help='Class that runs activations in containers, by entry-point name (e.g. "docker") '
+        "or import path: an Invoker with async start(), stop() and run(ActivationJob) -> "
+        "RunOutcome.",
     )
     min_action_timeout_ms = Integer(100, config=True, help="Smallest action timeout, in ms.")
     max_action_timeout_ms = Integer(
