@@ -9,6 +9,7 @@ forget one.
 from __future__ import annotations
 
 import os
+import ssl
 
 from traitlets import Unicode, default, validate
 from traitlets.config import LoggingConfigurable
@@ -64,6 +65,10 @@ class FaaSSite(LoggingConfigurable):
             path = os.environ.get(var, "")
             if path and os.path.isfile(path):
                 return path
+        host = ssl.get_default_verify_paths()
+        for path in (host.cafile, host.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+            if path and os.path.isfile(path):
+                return os.path.realpath(path)
         return ""
 
     @default("http_proxy")

@@ -25,6 +25,12 @@ NODE_MIN="20.19"
 REGISTRY_ADDR="127.0.0.1:5000"
 BASE_IMAGE="jupyter-faas-base:bookworm"
 
+# Node (npm, jlpm) reaches its registry through this machine's TLS settings: where the
+# environment names no CA bundle, use the system's (it holds a site proxy's CA).
+if [[ -z ${NODE_EXTRA_CA_CERTS:-} && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 say() { printf 'setup: %s\n' "$*"; }
 die() {
     printf 'setup: ERROR: %s\n' "$*" >&2

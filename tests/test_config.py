@@ -106,3 +106,12 @@ def test_swappable_classes_are_chosen_by_entry_point_name_or_path():
         TraitError, match="neither an installed jupyter_faas.builders entry point .docker."
     ):
         FaaSWorkspace(builder_class="kaniko")
+
+
+def test_ca_bundle_falls_back_to_the_host_trust_store(monkeypatch):
+    """Without any CA variable the host's own trust store goes into builds (it holds a site CA
+    wherever the host trusts one)."""
+    for var in ("FAAS_CA_BUNDLE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    path = FaaSSite().ca_bundle
+    assert path and open(path).read().count("BEGIN CERTIFICATE") > 10
