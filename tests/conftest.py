@@ -9,7 +9,6 @@ last log lines of this run's containers. ``bash scripts/setup.sh`` starts everyt
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ import bcrypt
 import docker.errors
 import pytest
 import requests
+from support import free_port
 
 from jupyter_faas import engine
 from jupyter_faas.errors import EngineUnavailable
@@ -118,12 +118,6 @@ class AuthRegistry:
         return f"http://{self.address}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory):
     """A second real registry (``docker-registry serve``) with htpasswd auth on a free port.
@@ -142,7 +136,7 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory):
     htpasswd = folder / "htpasswd"
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     htpasswd.write_text(f"{username}:{hashed}\n")
-    port = _free_port()
+    port = free_port()
     config = folder / "config.yml"
     # The registry reads YAML; this JSON-compatible subset needs no YAML writer.
     config.write_text(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import requests
 from nbclient import NotebookClient
+from support import FunctionServer, free_port, running_function_server
 from traitlets.config import Config
 
 from jupyter_faas import engine
@@ -41,7 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_LABEL = "org.jupyter-faas.run"
 OWNER_LABEL = "org.jupyter-faas.owner"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-START_TIMEOUT = 60
 #: A 6-field (seconds first) cron: the server is started with alarm_allow_seconds.
 EVERY_2_S = "*/2 * * * * *"
 #: Upper bound on waiting for a scheduled activation (three periods plus a cold start).
@@ -55,72 +53,13 @@ CODE_V1 = (
 CODE_V2 = CODE_V1.replace("'version': 1", "'version': 2")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class FunctionServer:
-    """A server subprocess: its URL, guest key and log file."""
-
-    url: str
-    key: str
-    log_path: Path
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, docker_client, registry, run_label):
     """``python -m jupyter_faas.server`` on a free port, stopped (SIGTERM) at the end."""
     folder = tmp_path_factory.mktemp("deploy-server")
-    data_dir = folder / "data"
-    port = _free_port()
-    log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_faas.server",
-                f"--FunctionServer.port={port}",
-                f"--FunctionServer.data_dir={data_dir}",
-                "--FunctionServer.alarm_allow_seconds=True",
-                "--Invoker.prewarm_count=0",
-                f"--Invoker.extra_labels={json.dumps({RUN_LABEL: run_label})}",
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    session = requests.Session()
-    session.trust_env = False
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if session.get(f"{url}/api/v1", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within {START_TIMEOUT} s")
-            time.sleep(0.1)
-        key = (data_dir / "auth.guest").read_text().strip()
-        yield FunctionServer(url, key, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    options = ("--FunctionServer.alarm_allow_seconds=True", "--Invoker.prewarm_count=0")
+    with running_function_server(folder, {RUN_LABEL: run_label}, *options, cwd=ROOT) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +242,7 @@ def test_delete_removes_the_action_and_keeps_the_bundle(deployed, workspace):
 
 
 def test_unreachable_server_says_how_to_start_one():
-    client = OpenWhiskClient(api_host=f"http://127.0.0.1:{_free_port()}", auth="u:k")
+    client = OpenWhiskClient(api_host=f"http://127.0.0.1:{free_port()}", auth="u:k")
     with pytest.raises(ServerError) as caught:
         client.list_actions()
     text = str(caught.value)
@@ -615,7 +554,7 @@ def test_cli_errors_exit_1_with_a_message(server, registry, base_image, tmp_path
 
 
 def test_cli_unreachable_server(registry, base_image, tmp_path):
-    nowhere = FunctionServer(f"http://127.0.0.1:{_free_port()}", "u:k", tmp_path / "none.log")
+    nowhere = FunctionServer(f"http://127.0.0.1:{free_port()}", "u:k", tmp_path / "none.log")
     done = _cli(nowhere, registry, base_image, "list", cwd=tmp_path)
     assert done.returncode == 1
     assert "is not reachable" in done.stderr and "jupyter faas serve" in done.stderr

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from jupyter_faas import engine
 from jupyter_faas.actionclient import ActionClient
@@ -45,12 +46,6 @@ def zip_b64(files: dict[str, str]) -> str:
         for name, text in files.items():
             archive.writestr(name, text)
     return base64.b64encode(buf.getvalue()).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -16,21 +16,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
+from support import (
+    FunctionServer,
+    free_port,
+    running_function_server,
+    stop,
+    tail,
+    wait_until_answers,
+)
 
-#: Seconds a server may take to answer after its start.
-START_TIMEOUT = 60
-#: Log lines shown per server under a failed test.
-LOG_TAIL = 80
 CHROMIUM = "/usr/bin/chromium"
 #: machine.md: what Debian's chromium needs to run headless as root here.
 CHROMIUM_ARGS = [
@@ -44,62 +45,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _loopback() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-def _tail(path: Path, lines: int = LOG_TAIL) -> str:
-    if not path.exists():
-        return f"({path} does not exist)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_until_answers(proc: subprocess.Popen, url: str, log_path: Path, what: str) -> None:
-    """Poll ``url`` until it answers 200; fail with the log when the process dies or times out."""
-    session = _loopback()
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}:\n{_tail(log_path)}", pytrace=False)
-        try:
-            if session.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"{what} did not answer {url} within {START_TIMEOUT} s:\n{_tail(log_path)}",
-                pytrace=False,
-            )
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen, grace: float = 20) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-@dataclass(frozen=True)
-class FunctionServer:
-    """A ``python -m jupyter_faas.server`` process and the guest key it wrote."""
-
-    url: str
-    auth: str
-    log_path: Path
-
-
 @pytest.fixture(scope="session")
 def function_server(tmp_path_factory, test_labels, base_image) -> Iterator[FunctionServer]:
     """The real function server on a free port with a temporary data folder.
@@ -108,33 +53,13 @@ def function_server(tmp_path_factory, test_labels, base_image) -> Iterator[Funct
     this run's containers); no prewarm containers, which these tests do not use.
     """
     data = tmp_path_factory.mktemp("function-server")
-    config = data / "server_config.py"
-    config.write_text(
-        f"c.Invoker.extra_labels = {dict(test_labels)!r}\n"
-        "c.Invoker.prewarm_count = 0\n"
-        "c.FunctionServer.shutdown_grace_s = 1.0\n"
-    )
-    port = _free_port()
-    log_path = data / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_faas.server",
-                f"--FunctionServer.port={port}",
-                f"--FunctionServer.data_dir={data}",
-                f"--FunctionServer.config_file={config}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_answers(proc, f"{url}/api/v1", log_path, "The function server")
-        yield FunctionServer(url, (data / "auth.guest").read_text().strip(), log_path)
-    finally:
-        _stop(proc)
+    with running_function_server(
+        data,
+        test_labels,
+        "--Invoker.prewarm_count=0",
+        "--FunctionServer.shutdown_grace_s=1.0",
+    ) as server:
+        yield server
 
 
 @dataclass(frozen=True)
@@ -186,7 +111,7 @@ def jupyterlab(
     _write_jupyter_config(config_dir, function_server, test_labels, base_image, registry)
     _write_lab_settings(settings_dir)
     token = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(config_dir),
@@ -224,10 +149,10 @@ def jupyterlab(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_answers(proc, f"{url}/api/status?token={token}", log_path, "JupyterLab")
+        wait_until_answers(proc, f"{url}/api/status?token={token}", log_path, "JupyterLab")
         yield JupyterLab(url, token, root, log_path)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -277,9 +202,9 @@ def page(request, browser, jupyterlab, function_server, tmp_path):
             print(f"screenshot of the page at the failure: {shot}")
         except Exception as err:  # the page may have crashed; the logs still matter
             print(f"(no screenshot: {err})")
-        print(f"--- JupyterLab log ({jupyterlab.log_path}) ---\n{_tail(jupyterlab.log_path)}")
+        print(f"--- JupyterLab log ({jupyterlab.log_path}) ---\n{tail(jupyterlab.log_path)}")
         print(
             f"--- function server log ({function_server.log_path}) ---\n"
-            f"{_tail(function_server.log_path)}"
+            f"{tail(function_server.log_path)}"
         )
     tab.close()

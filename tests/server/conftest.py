@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import docker.errors
 import pytest
 import requests
 from fake_invoker import FakeInvoker
+from support import free_port
 from traitlets.config import Config
 
 from jupyter_faas.server.app import FunctionServer
@@ -242,13 +242,6 @@ class ServerProcess:
                 self.proc.wait(5)
         if not self.log.closed:
             self.log.close()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

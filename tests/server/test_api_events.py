@@ -6,11 +6,11 @@ the FakeInvoker; every wait is bounded.
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from conftest import ServerProcess
+from support import free_port
 
 from jupyter_faas.server.store import Database, queries
 
@@ -357,15 +357,9 @@ def test_pending_activations_after_a_crash(fresh_server, tmp_path):
     assert "deleted while the server was down" in gone["response"]["result"]["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_kill_9_loses_no_entity(tmp_path):
     data = tmp_path / "data"
-    proc = ServerProcess(data, _free_port()).start()
+    proc = ServerProcess(data, free_port()).start()
     try:
         c = proc.client()
         for i in range(20):
@@ -374,7 +368,7 @@ def test_kill_9_loses_no_entity(tmp_path):
         aid = c.post(f"{A}/actions/k0?blocking=true").json()["activationId"]
     finally:
         proc.kill()
-    proc = ServerProcess(data, _free_port()).start()
+    proc = ServerProcess(data, free_port()).start()
     try:
         c = proc.client()
         assert c.get(f"{A}/actions?count=true").json() == {"actions": 20}

@@ -16,7 +16,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REAL_START_TIMEOUT, ROOT, ServerProcess, free_port
+from conftest import REAL_START_TIMEOUT, ROOT, ServerProcess
+from support import free_port
 
 pytestmark = pytest.mark.docker
 

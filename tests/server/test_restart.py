@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 import requests
-from conftest import REAL_START_TIMEOUT, RUN_LABEL, Client, ServerProcess, free_port
+from conftest import REAL_START_TIMEOUT, RUN_LABEL, Client, ServerProcess
+from support import free_port
 
 from jupyter_faas import engine
 from jupyter_faas.server.activator import RESTARTED

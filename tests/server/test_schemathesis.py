@@ -26,11 +26,12 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from conftest import REAL_START_TIMEOUT, ServerProcess, free_port
+from conftest import REAL_START_TIMEOUT, ServerProcess
 from hypothesis import HealthCheck, Phase, given
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET
+from support import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -19,7 +19,8 @@ import uuid
 
 import docker.errors
 import pytest
-from conftest import REAL_START_TIMEOUT, Client, ServerProcess, free_port
+from conftest import REAL_START_TIMEOUT, Client, ServerProcess
+from support import free_port
 
 pytestmark = pytest.mark.docker
 

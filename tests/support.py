@@ -1,0 +1,134 @@
+"""Helpers shared by test modules: free ports, and real servers run as subprocesses.
+
+Imported as ``support`` (pytest puts tests/ on sys.path for tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from jupyter_faas import engine
+
+#: Seconds a server may take to answer after its start (the first start builds the runtime image).
+START_TIMEOUT = 120
+#: Label each function server started here puts on its containers, besides the run's labels.
+SERVER_LABEL = "org.jupyter-faas.test-server"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def loopback() -> requests.Session:
+    """A session that never sends loopback traffic through a proxy from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def tail(path: Path, lines: int = 80) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until_answers(
+    proc: subprocess.Popen, url: str, log_path: Path, what: str, timeout: float = START_TIMEOUT
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the log when the process dies or times out."""
+    session = loopback()
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{tail(log_path)}", pytrace=False)
+        try:
+            if session.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{what} did not answer {url} within {timeout:g} s:\n{tail(log_path)}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class FunctionServer:
+    """A running ``python -m jupyter_faas.server``: its URL, guest key and log file."""
+
+    url: str
+    key: str
+    log_path: Path
+
+    @property
+    def auth(self) -> str:
+        return self.key
+
+    def log_tail(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+
+@contextmanager
+def running_function_server(
+    folder: Path, labels: dict[str, str], *options: str, cwd: Path | None = None
+) -> Iterator[FunctionServer]:
+    """The real function server on a free port with its data in ``folder``.
+
+    Its action containers carry ``labels`` plus a label of this server's own, which also
+    limits its start-up cleanup to them; they are removed when it stops. ``options`` are
+    more ``--Class.trait=value`` settings.
+    """
+    own = {SERVER_LABEL: uuid.uuid4().hex}
+    extra = {k: v for k, v in labels.items() if k != engine.ROLE_LABEL} | own
+    config = folder / "server_config.py"
+    config.write_text(f"c.Invoker.extra_labels = {extra!r}\n")
+    port = free_port()
+    log_path = folder / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_faas.server",
+                f"--FunctionServer.port={port}",
+                f"--FunctionServer.data_dir={folder}",
+                f"--FunctionServer.config_file={config}",
+                *options,
+            ],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(proc, f"{url}/api/v1", log_path, "The function server")
+        yield FunctionServer(url, (folder / "auth.guest").read_text().strip(), log_path)
+    finally:
+        stop(proc)
+        engine.remove_labelled(engine.docker_client(), **own)
