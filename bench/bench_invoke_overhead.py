@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 from jupyter_faas import engine, runtime
 from jupyter_faas.actionclient import ActionClient
+from jupyter_faas.image import tar_context
 from jupyter_faas.server.pool import ActivationJob, Invoker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,14 +43,9 @@ def build_runtime_image(client, tag: str, labels: dict) -> None:
         ).encode(),
         "proxy.py": Path(runtime.PROXY_PATH).read_bytes(),
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    client.images.build(fileobj=buf, custom_context=True, tag=tag, labels=labels, rm=True)
+    client.images.build(
+        fileobj=tar_context(files), custom_context=True, tag=tag, labels=labels, rm=True
+    )
 
 
 def make_job(name: str) -> ActivationJob:

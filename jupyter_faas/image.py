@@ -95,6 +95,11 @@ def build_context(base_image: str, key: str, requirements: str, site: FaaSSite) 
     if site.ca_bundle:
         with open(site.ca_bundle, "rb") as f:
             files["site-ca.crt"] = f.read()
+    return tar_context(files)
+
+
+def tar_context(files: dict[str, bytes]) -> io.BytesIO:
+    """An in-memory Docker build context holding ``files`` (name -> content)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():

@@ -8,9 +8,7 @@ Invoker's own crash cleanup touch nothing else.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from traitlets import TraitError
 
 from jupyter_faas import engine, runtime
+from jupyter_faas.image import tar_context
 from jupyter_faas.server.pool import ActivationJob, Invoker
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
@@ -56,15 +55,8 @@ def runtime_image(docker_client, base_image, test_labels, run_label):
         ).encode(),
         "proxy.py": Path(runtime.PROXY_PATH).read_bytes(),
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
     docker_client.images.build(
-        fileobj=buf, custom_context=True, tag=tag, labels=test_labels, rm=True
+        fileobj=tar_context(files), custom_context=True, tag=tag, labels=test_labels, rm=True
     )
     yield tag
     try:

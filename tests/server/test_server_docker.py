@@ -11,9 +11,7 @@ wait, and a code-only update of a blackbox action.
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
 import time
 import uuid
 
@@ -21,6 +19,8 @@ import docker.errors
 import pytest
 from conftest import REAL_START_TIMEOUT, Client, ServerProcess
 from support import free_port
+
+from jupyter_faas.image import tar_context
 
 pytestmark = pytest.mark.docker
 
@@ -74,19 +74,11 @@ def raw_image(docker_client, base_image, test_labels, run_label):
     """The RAW_SERVER image on the offline base image, for this run."""
     tag = f"jupyter-faas-test-raw:{run_label}"
     files = {
-        "Dockerfile": f'FROM {base_image}\nCOPY server.py /server.py\nCMD ["python3", "/server.py"]\n',
-        "server.py": RAW_SERVER,
+        "Dockerfile": f'FROM {base_image}\nCOPY server.py /server.py\nCMD ["python3", "/server.py"]\n'.encode(),
+        "server.py": RAW_SERVER.encode(),
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
     docker_client.images.build(
-        fileobj=buf, custom_context=True, tag=tag, labels=test_labels, rm=True
+        fileobj=tar_context(files), custom_context=True, tag=tag, labels=test_labels, rm=True
     )
     yield tag
     try:
