@@ -81,14 +81,14 @@ class OpenWhiskClient(LoggingConfigurable):
         super().__init__(**kwargs)
         self._session = requests.Session()
 
-    @property
-    def base_url(self) -> str:
+    def base_url(self, namespace: str | None = None) -> str:
+        """``…/api/v1/namespaces/NS`` for ``namespace`` (default: the configured one)."""
         host = self.api_host.rstrip("/")
         if "://" not in host:
             host = f"https://{host}"
-        return f"{host}/api/v1/namespaces/{quote(self.namespace, safe='')}"
+        return f"{host}/api/v1/namespaces/{quote(namespace or self.namespace, safe='')}"
 
-    def request(self, method: str, path: str, *, params=None, body=None, ok=(200,)):
+    def request(self, method: str, path: str, *, params=None, body=None, ok=(200,), namespace=None):
         """One API call; returns (status, parsed body). Raises ServerError on other statuses."""
         if not self.auth:
             raise ServerError(
@@ -98,7 +98,7 @@ class OpenWhiskClient(LoggingConfigurable):
                 "set c.OpenWhiskClient.auth / $__OW_API_KEY to uuid:key.",
             )
         user, _, key = self.auth.partition(":")
-        url = f"{self.base_url}/{path}"
+        url = f"{self.base_url(namespace)}/{path}"
         try:
             resp = self._session.request(
                 method,
@@ -201,34 +201,26 @@ class OpenWhiskClient(LoggingConfigurable):
     def alarm_feed(self, event: str, trigger: str, **params) -> dict:
         """Call the alarms feed (CREATE/READ/DELETE) for ``trigger``, as `wsk trigger create --feed` does."""
         namespace, _, feed = ALARM_FEED.lstrip("/").partition("/")
-        url = f"{self.api_host.rstrip('/')}/api/v1/namespaces/{namespace}/actions/{feed}"
         body = {
             "lifecycleEvent": event,
             "triggerName": f"/_/{trigger}",
             "authKey": self.auth,
             **params,
         }
-        user, _, key = self.auth.partition(":")
         try:
-            resp = self._session.post(
-                url,
+            return self.request(
+                "POST",
+                f"actions/{feed}",
                 params={"blocking": "true", "result": "false"},
-                json=body,
-                auth=(user, key),
-                timeout=self.request_timeout,
-                verify=self.verify_tls,
-            )
-        except requests.RequestException as err:
-            raise ServerError(
-                f"The function server {self.api_host} is not reachable.", status=503
-            ) from err
-        data = resp.json() if resp.content else {}
-        if resp.status_code != 200:
-            err = _server_error(resp.status_code, data, "POST", ALARM_FEED)
+                body=body,
+                namespace=namespace,
+            )[1]
+        except ServerError as err:
             if "cron" in err.message:
-                err = ServerError(err.message, status=err.status, hint=_CRON_HINT, body=data)
-            raise err
-        return data
+                raise ServerError(
+                    err.message, status=err.status, hint=_CRON_HINT, body=err.body
+                ) from None
+            raise
 
 
 _CRON_HINT = (
