@@ -18,10 +18,10 @@ from nbclient.exceptions import CellExecutionError
 DEMO = Path(__file__).resolve().parent.parent / "demo" / "peaks.ipynb"
 
 
-def cell_text(cell) -> str:
-    """The source and the plain-text outputs of one executed cell."""
-    parts = [f">>> {line}" for line in cell.source.splitlines()]
-    for output in cell.get("outputs", []):
+def output_text(outputs) -> str:
+    """The plain text of a cell's outputs: streams, text/plain of results and displays, errors."""
+    parts = []
+    for output in outputs:
         if output.output_type == "stream":
             parts.append(output.text.rstrip())
         elif output.output_type in ("display_data", "execute_result"):
@@ -29,6 +29,12 @@ def cell_text(cell) -> str:
         elif output.output_type == "error":
             parts.append(f"{output.ename}: {output.evalue}")
     return "\n".join(p for p in parts if p)
+
+
+def cell_text(cell) -> str:
+    """The source and the plain-text outputs of one executed cell."""
+    source = "\n".join(f">>> {line}" for line in cell.source.splitlines())
+    return "\n".join(p for p in (source, output_text(cell.get("outputs", []))) if p)
 
 
 def main(argv=None) -> int:

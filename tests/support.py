@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 import requests
 
 from jupyter_faas import engine
+from jupyter_faas.demo import output_text
 
 #: Seconds a server may take to answer after its start (the first start builds the runtime image).
 START_TIMEOUT = 120
@@ -76,6 +78,29 @@ def stop(proc: subprocess.Popen, grace: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@dataclass
+class NotebookRun:
+    """An executed notebook whose cells are tagged, and the folder its kernel ran in."""
+
+    nb: nbformat.NotebookNode
+    workdir: Path | None = None
+
+    def cell(self, tag: str) -> nbformat.NotebookNode:
+        return next(c for c in self.nb.cells if c.metadata.get("tags") == [tag])
+
+    def outputs(self, tag: str) -> list:
+        return self.cell(tag).outputs
+
+    def text(self, tag: str) -> str:
+        """All text of a cell's outputs: streams, text/plain of results and displays, errors."""
+        return output_text(self.outputs(tag))
+
+    def result(self, tag: str) -> str:
+        found = [o for o in self.outputs(tag) if o.output_type == "execute_result"]
+        assert found, f"cell {tag!r} has no result; its output:\n{self.text(tag)}"
+        return found[0].data["text/plain"]
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from support import FunctionServer, free_port, running_function_server
+from support import FunctionServer, NotebookRun, free_port, running_function_server
 from traitlets.config import Config
 
 from jupyter_faas import engine
@@ -360,31 +359,6 @@ NB_CELLS = [
     ),
     ("ok-unreachable", "1+1"),
 ]
-
-
-@dataclass
-class NotebookRun:
-    nb: nbformat.NotebookNode
-
-    def outputs(self, tag: str) -> list:
-        return next(c for c in self.nb.cells if c.metadata.get("tags") == [tag]).outputs
-
-    def text(self, tag: str) -> str:
-        """All text of a cell's outputs: streams, text/plain of results and displays, errors."""
-        parts = []
-        for out in self.outputs(tag):
-            if out.output_type == "stream":
-                parts.append(out.text)
-            elif out.output_type in ("display_data", "execute_result"):
-                parts.append(out.data.get("text/plain", ""))
-            elif out.output_type == "error":
-                parts.append(f"{out.ename}: {out.evalue}")
-        return "\n".join(parts)
-
-    def result(self, tag: str) -> str:
-        found = [o for o in self.outputs(tag) if o.output_type == "execute_result"]
-        assert found, f"cell {tag!r} has no result; its output:\n{self.text(tag)}"
-        return found[0].data["text/plain"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
@@ -28,6 +27,7 @@ import nbformat
 import pytest
 import requests
 from nbclient import NotebookClient
+from support import NotebookRun
 
 from jupyter_faas import engine
 
@@ -128,37 +128,6 @@ CELLS = [
     ),
     ("ok-hog", "1+1"),
 ]
-
-
-@dataclass
-class NotebookRun:
-    """The executed notebook and the folder its kernel ran in."""
-
-    nb: nbformat.NotebookNode
-    workdir: Path
-
-    def cell(self, tag: str) -> nbformat.NotebookNode:
-        return next(c for c in self.nb.cells if c.metadata.get("tags") == [tag])
-
-    def outputs(self, tag: str) -> list:
-        return self.cell(tag).outputs
-
-    def text(self, tag: str) -> str:
-        """All text of a cell's outputs: streams, text/plain of results and displays, errors."""
-        parts = []
-        for out in self.outputs(tag):
-            if out.output_type == "stream":
-                parts.append(out.text)
-            elif out.output_type in ("display_data", "execute_result"):
-                parts.append(out.data.get("text/plain", ""))
-            elif out.output_type == "error":
-                parts.append(f"{out.ename}: {out.evalue}")
-        return "\n".join(parts)
-
-    def result(self, tag: str) -> str:
-        found = [o for o in self.outputs(tag) if o.output_type == "execute_result"]
-        assert found, f"cell {tag!r} has no result; its output:\n{self.text(tag)}"
-        return found[0].data["text/plain"]
 
 
 def _notebook() -> nbformat.NotebookNode:
