@@ -26,24 +26,28 @@ from .workspace import FaaSWorkspace, parse_json_object
 _PARTS = [FaaSWorkspace, DockerBuilder, FaaSSite, FaaSImages, FaaSRegistry]
 
 
-class _BundleCommand(JupyterApp):
-    """Shared plumbing: config file, one bundle path argument, FaaSError → message + exit 1."""
+class _Command(JupyterApp):
+    """Shared plumbing: the config file, word arguments, FaaSError → message and exit 1."""
 
     name = "jupyter-faas"
     version = __version__
-    classes = _PARTS
+    classes = [*_PARTS, OpenWhiskClient]
     usage = ""
+    min_args = 1
+    max_args = 1
 
     @property
     def config_file_name(self):
         return "jupyter_faas_config"
 
     def start(self):
-        if not self.extra_args:
-            self.exit_with(f"Give the bundle folder.\nUsage: {self.usage}")
+        words = self.extra_args
+        if not self.min_args <= len(words) <= self.max_args:
+            print(f"Usage: {self.usage}", file=sys.stderr)
+            self.exit(2)
         workspace = FaaSWorkspace(parent=self)
         try:
-            code = self.run(workspace, workspace.load(self.extra_args[0]), self.extra_args[1:])
+            code = self.run(workspace, *words)
         except FaaSError as err:
             print(f"error: {err}", file=sys.stderr)
             code = 1
@@ -51,11 +55,17 @@ class _BundleCommand(JupyterApp):
             workspace.builder.close()
         self.exit(code)
 
-    def exit_with(self, message: str) -> None:
-        print(message, file=sys.stderr)
-        self.exit(2)
+    def run(self, workspace: FaaSWorkspace, *words: str) -> int:
+        raise NotImplementedError
 
-    def run(self, workspace: FaaSWorkspace, bundle, rest: list[str]) -> int:
+
+class _BundleCommand(_Command):
+    """A command on a bundle folder, given as the first argument."""
+
+    def run(self, workspace, path, *rest):
+        return self.run_bundle(workspace, workspace.load(path), list(rest))
+
+    def run_bundle(self, workspace: FaaSWorkspace, bundle, rest: list[str]) -> int:
         raise NotImplementedError
 
 
@@ -63,7 +73,7 @@ class BuildCommand(_BundleCommand):
     description = "Build (or reuse) the dependency image of a bundle."
     usage = "jupyter faas build PATH"
 
-    def run(self, workspace, bundle, rest):
+    def run_bundle(self, workspace, bundle, rest):
         progress = TextProgress()
         built = workspace.build(bundle, progress)
         progress.finish(
@@ -76,11 +86,12 @@ class TestCommand(_BundleCommand):
     __test__ = False
     description = "Run a bundle's function in a local container on a JSON input."
     usage = 'jupyter faas test PATH [\'{"key": "value"}\']'
+    max_args = 2
 
     json_output = Bool(False, help="Print the report as JSON instead of text.").tag(config=True)
     flags = {"json": ({"TestCommand": {"json_output": True}}, "Print the report as JSON.")}
 
-    def run(self, workspace, bundle, rest):
+    def run_bundle(self, workspace, bundle, rest):
         if rest:
             args = parse_json_object(rest[0], "test input")
         else:
@@ -108,7 +119,7 @@ class PushCommand(_BundleCommand):
     description = "Push a bundle's dependency image to the configured registry."
     usage = "jupyter faas push PATH"
 
-    def run(self, workspace, bundle, rest):
+    def run_bundle(self, workspace, bundle, rest):
         progress = TextProgress()
         pushed = workspace.push(bundle, progress)
         print(f"{pushed.ref} {pushed.digest}")
@@ -119,39 +130,15 @@ class DeployCommand(_BundleCommand):
     description = "Deploy a bundle to the function server (its image is pushed only if new)."
     usage = "jupyter faas deploy PATH"
 
-    def run(self, workspace, bundle, rest):
+    def run_bundle(self, workspace, bundle, rest):
         progress = TextProgress()
         record = workspace.deploy(bundle, progress)
         print(json.dumps(record))
         return 0
 
 
-class _ServerCommand(JupyterApp):
+class _ServerCommand(_Command):
     """A command on deployed functions: arguments are words, output is JSON or a table."""
-
-    name = "jupyter-faas"
-    version = __version__
-    classes = [*_PARTS, OpenWhiskClient]
-    usage = ""
-    min_args = 1
-    max_args = 1
-
-    @property
-    def config_file_name(self):
-        return "jupyter_faas_config"
-
-    def start(self):
-        words = self.extra_args
-        if not self.min_args <= len(words) <= self.max_args:
-            print(f"Usage: {self.usage}", file=sys.stderr)
-            self.exit(2)
-        workspace = FaaSWorkspace(parent=self)
-        try:
-            code = self.run(workspace, *words)
-        except FaaSError as err:
-            print(f"error: {err}", file=sys.stderr)
-            code = 1
-        self.exit(code)
 
 
 class InvokeCommand(_ServerCommand):
