@@ -387,3 +387,45 @@ def test_code_only_update_of_a_blackbox_action(guest, server_images):
     assert after.json()["response"]["result"] == {"version": 2}
     assert after.json()["version"] == "0.0.2"
     assert "initTime" in annotations(after.json())  # a new version starts its own container
+
+
+# ---- pipelines and the public REST face, on real containers ------------------------------
+
+
+def test_sequence_is_a_pipeline_of_real_actions(guest):
+    """Each component's result is the next one's input (the seed's processing pipelines)."""
+    find = python_action(
+        guest, "def main(args):\n    return {'peaks': [1.0, 4.0, 9.0], 'cut': args['cut']}\n"
+    )
+    count = python_action(
+        guest, "def main(args):\n    return {'n': sum(p > args['cut'] for p in args['peaks'])}\n"
+    )
+    pipeline = unique("pipeline")
+    components = [f"/_/{find}", f"/_/{count}"]
+    r = guest.put(
+        f"{A}/actions/{pipeline}", json={"exec": {"kind": "sequence", "components": components}}
+    )
+    assert r.status_code == 200, r.text
+    r = invoke(guest, pipeline, {"cut": 2.0})
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["response"]["result"] == {"n": 2}
+    assert len(record["logs"]) == 2, "a sequence's logs are its components' activation ids"
+    first = wait_record(guest, record["logs"][0])
+    assert first["cause"] == record["activationId"]
+    assert first["response"]["result"] == {"peaks": [1.0, 4.0, 9.0], "cut": 2.0}
+
+
+def test_web_action_answers_without_a_key(server, guest):
+    """A web-exported action is a public REST endpoint; without the annotation it is not."""
+    code = "def main(args):\n    return {'hello': args.get('who', 'world')}\n"
+    name = python_action(guest, code)
+    anonymous = Client(server.base, None)
+    assert anonymous.get(f"/api/v1/web/guest/default/{name}.json").status_code == 404
+    r = guest.put(
+        f"{A}/actions/{name}?overwrite=true",
+        json={"annotations": [{"key": "web-export", "value": True}]},
+    )
+    assert r.status_code == 200, r.text
+    r = anonymous.get(f"/api/v1/web/guest/default/{name}.json", params={"who": "sfx"})
+    assert (r.status_code, r.json()) == (200, {"hello": "sfx"})
