@@ -27,6 +27,7 @@ from jupyter_faas.server.pool.containers import (
     wants_refresh,
 )
 from jupyter_faas.server.pool.logs import SENTINEL
+from jupyter_faas.site import FaaSSite
 
 RUN_LABEL = "org.jupyter-faas.run"
 LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr): (.*)$")
@@ -199,6 +200,25 @@ def test_activation_context_reaches_the_action(loop, make_invoker):
     assert env["__OW_DEADLINE"] == str(request.deadline_ms)
     assert env["__OW_NAMESPACE"] == "guest"
     assert env["SECRET"] == "s3"  # an init parameter, delivered through /init's env
+
+
+@pytest.mark.docker
+def test_site_settings_reach_action_containers(loop, make_invoker):
+    """The site's CA bundle and proxy go into deployed functions, as into builds and tests."""
+    site = FaaSSite(
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt", https_proxy="http://127.0.0.1:3128"
+    )
+    invoker = make_invoker(site=site)
+    code = (
+        "import os\n"
+        "def main(args):\n"
+        "    ca = os.environ['SSL_CERT_FILE']\n"
+        "    return {'proxy': os.environ['HTTPS_PROXY'], 'ca': ca, 'certs': open(ca).read().count('BEGIN')}\n"
+    )
+    outcome = loop.run_until_complete(invoker.run(job(code, name="site")))
+    assert outcome.status_code == 0, outcome.result
+    assert outcome.result["proxy"] == "http://127.0.0.1:3128"
+    assert outcome.result["ca"] == "/faas/site-ca.crt" and outcome.result["certs"] > 10
 
 
 @pytest.mark.docker

@@ -161,6 +161,7 @@ class ActionContainer:
         env: dict,
         labels: dict,
         network: str,
+        volumes: dict | None = None,
     ) -> ActionContainer:
         """``docker run`` the image detached with its own CMD and attach to its output.
 
@@ -171,6 +172,7 @@ class ActionContainer:
             detach=True,
             name=name,
             environment=env,
+            volumes=volumes or {},
             labels=labels,
             network=network,
             mem_limit=f"{memory_mb}m",

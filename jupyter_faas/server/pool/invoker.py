@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 import requests.exceptions
-from traitlets import Dict, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Instance, Integer, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ... import engine
+from ...site import FaaSSite
 from .containers import (
     ACTION_LABEL,
     INSTANCE_LABEL,
@@ -176,6 +177,16 @@ class Invoker(LoggingConfigurable):
         removed, so two servers on one engine can keep apart by giving each its own label.
         Example: {"org.jupyter-faas.site": "lab1"}.""",
     ).tag(config=True)
+
+    site = Instance(
+        FaaSSite,
+        help="""The site settings (CA bundle, proxies; c.FaaSSite) given to every action
+        container, as to builds and local test containers.""",
+    )
+
+    @default("site")
+    def _site_default(self):
+        return FaaSSite(parent=self.parent or self)
 
     docker_slow_threads = Integer(
         4,
@@ -503,6 +514,7 @@ class Invoker(LoggingConfigurable):
                     env=self._env(),
                     labels=self._labels(**{ACTION_LABEL: job.action_key}),
                     network=self.network,
+                    volumes=self.site.container_volumes(),
                 )
             except BaseException:
                 self._reserved_mb -= spec.memory_mb
@@ -641,6 +653,7 @@ class Invoker(LoggingConfigurable):
                 env=self._env(),
                 labels=self._labels(**{PREWARM_LABEL: "1"}),
                 network=self.network,
+                volumes=self.site.container_volumes(),
             )
             await self._calls.activation(
                 slot.wait_listening, time.monotonic() + self.start_timeout_s
@@ -723,7 +736,8 @@ class Invoker(LoggingConfigurable):
         )
 
     def _env(self) -> dict:
-        return {"__OW_API_HOST": self.api_host}
+        """The container environment: the API host and the site's CA and proxy settings."""
+        return {"__OW_API_HOST": self.api_host, **self.site.container_env()}
 
     def _scope_labels(self) -> dict:
         return {engine.ROLE_LABEL: "server", **self.extra_labels}
