@@ -188,9 +188,6 @@ class OpenWhiskClient(LoggingConfigurable):
     def list_rules(self) -> list[dict]:
         return self.request("GET", "rules", params={"limit": 200})[1]
 
-    def get_rule(self, name: str) -> dict:
-        return self.request("GET", f"rules/{name}")[1]
-
     def put_rule(self, name: str, trigger: str, action: str) -> dict:
         body = {"trigger": f"/_/{trigger}", "action": f"/_/{action}"}
         return self.request("PUT", f"rules/{name}", params={"overwrite": "true"}, body=body)[1]

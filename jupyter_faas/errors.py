@@ -28,8 +28,7 @@ class FaaSError(Exception):
 
     def to_json(self) -> dict:
         """The JSON error shape shared by the extension API and the function server."""
-        body = {"error": str(self), "reason": self.reason}
-        return body
+        return {"error": str(self), "reason": self.reason}
 
 
 class CaptureError(FaaSError):
@@ -79,23 +78,3 @@ class RegistryError(FaaSError):
 
     status = 502
     reason = "registry"
-
-
-class FunctionFailed(FaaSError):
-    """The function itself failed while running in a container."""
-
-    status = 502
-    reason = "function-failed"
-
-
-class FunctionTimeout(FunctionFailed):
-    """The function ran longer than its timeout; its container was killed."""
-
-    status = 504
-    reason = "timeout"
-
-
-class FunctionOutOfMemory(FunctionFailed):
-    """The function exhausted its memory limit and was killed by the kernel."""
-
-    reason = "out-of-memory"
