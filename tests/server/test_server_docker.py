@@ -40,7 +40,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         text = "{}" if self.path == "/init" else body["value"].get("answer", "{}")
         data = text.encode()
-        self.send_response(200)
+        # "503": this container says it is shutting down (OpenWhisk then reschedules).
+        self.send_response(503 if text == "503" else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -279,6 +280,17 @@ def test_non_json_run_answer(guest, raw_image, answer):
     name = blackbox_action(guest, raw_image)
     error = developer_error(invoke(guest, name, {"answer": answer}))
     assert error == f"The action did not produce a valid JSON or JSON Array response: {answer}"
+
+
+def test_503_reschedules_once_on_another_container(server, guest, raw_image):
+    name = blackbox_action(guest, raw_image)
+    r = invoke(guest, name, {"answer": "503"})
+    assert r.status_code == 502, r.text
+    assert r.json()["response"]["status"] == DEVELOPER_ERROR
+    log = server.log_path.read_text()
+    assert f"answered 503 (shutting down): running {r.json()['activationId']} on another" in log
+    fine = invoke(guest, name, {"answer": '{"ok": true}'})
+    assert (fine.status_code, fine.json()["response"]["result"]) == (200, {"ok": True})
 
 
 def test_timeout(guest):

@@ -351,27 +351,50 @@ class Invoker(LoggingConfigurable):
             return _failed(accepted_ms, *internal("The function server is shutting down."))
         try:
             spec = self._spec(job)
-            slot, cold = await self._acquire(job, spec)
-        except (JobRejected, PullFailed) as err:
+        except JobRejected as err:
             return _failed(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
-        except NoCapacity as err:
-            return _failed(accepted_ms, *internal(str(err)))
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-            self.log.warning("starting a container for %s failed: %s", job.action_name, err)
-            return _failed(accepted_ms, *self._start_failure(spec, err))
-        try:
-            return await self._activate(job, spec, slot, cold, accepted_ms)
-        except Exception:
-            self.log.exception("activation %s of %s failed", job.activation_id, job.action_name)
-            await self._discard(slot)
-            return _failed(
-                accepted_ms,
-                *internal("The function server failed to run the activation; see its log."),
+        # A 503 from /init or /run means "this container is shutting down": OpenWhisk runs
+        # the activation again on another container; so do we, once.
+        for last_try in (False, True):
+            try:
+                slot, cold = await self._acquire(job, spec)
+            except (JobRejected, PullFailed) as err:
+                return _failed(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
+            except NoCapacity as err:
+                return _failed(accepted_ms, *internal(str(err)))
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+                self.log.warning("starting a container for %s failed: %s", job.action_name, err)
+                return _failed(accepted_ms, *self._start_failure(spec, err))
+            try:
+                outcome = await self._activate(job, spec, slot, cold, accepted_ms, last_try)
+            except Exception:
+                self.log.exception("activation %s of %s failed", job.activation_id, job.action_name)
+                await self._discard(slot)
+                return _failed(
+                    accepted_ms,
+                    *internal("The function server failed to run the activation; see its log."),
+                )
+            if outcome is not None:
+                return outcome
+            self.log.info(
+                "container %s of %s answered 503 (shutting down): running %s on another",
+                slot.name,
+                job.action_name,
+                job.activation_id,
             )
+        raise AssertionError("unreachable: the last try always returns an outcome")
 
     async def _activate(
-        self, job: ActivationJob, spec: _Spec, slot: ActionContainer, cold: bool, accepted_ms: int
-    ) -> RunOutcome:
+        self,
+        job: ActivationJob,
+        spec: _Spec,
+        slot: ActionContainer,
+        cold: bool,
+        accepted_ms: int,
+        last_try: bool = True,
+    ) -> RunOutcome | None:
+        """One try on ``slot``; None when the container said it is shutting down (503) and
+        this is not the last try, so the caller reschedules."""
         init_value = self._init_value(job, spec) if cold else None
         ex: Exchange = await self._calls.activation(
             slot.exchange,
@@ -381,6 +404,10 @@ class Invoker(LoggingConfigurable):
             self.sentinel_wait_s,
             spec.log_limit_bytes,
         )
+        answer = ex.run if ex.run is not None else ex.init
+        if not last_try and answer is not None and answer.status == 503:
+            await self._discard(slot)
+            return None
         peak = None
         logs = ex.logs
         if ex.timed_out_in or ex.gone_in:
