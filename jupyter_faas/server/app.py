@@ -36,6 +36,7 @@ from .alarms import SYSTEM_NAMESPACE, AlarmService
 from .api import NotFoundHandler, base, routes
 from .entities import LimitRanges, check_name, now_ms
 from .store import Database, queries
+from .throttle import MinuteThrottle
 
 GUEST = "guest"
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -176,6 +177,19 @@ class FunctionServer(Application):
         help="Seconds running activations get to finish on shutdown; the rest are recorded "
         "as failed on the next start.",
     )
+    invocations_per_minute = Integer(
+        0,
+        config=True,
+        help="Action invocations a namespace may make per minute; more get 429 "
+        '"Too many requests in the last minute". 0 means no limit (the default of this '
+        "single-user server; OpenWhisk's own default is 120).",
+    )
+    fires_per_minute = Integer(
+        0,
+        config=True,
+        help="Trigger fires a namespace may make per minute; more get 429. 0 means no limit "
+        "(OpenWhisk's own default is 60).",
+    )
     alarm_allow_seconds = Bool(
         False,
         config=True,
@@ -302,6 +316,8 @@ class FunctionServer(Application):
             log=self.log,
         )
         self.alarms = AlarmService(self.db, self.activator, self.alarm_allow_seconds, log=self.log)
+        self.invocation_throttle = MinuteThrottle(self.invocations_per_minute, "requests")
+        self.fire_throttle = MinuteThrottle(self.fires_per_minute, "trigger fires")
         await self.activator.recover()
         await self.alarms.start()
         app = web.Application(

@@ -376,3 +376,24 @@ def test_kill_9_loses_no_entity(tmp_path):
         assert c.get(f"{A}/activations/{aid}").ok
     finally:
         proc.stop()
+
+
+# -- throttling -----------------------------------------------------------------------------
+
+
+def test_invocations_and_fires_over_the_minute_limit_get_429(fresh_server):
+    srv = fresh_server(invocations_per_minute=3, fires_per_minute=1)
+    c = srv.client()
+    assert c.put(f"{A}/actions/t", json={"exec": {"kind": "blackbox", "image": "i"}}).ok
+    for _ in range(3):
+        assert c.post(f"{A}/actions/t?blocking=true").status_code == 200
+    r = c.post(f"{A}/actions/t?blocking=true")
+    assert r.status_code == 429
+    assert r.json()["error"].startswith(
+        "Too many requests in the last minute (count: 3, allowed: 3)."
+    )
+    assert r.json()["code"]
+    assert c.put(f"{A}/triggers/tick", json={}).ok
+    assert c.post(f"{A}/triggers/tick").status_code == 204
+    r = c.post(f"{A}/triggers/tick")
+    assert r.status_code == 429 and "trigger fires" in r.json()["error"]

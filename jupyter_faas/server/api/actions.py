@@ -146,6 +146,7 @@ class ActionHandler(BaseHandler):
         result_only = self.bool_arg("result")
         wait_ms = self._wait_ms()
         target = await self.faas.activator.resolve(identity, namespace, name)
+        self.faas.invocation_throttle.admit(identity.namespace)
         activation_id, record = await self.faas.activator.invoke(
             identity, target, payload, blocking=blocking, wait_ms=wait_ms
         )

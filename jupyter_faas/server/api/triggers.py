@@ -114,6 +114,7 @@ class TriggerHandler(BaseHandler):
         doc = await self.faas.activator.entity(namespace, check_name(name), "triggers")
         if doc is None:
             raise NotFound(NOT_FOUND)
+        self.faas.fire_throttle.admit(identity.namespace)
         headers = {k.lower(): v for k, v in self.request.headers.items()}
         headers.pop("authorization", None)
         activation_id = await self.faas.activator.fire(identity, doc, payload, headers)
