@@ -80,6 +80,13 @@ class FunctionServer(Application):
     """The OpenWhisk-compatible function server."""
 
     name = "jupyter-faas-server"
+
+    @property
+    def classes(self):
+        """What `--help-all` documents: the server, its Invoker and the site settings."""
+        from ..site import FaaSSite
+
+        return [FunctionServer, self.invoker_class, FaaSSite]
     description = "Serve the OpenWhisk REST API on this machine, running actions in Docker."
     version = __version__
 
