@@ -43,7 +43,15 @@ from .containers import (
     wants_refresh,
 )
 from .executor import BlockingCalls
-from .outcomes import died, init_failed, internal, run_result, timeout_message
+from .outcomes import (
+    died,
+    failed_outcome,
+    init_failed,
+    internal,
+    peak_memory,
+    run_result,
+    timeout_message,
+)
 from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
 
 #: Memory of prewarm containers; only actions with this memory limit use them (as OpenWhisk).
@@ -348,29 +356,29 @@ class Invoker(LoggingConfigurable):
         """
         accepted_ms = _now_ms()
         if not self._running:
-            return _failed(accepted_ms, *internal("The function server is shutting down."))
+            return failed_outcome(accepted_ms, *internal("The function server is shutting down."))
         try:
             spec = self._spec(job)
         except JobRejected as err:
-            return _failed(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
+            return failed_outcome(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
         # A 503 from /init or /run means "this container is shutting down": OpenWhisk runs
         # the activation again on another container; so do we, once.
         for last_try in (False, True):
             try:
                 slot, cold = await self._acquire(job, spec)
             except (JobRejected, PullFailed) as err:
-                return _failed(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
+                return failed_outcome(accepted_ms, DEVELOPER_ERROR, {"error": str(err)})
             except NoCapacity as err:
-                return _failed(accepted_ms, *internal(str(err)))
+                return failed_outcome(accepted_ms, *internal(str(err)))
             except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
                 self.log.warning("starting a container for %s failed: %s", job.action_name, err)
-                return _failed(accepted_ms, *self._start_failure(spec, err))
+                return failed_outcome(accepted_ms, *self._start_failure(spec, err))
             try:
                 outcome = await self._activate(job, spec, slot, cold, accepted_ms, last_try)
             except Exception:
                 self.log.exception("activation %s of %s failed", job.activation_id, job.action_name)
                 await self._discard(slot)
-                return _failed(
+                return failed_outcome(
                     accepted_ms,
                     *internal("The function server failed to run the activation; see its log."),
                 )
@@ -428,7 +436,7 @@ class Invoker(LoggingConfigurable):
             status, result = init_failed(ex.init)
         else:
             status, result = run_result(ex.run)
-            peak = _peak_memory(ex.run.headers)
+            peak = peak_memory(ex.run.headers)
             await self._release(slot)
         return RunOutcome(
             status_code=status,
@@ -781,24 +789,3 @@ def _env(name: str) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _failed(accepted_ms: int, status: int, result: dict) -> RunOutcome:
-    now = _now_ms()
-    return RunOutcome(
-        status_code=status,
-        result=result,
-        start_ms=now,
-        end_ms=now,
-        wait_time_ms=max(0, now - accepted_ms),
-    )
-
-
-def _peak_memory(headers: dict) -> int | None:
-    for name, value in headers.items():
-        if name.lower() == "x-faas-peak-memory":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

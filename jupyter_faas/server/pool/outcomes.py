@@ -7,8 +7,10 @@ match on them keep working.
 
 from __future__ import annotations
 
+import time
+
 from ...actionclient import ActionResponse
-from .types import APPLICATION_ERROR, DEVELOPER_ERROR, SUCCESS, WHISK_ERROR
+from .types import APPLICATION_ERROR, DEVELOPER_ERROR, SUCCESS, WHISK_ERROR, RunOutcome
 
 #: Results larger than this become an application error, as in OpenWhisk.
 MAX_RESULT_BYTES = 1024 * 1024
@@ -73,3 +75,26 @@ def run_result(resp: ActionResponse) -> tuple[int, object]:
 def internal(message: str) -> tuple[int, dict]:
     """A failure of the function server itself (whisk internal error)."""
     return WHISK_ERROR, {"error": message}
+
+
+def failed_outcome(accepted_ms: int, status: int, result: dict) -> RunOutcome:
+    """An activation that failed before any container ran it."""
+    now = time.time_ns() // 1_000_000
+    return RunOutcome(
+        status_code=status,
+        result=result,
+        start_ms=now,
+        end_ms=now,
+        wait_time_ms=max(0, now - accepted_ms),
+    )
+
+
+def peak_memory(headers: dict) -> int | None:
+    """The activation's peak memory in bytes, as our runtime reports it (None otherwise)."""
+    for name, value in headers.items():
+        if name.lower() == "x-faas-peak-memory":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
