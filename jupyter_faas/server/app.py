@@ -87,6 +87,7 @@ class FunctionServer(Application):
         from ..site import FaaSSite
 
         return [FunctionServer, self.invoker_class, FaaSSite]
+
     description = "Serve the OpenWhisk REST API on this machine, running actions in Docker."
     version = __version__
 
