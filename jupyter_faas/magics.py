@@ -8,6 +8,7 @@ traceback) so the kernel stays usable and nothing already written is lost.
 from __future__ import annotations
 
 import inspect
+import json
 import shlex
 import sys
 
@@ -19,7 +20,7 @@ from traitlets import Enum, Instance, default
 
 from .display import Activation, Table, activation_rows
 from .errors import FaaSError
-from .widgets import ProgressDisplay, TextProgress
+from .widgets import InvokeForm, ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
 
 LINE_USAGE = """Usage:
@@ -28,6 +29,7 @@ LINE_USAGE = """Usage:
   %faas push NAME           push NAME's dependency image to the registry
   %faas deploy NAME         deploy NAME to the function server (pushes the image only if new)
   %faas invoke NAME 'JSON' [--async]   invoke NAME (--async returns the activation id)
+  %faas form NAME           an invoke form (JSON input, Invoke button, result and logs)
   %faas schedule NAME 'CRON' ['JSON']  run NAME periodically, e.g. '*/5 * * * *'
   %faas unschedule NAME ['CRON']       remove NAME's schedules (or the one with CRON)
   %faas activations [NAME]  recent activations
@@ -176,6 +178,19 @@ class FaaSMagics(Magics):
             return body.get("activationId")
         display(Activation(body))
         return (body.get("response") or {}).get("result")
+
+    def _line_form(self, name):
+        test_input = None
+        path = self.workspace.bundle_path(name)
+        if (path / "faas.json").exists():
+            test_input = self.workspace.load(name).metadata.test_input
+        self.workspace.client.get_action(name)  # a clear 404 now rather than at the first click
+        form = InvokeForm(
+            name,
+            lambda params: self.workspace.invoke(name, params),
+            json.dumps(test_input or {}),
+        )
+        display(form)
 
     def _line_schedule(self, name, cron, payload="{}"):
         trigger = self.workspace.schedule(name, cron, parse_json_object(payload, "payload"))

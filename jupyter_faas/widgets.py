@@ -1,19 +1,23 @@
-"""Progress displays for the notebook: an ipywidgets bar and log, with a plain-text twin.
+"""Notebook widgets: progress displays and the invoke form, each with a plain-text twin.
 
 Each display is shown with a MIME bundle holding both the widget view and a
-``text/plain`` transcript. JupyterLab renders the widget; a notebook run
-headless (nbclient, nbconvert) keeps the transcript, so nothing is lost where
+``text/plain`` form of it. JupyterLab renders the widget; a notebook run
+headless (nbclient, nbconvert) keeps the text, so nothing is lost where
 widgets are not rendered.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from IPython.display import display
 
 from .builder import ProgressEvent
+from .display import Activation
+from .errors import FaaSError
 
 _TEXT_REFRESH_S = 1.0
 
@@ -82,6 +86,102 @@ class ProgressDisplay(_Progress):
         bundle.update(self.box._repr_mimebundle_() or {})
         bundle["text/plain"] = text
         return bundle
+
+
+class InvokeForm:
+    """A JSON input checked as you type, an Invoke button, and the activation it produced.
+
+    Args:
+        name: The deployed function.
+        invoke: Called with the parsed input; returns the activation record (or
+            ``{"activationId"}`` when the server's wait ran out).
+        initial: The input shown at first, e.g. the bundle's test input.
+    """
+
+    def __init__(self, name: str, invoke: Callable[[dict], dict], initial: str = "{}"):
+        import ipywidgets as widgets
+
+        self.name = name
+        self._invoke = invoke
+        self.input = widgets.Textarea(
+            value=initial,
+            placeholder='{"threshold": 3.0}',
+            description="Input",
+            layout=widgets.Layout(width="100%", height="6em"),
+        )
+        self.button = widgets.Button(
+            description="Invoke", button_style="primary", tooltip=f"Invoke {name}"
+        )
+        self.status = widgets.HTML()
+        self.result = widgets.HTML()
+        self.box = widgets.VBox(
+            [
+                widgets.HTML(f"<b>Invoke {name}</b>"),
+                self.input,
+                self.button,
+                self.status,
+                self.result,
+            ]
+        )
+        self.input.observe(lambda _: self.check(), "value")
+        self.button.on_click(lambda _: self.submit())
+        self.check()
+
+    def check(self) -> dict | None:
+        """The input as a JSON object, or None (with the reason shown and Invoke disabled)."""
+        try:
+            value = json.loads(self.input.value or "{}")
+        except ValueError as err:
+            return self._refuse(
+                f"Not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})."
+            )
+        if not isinstance(value, dict):
+            return self._refuse(f"The input must be a JSON object, not {type(value).__name__}.")
+        self.button.disabled = False
+        self.status.value = ""
+        return value
+
+    def submit(self) -> dict | None:
+        """Invoke with the current input and show the outcome; returns the record, if any."""
+        value = self.check()
+        if value is None:
+            return None
+        self.button.disabled = True
+        self.status.value = "Invoking…"
+        try:
+            record = self._invoke(value)
+        except FaaSError as err:
+            self.status.value = _error_html(str(err))
+            return None
+        finally:
+            self.button.disabled = False
+        if "response" not in record:
+            self.status.value = (
+                f"Accepted as activation {record.get('activationId')}; see %faas logs ID."
+            )
+        else:
+            self.status.value = ""
+            self.result.value = Activation(record)._repr_html_()
+        return record
+
+    def _refuse(self, reason: str) -> None:
+        self.button.disabled = True
+        self.status.value = _error_html(reason)
+        return None
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = (
+            f"Invoke form for {self.name} (shown where widgets are rendered); "
+            f"elsewhere use: %faas invoke {self.name} '{self.input.value}'"
+        )
+        return bundle
+
+
+def _error_html(text: str) -> str:
+    import html
+
+    return f"<span style='color: var(--jp-error-color1, red)'>{html.escape(text)}</span>"
 
 
 class TextProgress(_Progress):

@@ -164,6 +164,31 @@ def test_code_only_edit_does_not_push_and_bumps_the_version(deployed, workspace)
     assert run["response"]["result"] == {"version": 2, "x": 2}
 
 
+def test_invoke_form_checks_the_input_and_shows_the_activation(deployed, workspace):
+    from jupyter_faas.widgets import InvokeForm
+
+    form = InvokeForm("loop", lambda params: workspace.invoke("loop", params))
+    form.input.value = "{bad"
+    assert form.button.disabled and "Not valid JSON" in form.status.value
+    assert form.submit() is None, "an invalid input is never sent"
+    form.input.value = "[1, 2]"
+    assert form.button.disabled and "not list" in form.status.value
+    form.input.value = '{"x": 7}'
+    assert not form.button.disabled and form.status.value == ""
+    record = form.submit()
+    assert record["response"]["result"] == {"version": 2, "x": 7}
+    assert "success" in form.result.value and "got 7" in form.result.value
+    missing = InvokeForm(
+        "no-such-function", lambda params: workspace.invoke("no-such-function", params)
+    )
+    assert missing.submit() is None and "does not exist" in missing.status.value
+    text = form._repr_mimebundle_()["text/plain"]
+    assert (
+        text
+        == "Invoke form for loop (shown where widgets are rendered); elsewhere use: %faas invoke loop '{\"x\": 7}'"
+    )
+
+
 def test_blocking_invoke_returns_result_and_logs(deployed, workspace):
     record = workspace.invoke("loop", {"x": 3})
     assert record["response"]["success"] and record["response"]["status"] == "success"
@@ -330,6 +355,7 @@ NB_CELLS = [
     ("wait-async", f"{KERNEL_WORKSPACE}.client.wait_activation(aid, 30)['activationId'] == aid"),
     ("logs", "%faas logs $aid"),
     ("activations", "%faas activations nbloop"),
+    ("form", "%faas form nbloop"),
     ("schedule", "%faas schedule nbloop '*/2 * * * * *' '{\"x\": 5}'"),
     (
         "wait-schedule",
@@ -423,6 +449,16 @@ def test_magics_async_invoke_logs_and_activations(notebook):
         "kind",
     ]
     assert activation_id in listing
+
+
+def test_magics_invoke_form_is_a_widget_with_a_text_twin(notebook):
+    """The form starts from the bundle's --test input; headless, its text says what to run."""
+    (output,) = notebook.outputs("form")
+    assert "application/vnd.jupyter.widget-view+json" in output.data
+    assert output.data["text/plain"] == (
+        "Invoke form for nbloop (shown where widgets are rendered); "
+        "elsewhere use: %faas invoke nbloop '{\"x\": 2}'"
+    )
 
 
 def test_magics_schedule_and_unschedule(notebook):
