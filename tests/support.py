@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import nbformat
 import pytest
 import requests
 
 from jupyter_faas import engine
 from jupyter_faas.demo import output_text
+from jupyter_faas.image import tar_context
 
 #: Seconds a server may take to answer after its start (the first start builds the runtime image).
 START_TIMEOUT = 120
@@ -78,6 +80,23 @@ def stop(proc: subprocess.Popen, grace: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def labelled_image(
+    client, tag: str, files: dict[str, bytes], labels: dict[str, str]
+) -> Iterator[str]:
+    """Build a labelled image from in-memory ``files`` (a Dockerfile among them); remove it after."""
+    client.images.build(
+        fileobj=tar_context(files), custom_context=True, tag=tag, labels=labels, rm=True
+    )
+    try:
+        yield tag
+    finally:
+        try:
+            client.images.remove(tag, force=True)
+        except docker.errors.NotFound:
+            pass
 
 
 @dataclass

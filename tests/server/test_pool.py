@@ -15,10 +15,10 @@ from pathlib import Path
 
 import docker.errors
 import pytest
+from support import labelled_image
 from traitlets import TraitError
 
 from jupyter_faas import engine, runtime
-from jupyter_faas.image import tar_context
 from jupyter_faas.server.pool import ActivationJob, Invoker
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
@@ -56,14 +56,8 @@ def runtime_image(docker_client, base_image, test_labels, run_label):
         ).encode(),
         "proxy.py": Path(runtime.PROXY_PATH).read_bytes(),
     }
-    docker_client.images.build(
-        fileobj=tar_context(files), custom_context=True, tag=tag, labels=test_labels, rm=True
-    )
-    yield tag
-    try:
-        docker_client.images.remove(tag, force=True)
-    except docker.errors.NotFound:
-        pass
+    with labelled_image(docker_client, tag, files, test_labels) as image:
+        yield image
 
 
 @pytest.fixture(scope="module")

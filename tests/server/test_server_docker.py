@@ -15,12 +15,9 @@ import re
 import time
 import uuid
 
-import docker.errors
 import pytest
 from conftest import REAL_START_TIMEOUT, Client, ServerProcess
-from support import free_port
-
-from jupyter_faas.image import tar_context
+from support import free_port, labelled_image
 
 pytestmark = pytest.mark.docker
 
@@ -78,14 +75,8 @@ def raw_image(docker_client, base_image, test_labels, run_label):
         "Dockerfile": f'FROM {base_image}\nCOPY server.py /server.py\nCMD ["python3", "/server.py"]\n'.encode(),
         "server.py": RAW_SERVER.encode(),
     }
-    docker_client.images.build(
-        fileobj=tar_context(files), custom_context=True, tag=tag, labels=test_labels, rm=True
-    )
-    yield tag
-    try:
-        docker_client.images.remove(tag, force=True)
-    except docker.errors.NotFound:
-        pass
+    with labelled_image(docker_client, tag, files, test_labels) as image:
+        yield image
 
 
 def unique(stem: str) -> str:
