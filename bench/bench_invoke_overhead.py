@@ -1,10 +1,10 @@
-"""Benchmark: what the Invoker adds on top of the container itself.
+"""Benchmark: what the DockerInvoker adds on top of the container itself.
 
 Measures, against the real Docker engine:
 
-* warm invoke overhead: ``Invoker.run`` p50/p99 minus a direct ``ActionClient`` ``/run``
+* warm invoke overhead: ``DockerInvoker.run`` p50/p99 minus a direct ``ActionClient`` ``/run``
   to the same warm container (the floor), both over the same number of calls;
-* cold start: ``Invoker.run`` of a new action (image local, no prewarm) versus a bare
+* cold start: ``DockerInvoker.run`` of a new action (image local, no prewarm) versus a bare
   ``docker run`` of the same image to the first ``/run`` answer;
 * a code-only Python action served by a prewarmed runtime container.
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from jupyter_faas import engine, runtime
 from jupyter_faas.actionclient import ActionClient
 from jupyter_faas.image import tar_context
-from jupyter_faas.server.pool import ActivationJob, Invoker
+from jupyter_faas.server.pool import ActivationJob
+from jupyter_faas.server.pool.docker import DockerInvoker
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_LABEL = "org.jupyter-faas.run"
@@ -38,10 +39,10 @@ def build_runtime_image(client, tag: str, labels: dict) -> None:
     """Our runtime on the offline base image (as the server's python_image would be)."""
     files = {
         "Dockerfile": (
-            f"FROM {BASE_IMAGE}\nCOPY proxy.py /faas/runtime.py\nENV PYTHONUNBUFFERED=1\n"
+            f"FROM {BASE_IMAGE}\nCOPY runtime.py faas_protocol.py /faas/\nENV PYTHONUNBUFFERED=1\n"
             'CMD ["python3", "/faas/runtime.py"]\n'
         ).encode(),
-        "proxy.py": Path(runtime.PROXY_PATH).read_bytes(),
+        **runtime.runtime_file_bytes(),
     }
     client.images.build(
         fileobj=tar_context(files), custom_context=True, tag=tag, labels=labels, rm=True
@@ -75,13 +76,13 @@ async def timed(coro) -> tuple[float, object]:
     return (time.perf_counter() - start) * 1000, result
 
 
-async def warm_overhead(invoker: Invoker, calls: int, block: int = 50) -> dict:
-    """Alternate blocks of Invoker.run and direct /run calls, so machine noise hits both."""
+async def warm_overhead(invoker: DockerInvoker, calls: int, block: int = 50) -> dict:
+    """Alternate blocks of DockerInvoker.run and direct /run calls, so machine noise hits both."""
     first = await invoker.run(make_job("warm"))
     assert first.status_code == 0, first.result
     (slot,) = [s for s in invoker._slots.values() if s.action_key == "guest/warm@0.0.1"]
     direct_client = ActionClient(slot.address)
-    body = Invoker._run_body(make_job("warm"))
+    body = DockerInvoker._run_body(make_job("warm"))
     via_invoker, direct = [], []
     try:
         for round_no in range(max(1, calls // block) + 1):
@@ -95,7 +96,7 @@ async def warm_overhead(invoker: Invoker, calls: int, block: int = 50) -> dict:
                 resp = direct_client.run(body, 10)
                 assert resp.status == 200, resp.text
                 direct_block.append((time.perf_counter() - start) * 1000)
-            # The direct calls' log lines and sentinels must not reach the next Invoker.run.
+            # The direct calls' log lines and sentinels must not reach the next DockerInvoker.run.
             for _ in range(block):
                 slot.logs.take(1.0, 1 << 20)
             if round_no:  # the first round only warms up both paths
@@ -106,7 +107,7 @@ async def warm_overhead(invoker: Invoker, calls: int, block: int = 50) -> dict:
     return {"invoker": via_invoker, "direct": direct}
 
 
-async def cold_starts(invoker: Invoker, count: int) -> list[float]:
+async def cold_starts(invoker: DockerInvoker, count: int) -> list[float]:
     times = []
     for i in range(count):
         ms, outcome = await timed(invoker.run(make_job(f"cold{i}")))
@@ -136,7 +137,7 @@ def bare_docker_runs(client, image: str, labels: dict, count: int) -> list[float
     return times
 
 
-async def prewarmed_starts(invoker: Invoker, count: int) -> list[float]:
+async def prewarmed_starts(invoker: DockerInvoker, count: int) -> list[float]:
     times = []
     for i in range(count):
         deadline = time.monotonic() + 60
@@ -151,14 +152,14 @@ async def prewarmed_starts(invoker: Invoker, count: int) -> list[float]:
 
 async def measure(image: str, extra: dict, warm_calls: int, cold_count: int) -> dict:
     settings = {"python_image": image, "extra_labels": extra, "memory_budget_mb": 8192}
-    invoker = Invoker(prewarm_count=0, **settings)
+    invoker = DockerInvoker(prewarm_count=0, **settings)
     await invoker.start()
     try:
         warm = await warm_overhead(invoker, warm_calls)
         cold = await cold_starts(invoker, cold_count)
     finally:
         await invoker.stop()
-    invoker = Invoker(prewarm_count=1, **settings)
+    invoker = DockerInvoker(prewarm_count=1, **settings)
     await invoker.start()
     try:
         prewarmed = await prewarmed_starts(invoker, cold_count)
@@ -170,7 +171,7 @@ async def measure(image: str, extra: dict, warm_calls: int, cold_count: int) -> 
 def table(results: dict, bare: list[float], warm_calls: int, cold_count: int) -> str:
     inv, direct = results["warm"]["invoker"], results["warm"]["direct"]
     rows = [
-        ("`Invoker.run`, warm", inv, len(inv)),
+        ("`DockerInvoker.run`, warm", inv, len(inv)),
         ("direct `ActionClient` /run, same container", direct, len(direct)),
     ]
     lines = [
@@ -191,8 +192,8 @@ def table(results: dict, bare: list[float], warm_calls: int, cold_count: int) ->
     ]
     for label, values in (
         ("bare `docker run` → ready → /init → /run", bare),
-        ("`Invoker.run`, cold start (image local)", results["cold"]),
-        ("`Invoker.run`, code-only Python on a prewarmed container", results["prewarmed"]),
+        ("`DockerInvoker.run`, cold start (image local)", results["cold"]),
+        ("`DockerInvoker.run`, code-only Python on a prewarmed container", results["prewarmed"]),
     ):
         lines.append(
             f"| {label} | {len(values)} | {min(values):.0f} | {statistics.median(values):.0f} "
@@ -218,7 +219,7 @@ def main() -> None:
     finally:
         engine.remove_labelled(client, **{RUN_LABEL: run})
     text = (
-        "# Invoker overhead benchmark\n\n"
+        "# Invoker overhead benchmark (DockerInvoker)\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `bench/bench_invoke_overhead.py` on the "
         "development machine (2 cores, Docker 20.10, runc, cgroup v1), runtime image = "
         f"{BASE_IMAGE} + proxy.py.\n\n"

@@ -1,6 +1,6 @@
 """Benchmark: the function server end to end, over loopback HTTP, against baselines.
 
-Starts ``python -m jupyter_faas.server`` (the real Invoker, Docker engine and registry) on a
+Starts ``python -m jupyter_faas.server`` (the real DockerInvoker, Docker engine and registry) on a
 free port and measures, each next to a baseline taken in the same run:
 
 (a) throughput of a trivial Python action: N client threads, each with one kept-alive
@@ -261,8 +261,8 @@ class ServerProcess:
                 "--log-level=WARN",
                 # Room for every container the runs leave idle (the default 4096 MB would
                 # be full of idle ones before (c), and prewarming never evicts idle ones).
-                "--Invoker.memory_budget_mb=16384",
-                f"--Invoker.extra_labels={json.dumps({RUN_LABEL: run})}",
+                "--DockerInvoker.memory_budget_mb=16384",
+                f"--DockerInvoker.extra_labels={json.dumps({RUN_LABEL: run})}",
             ],
             cwd=ROOT,
             stdout=self._log,
@@ -632,7 +632,7 @@ def report(results: dict, args) -> str:
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `bench/bench_server.py` "
         f"({' '.join(sys.argv[1:]) or 'defaults'}) on the development machine "
         f"({os.cpu_count()} cores, Docker 20.10, runc, cgroup v1). The server is "
-        "`python -m jupyter_faas.server` with the real Invoker; clients talk to it over "
+        "`python -m jupyter_faas.server` with the real DockerInvoker; clients talk to it over "
         "127.0.0.1. Other work on the machine shares the two cores, so absolute numbers "
         "are noisy; each ratio compares against a baseline taken in the same run. "
         f"Load average (1 min) at the start: {results['load'][0]:.1f}, at the end: "
@@ -765,7 +765,7 @@ def report(results: dict, args) -> str:
         "",
         "All server timings are what an HTTP client sees (requests, about 1 ms of its own per "
         "call), so they include the REST layer, the database writes and the log collection "
-        "on top of `bench/bench_invoke_overhead.py`'s in-process Invoker numbers.",
+        "on top of `bench/bench_invoke_overhead.py`'s in-process DockerInvoker numbers.",
         "",
     ]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ jupyter-config/server-config/jupyter_faas.json), the JupyterLab sidebar
 (``c.FaaSWorkspace.builder_class``, a ``FaaSBuilder``).
 """
 
-from .builder import FaaSBuilder
+from .builders import FaaSBuilder
 from .errors import FaaSError
 
 __version__ = "0.1.0"
@@ -36,8 +36,18 @@ def load_ipython_extension(ipython):
     magics = FaaSMagics(shell=ipython, config=config)
     ipython.register_magics(magics)
     workspace = magics.workspace
-    builder = workspace.builder
-    parts = [magics, workspace, builder] + [
-        getattr(builder, name) for name in ("site", "images", "registry") if builder.has_trait(name)
+    builder, deployer = workspace.builder, workspace.deployer
+    parts = [magics, workspace, builder, deployer] + [
+        getattr(part, name)
+        for part, name in (
+            (builder, "site"),
+            (builder, "images"),
+            (builder, "registry"),
+            (builder, "environments"),
+            (deployer, "client"),
+        )
+        if part.has_trait(name)
     ]
     ipython.configurables.extend(parts)
+    if workspace.notice:
+        print(f"jupyter-faas: {workspace.notice}")

@@ -13,17 +13,22 @@ from jupyter_core.application import JupyterApp
 from traitlets import Bool
 
 from . import __version__
-from .client import OpenWhiskClient
-from .deploy.local import DockerBuilder
-from .display import Activation, Table, activation_rows
+from .deployers import Accepted
+from .deployers.openwhisk_rest import OpenWhiskClient
+from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows
 from .errors import FaaSError
 from .image import FaaSImages
 from .registry import FaaSRegistry
 from .site import FaaSSite
+from .traits import EntryPointType
 from .widgets import TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
 
-_PARTS = [FaaSWorkspace, DockerBuilder, FaaSSite, FaaSImages, FaaSRegistry]
+
+def _parts() -> list[type]:
+    """The configurable classes whose settings the commands accept and document."""
+    builders = [EntryPointType.load("jupyter_faas.builders", n) for n in ("docker", "process")]
+    return [FaaSWorkspace, *builders, FaaSSite, FaaSImages, FaaSRegistry, OpenWhiskClient]
 
 
 class _Command(JupyterApp):
@@ -31,7 +36,6 @@ class _Command(JupyterApp):
 
     name = "jupyter-faas"
     version = __version__
-    classes = [*_PARTS, OpenWhiskClient]
     usage = ""
     min_args = 1
     max_args = 1
@@ -39,6 +43,10 @@ class _Command(JupyterApp):
     @property
     def config_file_name(self):
         return "jupyter_faas_config"
+
+    @property
+    def classes(self):
+        return _parts()
 
     def start(self):
         words = self.extra_args
@@ -52,7 +60,9 @@ class _Command(JupyterApp):
             print(f"error: {err}", file=sys.stderr)
             code = 1
         finally:
-            workspace.builder.close()
+            workspace.close()
+        if workspace.notice:
+            print(f"note: {workspace.notice}", file=sys.stderr)
         self.exit(code)
 
     def run(self, workspace: FaaSWorkspace, *words: str) -> int:
@@ -132,8 +142,8 @@ class DeployCommand(_BundleCommand):
 
     def run_bundle(self, workspace, bundle, rest):
         progress = TextProgress()
-        record = workspace.deploy(bundle, progress)
-        print(json.dumps(record))
+        deployment = workspace.deploy(bundle, progress)
+        print(json.dumps(deployment.to_json()))
         return 0
 
 
@@ -149,14 +159,14 @@ class InvokeCommand(_ServerCommand):
     flags = {"async": ({"InvokeCommand": {"non_blocking": True}}, "Do not wait for the result.")}
 
     def run(self, workspace, name, text="{}"):
-        body = workspace.invoke(
+        record = workspace.deployer.invoke(
             name, parse_json_object(text, "invoke input"), blocking=not self.non_blocking
         )
-        if "response" not in body:
-            print(body.get("activationId"))
+        if isinstance(record, Accepted):
+            print(record.activation_id)
             return 0
-        print(Activation(body))
-        return 0 if (body.get("response") or {}).get("success") else 1
+        print(Activation(record))
+        return 0 if record.ok else 1
 
 
 class ScheduleCommand(_ServerCommand):
@@ -165,7 +175,7 @@ class ScheduleCommand(_ServerCommand):
     min_args, max_args = 2, 3
 
     def run(self, workspace, name, cron, payload="{}"):
-        print(workspace.schedule(name, cron, parse_json_object(payload, "payload")))
+        print(workspace.deployer.schedule(name, cron, parse_json_object(payload, "payload")))
         return 0
 
 
@@ -175,7 +185,7 @@ class UnscheduleCommand(_ServerCommand):
     max_args = 2
 
     def run(self, workspace, name, cron=None):
-        print("\n".join(workspace.unschedule(name, cron)) or "no schedules")
+        print("\n".join(workspace.deployer.unschedule(name, cron)) or "no schedules")
         return 0
 
 
@@ -185,8 +195,8 @@ class ActivationsCommand(_ServerCommand):
     min_args = 0
 
     def run(self, workspace, name=None):
-        columns = ["activationId", "name", "status", "start", "duration", "start kind"]
-        print(Table(activation_rows(workspace.client.list_activations(name)), columns))
+        records = workspace.deployer.activations(name)
+        print(Table(activation_rows(records), ACTIVATION_COLUMNS))
         return 0
 
 
@@ -195,7 +205,7 @@ class LogsCommand(_ServerCommand):
     usage = "jupyter faas logs ACTIVATION_ID"
 
     def run(self, workspace, activation_id):
-        print(Activation(workspace.client.get_activation(activation_id)))
+        print(Activation(workspace.deployer.activation(activation_id)))
         return 0
 
 
@@ -214,7 +224,7 @@ class DeleteCommand(_ServerCommand):
     usage = "jupyter faas delete NAME"
 
     def run(self, workspace, name):
-        workspace.delete(name)
+        workspace.deployer.delete(name)
         return 0
 
 
@@ -223,7 +233,7 @@ class BaseCommand(JupyterApp):
     description = "Make the base image offline from Debian packages: jupyter faas base build."
 
     def start(self):
-        from .base import base_build_main
+        from .baseimage import base_build_main
 
         if not self.extra_args or self.extra_args[0] != "build":
             print("Usage: jupyter faas base build [--image NAME] [--mirror URL]", file=sys.stderr)

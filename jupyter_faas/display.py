@@ -6,12 +6,7 @@ import html
 import json
 import time
 
-
-def _annotation(record: dict, key: str):
-    for item in record.get("annotations") or []:
-        if item.get("key") == key:
-            return item.get("value")
-    return None
+from .deployers import ActivationRecord
 
 
 def _when(ms) -> str:
@@ -19,36 +14,30 @@ def _when(ms) -> str:
 
 
 class Activation:
-    """One activation record, shown with its status, result, timing and logs."""
+    """One activation, shown with its status, result, timing and logs."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: ActivationRecord):
         self.record = record
-
-    @property
-    def status(self) -> str:
-        response = self.record.get("response") or {}
-        return response.get("status") or ("success" if response.get("success") else "running")
 
     def _lines(self) -> list[str]:
         r = self.record
-        response = r.get("response") or {}
-        start = "cold" if _annotation(r, "initTime") is not None else "warm"
         lines = [
-            f"{r.get('name')} {r.get('activationId')}: {self.status}",
-            f"  start {_when(r.get('start'))}, duration {r.get('duration', '?')} ms, {start}",
-            f"  result {json.dumps(response.get('result'), sort_keys=True)}",
+            f"{r.name} {r.activation_id}: {r.status}",
+            f"  start {_when(r.start_ms)}, duration {_or(r.duration_ms)} ms, "
+            f"{'cold' if r.cold else 'warm'}",
+            f"  result {json.dumps(r.result, sort_keys=True)}",
         ]
-        logs = r.get("logs") or []
-        lines.append("  logs:" if logs else "  logs: (none)")
-        lines.extend(f"    {line}" for line in logs)
+        lines.append("  logs:" if r.logs else "  logs: (none)")
+        lines.extend(f"    {line}" for line in r.logs)
         return lines
 
     def __str__(self) -> str:
         return "\n".join(self._lines())
 
     def _repr_html_(self) -> str:
-        ok = self.status == "success"
-        colour = "var(--jp-success-color1, green)" if ok else "var(--jp-error-color1, red)"
+        colour = (
+            "var(--jp-success-color1, green)" if self.record.ok else "var(--jp-error-color1, red)"
+        )
         head, *rest = self._lines()
         return (
             f"<div><b style='color:{colour}'>{html.escape(head)}</b>"
@@ -79,7 +68,10 @@ class Table:
             return self.empty
         table = [self.columns] + [self._cells(r) for r in self.rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(self.columns))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        )
 
     def _repr_html_(self) -> str:
         if not self.rows:
@@ -95,17 +87,24 @@ class Table:
         p.text(str(self))
 
 
-def activation_rows(records: list[dict]) -> list[dict]:
-    """Activation list items as table rows (status from statusCode, cold/warm from initTime)."""
-    names = {0: "success", 1: "application error", 2: "developer error", 3: "internal error"}
+#: The columns of an activation table.
+ACTIVATION_COLUMNS = ["activationId", "name", "status", "start", "duration", "start kind"]
+
+
+def activation_rows(records: list[ActivationRecord]) -> list[dict]:
+    """Activations as table rows for ``Table(rows, ACTIVATION_COLUMNS)``."""
     return [
         {
-            "activationId": r.get("activationId"),
-            "name": r.get("name"),
-            "status": names.get(r.get("statusCode"), "running"),
-            "start": r.get("start"),
-            "duration": r.get("duration"),
-            "start kind": "cold" if _annotation(r, "initTime") is not None else "warm",
+            "activationId": r.activation_id,
+            "name": r.name,
+            "status": r.status,
+            "start": r.start_ms,
+            "duration": r.duration_ms,
+            "start kind": "cold" if r.cold else "warm",
         }
         for r in records
     ]
+
+
+def _or(value) -> str:
+    return "?" if value is None else str(value)

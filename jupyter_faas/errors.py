@@ -78,3 +78,15 @@ class RegistryError(FaaSError):
 
     status = 502
     reason = "registry"
+
+
+class ServerError(FaaSError):
+    """The function server refused a request or could not be reached; ``status`` is its HTTP
+    status (503 when it did not answer), ``body`` what it said."""
+
+    reason = "server"
+
+    def __init__(self, message: str, *, status: int = 502, hint: str = "", body=None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.body = body

@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import tarfile
-from pathlib import Path
 
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -21,8 +20,6 @@ from .site import CONTAINER_CA_PATH, FaaSSite
 
 #: Label carrying the dependency key on every dependency image.
 KEY_LABEL = "org.jupyter-faas.key"
-#: Tag of the runtime image with no extra requirements (the server's default Python kind).
-RUNTIME_IMAGE = "jupyter-faas-runtime:latest"
 
 
 class FaaSImages(LoggingConfigurable):
@@ -77,7 +74,7 @@ def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
         "RUN python3 -m venv /faas/venv"
         f" && {pip_env} /faas/venv/bin/pip install --no-cache-dir --disable-pip-version-check"
         f" --progress-bar off -r /faas/requirements.txt{ca_remove}\n"
-        f"COPY runtime.py /faas/runtime.py\n"
+        "COPY runtime.py faas_protocol.py /faas/\n"
         "ENV PATH=/faas/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
         "WORKDIR /faas\n"
         "EXPOSE 8080\n"
@@ -90,7 +87,7 @@ def build_context(base_image: str, key: str, requirements: str, site: FaaSSite) 
     files = {
         "Dockerfile": dockerfile(base_image, key, site).encode(),
         "requirements.txt": requirements.encode(),
-        "runtime.py": Path(runtime.PROXY_PATH).read_bytes(),
+        **runtime.runtime_file_bytes(),
     }
     if site.ca_bundle:
         with open(site.ca_bundle, "rb") as f:

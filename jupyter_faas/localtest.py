@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from .builder import ContainerRun
+from .builders import ContainerRun
 
 
 @dataclass

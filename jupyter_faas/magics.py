@@ -18,7 +18,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Instance, default
 
-from .display import Activation, Table, activation_rows
+from .deployers import Accepted
+from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows
 from .errors import FaaSError
 from .widgets import InvokeForm, ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
@@ -164,7 +165,7 @@ class FaaSMagics(Magics):
         progress = self._progress(f"Deploy {name}")
         with progress.failing_as(f"{name}: deploy failed"):
             record = self.workspace.deploy(bundle, progress)
-        progress.finish(True, f"{name}: version {record['version']} on {record['server']}")
+        progress.finish(True, f"{name}: version {record.version} on {record.server}")
 
     def _line_invoke(self, name, *rest):
         is_async = "--async" in rest
@@ -172,48 +173,48 @@ class FaaSMagics(Magics):
         if len(rest) > 1:
             raise UsageError(f"%faas invoke takes NAME and one JSON input\n{LINE_USAGE}")
         params = parse_json_object(rest[0], "invoke input") if rest else {}
-        body = self.workspace.invoke(name, params, blocking=not is_async)
-        if "response" not in body:
-            print(f"{name}: activation {body.get('activationId')} accepted; see %faas logs ID")
-            return body.get("activationId")
-        display(Activation(body))
-        return (body.get("response") or {}).get("result")
+        record = self.workspace.deployer.invoke(name, params, blocking=not is_async)
+        if isinstance(record, Accepted):
+            print(f"{name}: activation {record.activation_id} accepted; see %faas logs ID")
+            return record.activation_id
+        display(Activation(record))
+        return record.result
 
     def _line_form(self, name):
         test_input = None
         path = self.workspace.bundle_path(name)
         if (path / "faas.json").exists():
             test_input = self.workspace.load(name).metadata.test_input
-        self.workspace.client.get_action(name)  # a clear 404 now rather than at the first click
+        deployer = self.workspace.deployer
+        deployer.function(name)  # a clear 404 now rather than at the first click
         form = InvokeForm(
-            name,
-            lambda params: self.workspace.invoke(name, params),
-            json.dumps(test_input or {}),
+            name, lambda params: deployer.invoke(name, params), json.dumps(test_input or {})
         )
         display(form)
 
     def _line_schedule(self, name, cron, payload="{}"):
-        trigger = self.workspace.schedule(name, cron, parse_json_object(payload, "payload"))
+        trigger = self.workspace.deployer.schedule(
+            name, cron, parse_json_object(payload, "payload")
+        )
         print(f"{name}: scheduled {cron!r} (trigger and rule {trigger})")
 
     def _line_unschedule(self, name, cron=None):
-        removed = self.workspace.unschedule(name, cron)
+        removed = self.workspace.deployer.unschedule(name, cron)
         print(f"{name}: removed {', '.join(removed) if removed else 'no schedules'}")
 
     def _line_activations(self, name=None):
-        records = self.workspace.client.list_activations(name)
-        columns = ["activationId", "name", "status", "start", "duration", "start kind"]
-        display(Table(activation_rows(records), columns, "(no activations)"))
+        records = self.workspace.deployer.activations(name)
+        display(Table(activation_rows(records), ACTIVATION_COLUMNS, "(no activations)"))
 
     def _line_logs(self, activation_id):
-        display(Activation(self.workspace.client.get_activation(activation_id)))
+        display(Activation(self.workspace.deployer.activation(activation_id)))
 
     def _line_list(self):
         columns = ["name", "bundle", "deployed", "version", "updated"]
         display(Table(self.workspace.functions(), columns, "(no functions)"))
 
     def _line_delete(self, name):
-        self.workspace.delete(name)
+        self.workspace.deployer.delete(name)
         print(f"{name}: deleted from the function server (bundle kept)")
 
     def _run_in_kernel(self, cell: str) -> None:

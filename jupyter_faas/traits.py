@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import entry_points
 
 from traitlets import TraitError, Type
+
+#: The value of a backend trait that picks by itself (Docker when its engine answers).
+AUTO = "auto"
+
+
+def backend_default() -> str:
+    """The builder and invoker chosen by ``$FAAS_BACKEND`` ("docker", "process"), else "auto"."""
+    return os.environ.get("FAAS_BACKEND", "").strip() or AUTO
 
 
 class EntryPointType(Type):
     """A class trait that also accepts the name of an entry point in ``entry_point_group``.
 
     ``c.FaaSWorkspace.builder_class = "docker"`` and the full import path
-    ``"jupyter_faas.deploy.local.DockerBuilder"`` choose the same class; the
-    help text lists the names installed when it is rendered.
+    ``"jupyter_faas.builders.docker.DockerBuilder"`` choose the same class; the
+    help text lists the names installed when it is rendered. With
+    ``allow_auto=True`` the value "auto" is kept as it is, for the owner to
+    resolve when it makes the instance.
     """
 
-    def __init__(self, *args, entry_point_group: str, **kwargs):
+    def __init__(self, *args, entry_point_group: str, allow_auto: bool = False, **kwargs):
         self.entry_point_group = entry_point_group
+        self.allow_auto = allow_auto
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def load(group: str, name: str) -> type:
+        """The class that entry point ``name`` of ``group`` names."""
+        found = [ep for ep in entry_points(group=group) if ep.name == name]
+        if not found:
+            raise TraitError(f"No {group} entry point is called {name!r}.")
+        return found[0].load()
 
     def installed(self) -> dict[str, str]:
         """Entry-point names of this group and the classes they name."""
@@ -34,16 +54,23 @@ class EntryPointType(Type):
     def help(self, value):
         self._help = value
 
+    def _resolve_classes(self) -> None:
+        if isinstance(self.klass, str):
+            self.klass = self._resolve_string(self.klass)
+        if isinstance(self.default_value, str):
+            self.default_value = self.validate(None, self.default_value)
+
     def validate(self, obj, value):
-        if isinstance(value, str):
-            found = [ep for ep in entry_points(group=self.entry_point_group) if ep.name == value]
-            if found:
-                value = found[0].load()
+        if self.allow_auto and value == AUTO:
+            return AUTO
+        if isinstance(value, str) and value in self.installed():
+            value = self.load(self.entry_point_group, value)
         try:
             return super().validate(obj, value)
         except TraitError:
             names = ", ".join(sorted(self.installed())) or "none registered"
+            auto = f' or "{AUTO}"' if self.allow_auto else ""
             raise TraitError(
                 f"{self.name} = {value!r} is neither an installed {self.entry_point_group} "
-                f"entry point ({names}) nor an importable {self.klass.__name__} class."
+                f"entry point ({names}){auto} nor an importable {self.klass.__name__} class."
             ) from None

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 from IPython.display import display
 
-from .builder import ProgressEvent
+from .builders.interface import ProgressEvent
+from .deployers import Accepted, ActivationRecord
 from .display import Activation
 from .errors import FaaSError
 
@@ -93,12 +94,17 @@ class InvokeForm:
 
     Args:
         name: The deployed function.
-        invoke: Called with the parsed input; returns the activation record (or
-            ``{"activationId"}`` when the server's wait ran out).
+        invoke: Called with the parsed input; returns the ActivationRecord (or
+            ``Accepted`` when the server's wait ran out).
         initial: The input shown at first, e.g. the bundle's test input.
     """
 
-    def __init__(self, name: str, invoke: Callable[[dict], dict], initial: str = "{}"):
+    def __init__(
+        self,
+        name: str,
+        invoke: Callable[[dict], ActivationRecord | Accepted],
+        initial: str = "{}",
+    ):
         import ipywidgets as widgets
 
         self.name = name
@@ -141,7 +147,7 @@ class InvokeForm:
         self.status.value = ""
         return value
 
-    def submit(self) -> dict | None:
+    def submit(self) -> ActivationRecord | Accepted | None:
         """Invoke with the current input and show the outcome; returns the record, if any."""
         value = self.check()
         if value is None:
@@ -155,10 +161,8 @@ class InvokeForm:
             return None
         finally:
             self.button.disabled = False
-        if "response" not in record:
-            self.status.value = (
-                f"Accepted as activation {record.get('activationId')}; see %faas logs ID."
-            )
+        if isinstance(record, Accepted):
+            self.status.value = f"Accepted as activation {record.activation_id}; see %faas logs ID."
         else:
             self.status.value = ""
             self.result.value = Activation(record)._repr_html_()

@@ -6,7 +6,6 @@ One implementation, several faces: every face turns its input into calls of
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -15,14 +14,14 @@ from pathlib import Path
 from traitlets import Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .builder import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
+from . import engine
+from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .bundle import Bundle, FunctionMetadata, check_limits, check_name
 from .capture import capture, pinned_requirements
-from .client import ALARM_FEED, OpenWhiskClient, ServerError
-from .deploy.local import DockerBuilder
-from .errors import BundleError
+from .deployers import Deployment, FaaSDeployer
+from .errors import BundleError, EngineUnavailable
 from .localtest import KernelRun, TestReport, run_in_kernel
-from .traits import EntryPointType
+from .traits import EntryPointType, backend_default
 
 #: Container outcomes after which the function is not also run in the kernel.
 _NOT_REPEATED = ("timeout", "out of memory")
@@ -38,31 +37,67 @@ class FaaSWorkspace(LoggingConfigurable):
     ).tag(config=True)
 
     builder_class = EntryPointType(
-        DockerBuilder,
+        "auto",
         klass=FaaSBuilder,
         entry_point_group="jupyter_faas.builders",
-        help="""Class that does the Docker work, by entry-point name (e.g. "docker", the local
-        Docker engine) or import path. On JupyterHub a build-service client implements the same
-        interface.""",
+        allow_auto=True,
+        help="""Class that builds, tests and pushes, by entry-point name or import path:
+        "docker" (the local Docker engine and a registry), "process" (no container engine:
+        virtualenvs and runtime processes, for Binder and HPC login nodes; no isolation
+        beyond a process), or "auto": docker when its engine answers, else process, with a
+        one-line notice. On JupyterHub a build-service client implements the same interface.
+        Default: $FAAS_BACKEND or "auto".""",
+    ).tag(config=True)
+
+    deployer_class = EntryPointType(
+        "openwhisk",
+        klass=FaaSDeployer,
+        entry_point_group="jupyter_faas.deployers",
+        help="""Class that deploys, invokes and schedules functions, by entry-point name or
+        import path: "openwhisk" (the OpenWhisk REST API of our function server or of a real
+        OpenWhisk; c.OpenWhiskClient.api_host and .auth say which).""",
     ).tag(config=True)
 
     builder = Instance(FaaSBuilder, help="The builder instance (made from builder_class).")
 
-    client = Instance(OpenWhiskClient, help="The function server client.")
+    deployer = Instance(FaaSDeployer, help="The deployer instance (made from deployer_class).")
 
-    @default("client")
-    def _client_default(self):
-        return OpenWhiskClient(parent=self)
+    notice = Unicode(help="A one-line notice for the user about the chosen backends, or ''.")
 
     @default("bundle_dir")
     def _bundle_dir_default(self):
         return os.environ.get("FAAS_BUNDLE_DIR", "functions")
 
+    @default("builder_class")
+    def _builder_class_default(self):
+        return backend_default()
+
     @default("builder")
     def _builder_default(self):
-        builder = self.builder_class(parent=self)
-        self.log.info("Builder: %s.%s", type(builder).__module__, type(builder).__name__)
+        klass = self.builder_class
+        if klass == "auto":
+            klass = self._pick_builder()
+        builder = klass(parent=self)
+        self.log.debug("Builder: %s.%s", type(builder).__module__, type(builder).__name__)
+        if builder.notice:
+            self.notice = " ".join(filter(None, (self.notice, builder.notice)))
         return builder
+
+    def _pick_builder(self) -> type[FaaSBuilder]:
+        """DockerBuilder when an engine answers, else the container-less ProcessBuilder."""
+        try:
+            engine.docker_client()
+        except EngineUnavailable as err:
+            self.notice = f"No Docker engine answers ({err.message}): container-less mode."
+            self.log.warning("%s", self.notice)
+            return EntryPointType.load("jupyter_faas.builders", "process")
+        return EntryPointType.load("jupyter_faas.builders", "docker")
+
+    @default("deployer")
+    def _deployer_default(self):
+        deployer = self.deployer_class(parent=self)
+        self.log.debug("Deployer: %s.%s", type(deployer).__module__, type(deployer).__name__)
+        return deployer
 
     def bundle_path(self, name: str) -> Path:
         return Path(self.bundle_dir) / check_name(name)
@@ -147,147 +182,56 @@ class FaaSWorkspace(LoggingConfigurable):
 
     # -- the function server ---------------------------------------------------------------
 
-    def deploy(self, bundle: Bundle, progress: Progress = no_progress) -> dict:
-        """Deploy ``bundle`` as a blackbox action: its dependency image plus its code.
+    def deploy(self, bundle: Bundle, progress: Progress = no_progress) -> Deployment:
+        """Deploy ``bundle``: its published dependency environment plus its code.
 
-        The image is pushed only when the registry does not have it yet; a code-only edit
-        sends just the code (it reaches the action's containers through ``/init``).
+        The environment is pushed only when it is not published yet; a code-only edit
+        sends just the code (it reaches the function's sandboxes through ``/init``).
         """
         start = time.perf_counter()
         built = self.build(bundle, progress)
-        registry = self.builder.registry
-        ref = registry.image_ref(built.key)
-        digest = registry.manifest_digest(ref)
-        if digest:
+        published = self.builder.published(built)
+        if published is not None:
             progress(
-                {"step": "push", "message": f"{ref} is in the registry already", "progress": 1.0}
+                {
+                    "step": "push",
+                    "message": f"{published.ref} is published already",
+                    "progress": 1.0,
+                }
             )
         else:
-            pushed = self.builder.push(built, progress)
-            ref, digest = pushed.ref, pushed.digest
-        code = bundle.init_value()
-        meta = bundle.metadata
-        action = self.client.put_action(
-            bundle.name,
-            {
-                "exec": {
-                    "kind": "blackbox",
-                    "image": ref,
-                    "code": code["code"],
-                    "main": meta.handler,
-                    "binary": code["binary"],
-                },
-                "limits": {"timeout": int(meta.timeout_s * 1000), "memory": meta.memory_mb},
-                "annotations": [
-                    {"key": "jupyter-faas", "value": {"source_sha256": bundle.code_sha256()}}
-                ],
-            },
+            published = self.builder.push(built, progress)
+        deployment = self.deployer.deploy(bundle, published)
+        (bundle.path / "deployed.json").write_text(
+            json.dumps(deployment.to_json(), indent=2) + "\n"
         )
-        record = {
-            "name": bundle.name,
-            "server": self.client.api_host,
-            "namespace": action.get("namespace"),
-            "version": action.get("version"),
-            "image": ref,
-            "digest": digest,
-            "code_sha256": bundle.code_sha256(),
-            "time": time.time(),
-        }
-        (bundle.path / "deployed.json").write_text(json.dumps(record, indent=2) + "\n")
         progress(
             {
                 "step": "deploy",
-                "message": f"Deployed {bundle.name} version {record['version']} "
+                "message": f"Deployed {bundle.name} version {deployment.version} "
                 f"in {time.perf_counter() - start:.2f} s",
                 "progress": 1.0,
             }
         )
-        return record
-
-    def invoke(self, name: str, params: dict, blocking: bool = True) -> dict:
-        """Invoke a deployed function; returns the activation record, or {"activationId"}."""
-        _, body = self.client.invoke(check_name(name), params, blocking=blocking)
-        return body
-
-    def schedule(self, name: str, cron: str, payload: dict | None = None) -> str:
-        """Run ``name`` periodically: an alarm trigger plus a rule, as `wsk` would create them."""
-        check_name(name)
-        self.client.get_action(name)
-        trigger = f"{name}-cron-{hashlib.sha256(cron.encode()).hexdigest()[:8]}"
-        self.client.put_trigger(
-            trigger,
-            [
-                {"key": "feed", "value": ALARM_FEED},
-                {"key": "jupyter-faas-schedule", "value": {"action": name, "cron": cron}},
-            ],
-        )
-        try:
-            self.client.alarm_feed("CREATE", trigger, cron=cron, trigger_payload=payload or {})
-        except ServerError:
-            self.client.delete_trigger(trigger)
-            raise
-        self.client.put_rule(_rule_name(trigger), trigger, name)
-        return trigger
-
-    def schedules(self, name: str | None = None) -> list[dict]:
-        """The schedules made by ``schedule`` (for one function, or all)."""
-        found = []
-        for trigger in self.client.list_triggers():
-            mark = _annotation(trigger, "jupyter-faas-schedule")
-            if mark and (name is None or mark.get("action") == name):
-                found.append({"trigger": trigger["name"], **mark})
-        return found
-
-    def unschedule(self, name: str, cron: str | None = None) -> list[str]:
-        """Remove ``name``'s schedules (all, or the one with ``cron``); returns the triggers removed."""
-        removed = []
-        for entry in self.schedules(check_name(name)):
-            if cron is not None and entry["cron"] != cron:
-                continue
-            trigger = entry["trigger"]
-            steps = (
-                (self.client.delete_rule, (_rule_name(trigger),)),
-                (self.client.alarm_feed, ("DELETE", trigger)),
-                (self.client.delete_trigger, (trigger,)),
-            )
-            for call, args in steps:
-                try:
-                    call(*args)
-                except ServerError as err:
-                    if err.status != 404:  # already gone counts as removed
-                        raise
-            removed.append(entry["trigger"])
-        return removed
+        return deployment
 
     def functions(self) -> list[dict]:
-        """Bundles in bundle_dir and actions on the server, merged by name."""
+        """Bundles in bundle_dir and functions on the server, merged by name."""
         rows: dict[str, dict] = {}
         root = Path(self.bundle_dir)
         if root.is_dir():
             for path in sorted(root.iterdir()):
                 if (path / "faas.json").is_file():
                     rows[path.name] = {"name": path.name, "bundle": str(path), "deployed": False}
-        for action in self.client.list_actions():
-            row = rows.setdefault(action["name"], {"name": action["name"], "bundle": None})
-            row.update(deployed=True, version=action.get("version"), updated=action.get("updated"))
+        for function in self.deployer.functions():
+            row = rows.setdefault(function.name, {"name": function.name, "bundle": None})
+            row.update(deployed=True, version=function.version, updated=function.updated_ms)
         return sorted(rows.values(), key=lambda r: r["name"])
 
-    def delete(self, name: str) -> dict:
-        """Delete a deployed function and its schedules (its bundle folder stays)."""
-        self.unschedule(name)
-        return self.client.delete_action(check_name(name))
-
-
-def _rule_name(trigger: str) -> str:
-    """Rules and triggers share one name space in OpenWhisk, so the rule gets a suffix."""
-    return f"{trigger}-rule"
-
-
-def _annotation(entity: dict, key: str):
-    for item in entity.get("annotations") or []:
-        if item.get("key") == key:
-            return item.get("value")
-    return None
+    def close(self) -> None:
+        """Release the builder's test sandboxes; safe to call twice."""
+        if "builder" in self._trait_values:
+            self.builder.close()
 
 
 def parse_json_object(text: str, what: str = "input") -> dict:

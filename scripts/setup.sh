@@ -184,7 +184,7 @@ ensure_base_image() {
         return
     fi
     say "base image: building $BASE_IMAGE with debootstrap (about a minute)"
-    as_root "$VENV/bin/python" -m jupyter_faas.base --image "$BASE_IMAGE" --quiet
+    as_root "$VENV/bin/python" -m jupyter_faas.baseimage --image "$BASE_IMAGE" --quiet
 }
 
 # The npm `openwhisk` client for tests/server/test_openwhisk_js.py, pinned by the lock file.

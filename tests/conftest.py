@@ -88,7 +88,7 @@ def base_image(docker_client) -> str:
     if not engine.has_image(docker_client, BASE_IMAGE):
         pytest.fail(
             f"The base image {BASE_IMAGE} is not on the Docker engine. Make it with "
-            "`bash scripts/setup.sh` (or, as root, `.venv/bin/python -m jupyter_faas.base`).",
+            "`bash scripts/setup.sh` (or, as root, `.venv/bin/python -m jupyter_faas.baseimage`).",
             pytrace=False,
         )
     return BASE_IMAGE

@@ -151,7 +151,7 @@ def running_function_server(
     own = {SERVER_LABEL: uuid.uuid4().hex}
     extra = {k: v for k, v in labels.items() if k != engine.ROLE_LABEL} | own
     config = folder / "server_config.py"
-    config.write_text(f"c.Invoker.extra_labels = {extra!r}\n")
+    config.write_text(f"c.DockerInvoker.extra_labels = {extra!r}\n")
     port = free_port()
     log_path = folder / "server.log"
     with open(log_path, "wb") as log:

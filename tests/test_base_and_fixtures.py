@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from jupyter_faas import engine
-from jupyter_faas.base import FALLBACK_MIRROR, BaseImageBuilder, apt_mirror, base_build_main
+from jupyter_faas.baseimage import FALLBACK_MIRROR, BaseImageBuilder, apt_mirror, base_build_main
 from jupyter_faas.errors import BuildError, ConfigError
 
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from IPython.testing.globalipapp import start_ipython
 
-from jupyter_faas.client import OpenWhiskClient
+from jupyter_faas.builders.docker import DockerBuilder
 from jupyter_faas.config import load_jupyter_config
-from jupyter_faas.deploy.local import DockerBuilder
+from jupyter_faas.deployers.openwhisk_rest import OpenWhiskClient
 from jupyter_faas.errors import ConfigError
 from jupyter_faas.image import FaaSImages
 from jupyter_faas.magics import FaaSMagics
@@ -92,16 +92,16 @@ def test_swappable_classes_are_chosen_by_entry_point_name_or_path():
     from traitlets import TraitError
 
     from jupyter_faas.server.app import FunctionServer
-    from jupyter_faas.server.pool import Invoker
+    from jupyter_faas.server.pool.docker import DockerInvoker
 
     assert FaaSWorkspace(builder_class="docker").builder_class is DockerBuilder
     assert (
-        FaaSWorkspace(builder_class="jupyter_faas.deploy.local.DockerBuilder").builder_class
+        FaaSWorkspace(builder_class="jupyter_faas.builders.docker.DockerBuilder").builder_class
         is DockerBuilder
     )
-    assert FunctionServer(invoker_class="docker").invoker_class is Invoker
+    assert FunctionServer(invoker_class="docker").invoker_class is DockerInvoker
     help_text = FaaSWorkspace.class_get_trait_help(FaaSWorkspace.class_traits()["builder_class"])
-    assert '"docker" (jupyter_faas.deploy.local.DockerBuilder)' in help_text
+    assert '"docker" (jupyter_faas.builders.docker.DockerBuilder)' in help_text
     with pytest.raises(
         TraitError, match="neither an installed jupyter_faas.builders entry point .docker."
     ):
@@ -115,3 +115,40 @@ def test_ca_bundle_falls_back_to_the_host_trust_store(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     path = FaaSSite().ca_bundle
     assert path and open(path).read().count("BEGIN CERTIFICATE") > 10
+
+
+def test_faas_backend_picks_builder_and_invoker_with_one_setting(monkeypatch):
+    from jupyter_faas.server.app import FunctionServer
+    from jupyter_faas.server.pool.docker import DockerInvoker
+
+    monkeypatch.setenv("FAAS_BACKEND", "docker")
+    assert FaaSWorkspace().builder_class is DockerBuilder
+    assert FunctionServer().invoker_class is DockerInvoker
+    monkeypatch.delenv("FAAS_BACKEND")
+    assert FaaSWorkspace().builder_class == "auto"
+    assert FunctionServer().invoker_class == "auto"
+
+
+def test_deployer_is_chosen_by_entry_point_name():
+    from jupyter_faas.deployers.openwhisk import OpenWhiskDeployer
+
+    workspace = FaaSWorkspace(deployer_class="openwhisk")
+    assert isinstance(workspace.deployer, OpenWhiskDeployer)
+    with pytest.raises(Exception, match="neither an installed jupyter_faas.deployers entry point"):
+        FaaSWorkspace(deployer_class="lambda")
+
+
+@pytest.mark.parametrize(
+    ("module", "base", "methods"),
+    [
+        ("jupyter_faas.builders", "FaaSBuilder", "build, test, push, published"),
+        ("jupyter_faas.deployers", "FaaSDeployer", "deploy, invoke, activation, activations"),
+        ("jupyter_faas.server.pool", "FaaSInvoker", "start, stop, run"),
+    ],
+)
+def test_interfaces_refuse_an_incomplete_implementation_when_it_is_defined(module, base, methods):
+    import importlib
+
+    interface = getattr(importlib.import_module(module), base)
+    with pytest.raises(TypeError, match=f"Half must implement {methods}"):
+        type("Half", (interface,), {})

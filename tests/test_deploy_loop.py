@@ -1,8 +1,8 @@
 """Deploy, invoke, schedule and delete against a real function server, from every face.
 
 One function server runs as a ``python -m jupyter_faas.server`` subprocess for this module:
-the real Invoker on the real Docker engine, pulling from the real registry on
-127.0.0.1:5000. Its action containers carry this run's label (``--Invoker.extra_labels``), so
+the real DockerInvoker on the real Docker engine, pulling from the real registry on
+127.0.0.1:5000. Its action containers carry this run's label (``--DockerInvoker.extra_labels``), so
 its start-up orphan cleanup and the session's final cleanup touch only them; stopping the
 server (SIGTERM) removes them as well.
 
@@ -29,8 +29,9 @@ from traitlets.config import Config
 
 from jupyter_faas import engine
 from jupyter_faas.bundle import Bundle, FunctionMetadata
-from jupyter_faas.client import OpenWhiskClient, ServerError
-from jupyter_faas.errors import BundleError
+from jupyter_faas.deployers import Accepted, Schedule
+from jupyter_faas.deployers.openwhisk_rest import OpenWhiskClient
+from jupyter_faas.errors import BundleError, ServerError
 from jupyter_faas.workspace import FaaSWorkspace, parse_json_object
 
 pytestmark = pytest.mark.docker
@@ -56,7 +57,7 @@ CODE_V2 = CODE_V1.replace("'version': 1", "'version': 2")
 def server(tmp_path_factory, docker_client, registry, run_label):
     """``python -m jupyter_faas.server`` on a free port, stopped (SIGTERM) at the end."""
     folder = tmp_path_factory.mktemp("deploy-server")
-    options = ("--FunctionServer.alarm_allow_seconds=True", "--Invoker.prewarm_count=0")
+    options = ("--FunctionServer.alarm_allow_seconds=True", "--DockerInvoker.prewarm_count=0")
     with running_function_server(folder, {RUN_LABEL: run_label}, *options, cwd=ROOT) as running:
         yield running
 
@@ -73,7 +74,7 @@ def workspace(server, tmp_path_factory, base_image, registry, test_labels) -> Fa
     config.FaaSRegistry.url = registry
     made = FaaSWorkspace(config=config)
     yield made
-    made.builder.close()
+    made.close()
 
 
 def _messages(events: list[dict]) -> str:
@@ -110,10 +111,11 @@ def deployed(workspace, registry):
     requirements = [f"# deploy-loop {uuid.uuid4().hex}"]
     first_events: list[dict] = []
     bundle = _write_bundle(workspace, "loop", CODE_V1, requirements)
-    ref = workspace.builder.registry.image_ref(workspace.build(bundle).key)
-    in_registry_before = bool(workspace.builder.registry.manifest_digest(ref))
+    built = workspace.build(bundle)
+    ref = workspace.builder.registry.image_ref(built.key)
+    in_registry_before = workspace.builder.published(built) is not None
     first = workspace.deploy(bundle, first_events.append)
-    first_run = workspace.invoke("loop", {"x": 1})
+    first_run = workspace.deployer.invoke("loop", {"x": 1})
     edit_events: list[dict] = []
     edited = _write_bundle(workspace, "loop", CODE_V2, requirements)
     second = workspace.deploy(edited, edit_events.append)
@@ -134,40 +136,38 @@ def test_first_deploy_pushes_the_new_image(deployed, workspace):
     text = _messages(deployed["first_events"])
     assert f"Pushing {deployed['ref']}" in text
     assert re.search(rf"Pushed {re.escape(deployed['ref'])} sha256:[0-9a-f]{{64}}", text), text
-    assert (
-        workspace.builder.registry.manifest_digest(deployed["ref"]) == deployed["first"]["digest"]
-    )
+    assert workspace.builder.registry.manifest_digest(deployed["ref"]) == deployed["first"].digest
     record = deployed["first"]
-    assert record["image"] == deployed["ref"]
-    assert record["version"] == "0.0.1" and record["namespace"] == "guest"
-    assert record["digest"].startswith("sha256:")
+    assert record.image == deployed["ref"]
+    assert record.version == "0.0.1" and record.namespace == "guest"
+    assert record.digest.startswith("sha256:")
     run = deployed["first_run"]
-    assert run["response"]["result"] == {"version": 1, "x": 1}
+    assert run.ok and run.result == {"version": 1, "x": 1}
 
 
 def test_code_only_edit_does_not_push_and_bumps_the_version(deployed, workspace):
     text = _messages(deployed["edit_events"])
-    assert f"{deployed['ref']} is in the registry already" in text
+    assert f"{deployed['ref']} is published already" in text
     assert "Pushing" not in text and "Building" not in text
-    assert deployed["second"]["version"] == "0.0.2"
-    assert deployed["second"]["image"] == deployed["ref"]
+    assert deployed["second"].version == "0.0.2"
+    assert deployed["second"].image == deployed["ref"]
     # The digest of the image pushed by the first deploy is carried over, not lost.
-    assert deployed["second"]["digest"] == deployed["first"]["digest"]
+    assert deployed["second"].digest == deployed["first"].digest
     saved = json.loads((deployed["bundle"].path / "deployed.json").read_text())
-    assert saved["version"] == "0.0.2" and saved["digest"] == deployed["first"]["digest"]
-    action = workspace.client.get_action("loop", code=True)
+    assert saved["version"] == "0.0.2" and saved["digest"] == deployed["first"].digest
+    action = workspace.deployer.client.get_action("loop", code=True)
     assert action["version"] == "0.0.2"
     assert action["exec"]["kind"] == "blackbox" and action["exec"]["image"] == deployed["ref"]
     assert "'version': 2" in action["exec"]["code"]
-    run = workspace.invoke("loop", {"x": 2})
-    assert run["version"] == "0.0.2"
-    assert run["response"]["result"] == {"version": 2, "x": 2}
+    run = workspace.deployer.invoke("loop", {"x": 2})
+    assert run.version == "0.0.2"
+    assert run.result == {"version": 2, "x": 2}
 
 
 def test_invoke_form_checks_the_input_and_shows_the_activation(deployed, workspace):
     from jupyter_faas.widgets import InvokeForm
 
-    form = InvokeForm("loop", lambda params: workspace.invoke("loop", params))
+    form = InvokeForm("loop", lambda params: workspace.deployer.invoke("loop", params))
     form.input.value = "{bad"
     assert form.button.disabled and "Not valid JSON" in form.status.value
     assert form.submit() is None, "an invalid input is never sent"
@@ -176,10 +176,10 @@ def test_invoke_form_checks_the_input_and_shows_the_activation(deployed, workspa
     form.input.value = '{"x": 7}'
     assert not form.button.disabled and form.status.value == ""
     record = form.submit()
-    assert record["response"]["result"] == {"version": 2, "x": 7}
+    assert record.result == {"version": 2, "x": 7}
     assert "success" in form.result.value and "got 7" in form.result.value
     missing = InvokeForm(
-        "no-such-function", lambda params: workspace.invoke("no-such-function", params)
+        "no-such-function", lambda params: workspace.deployer.invoke("no-such-function", params)
     )
     assert missing.submit() is None and "does not exist" in missing.status.value
     text = form._repr_mimebundle_()["text/plain"]
@@ -190,34 +190,33 @@ def test_invoke_form_checks_the_input_and_shows_the_activation(deployed, workspa
 
 
 def test_blocking_invoke_returns_result_and_logs(deployed, workspace):
-    record = workspace.invoke("loop", {"x": 3})
-    assert record["response"]["success"] and record["response"]["status"] == "success"
-    assert record["response"]["result"] == {"version": 2, "x": 3}
-    assert any(line.endswith("stdout: got 3") for line in record["logs"]), record["logs"]
-    assert workspace.client.activation_logs(record["activationId"]) == record["logs"]
+    record = workspace.deployer.invoke("loop", {"x": 3})
+    assert record.ok and record.status == "success"
+    assert record.result == {"version": 2, "x": 3}
+    assert any(line.endswith("stdout: got 3") for line in record.logs), record.logs
+    assert workspace.deployer.client.activation_logs(record.activation_id) == record.logs
+    assert workspace.deployer.activation(record.activation_id) == record
 
 
 def test_non_blocking_invoke_then_the_record(deployed, workspace):
-    accepted = workspace.invoke("loop", {"x": 4}, blocking=False)
-    assert set(accepted) == {"activationId"}
-    activation_id = accepted["activationId"]
+    accepted = workspace.deployer.invoke("loop", {"x": 4}, blocking=False)
+    assert isinstance(accepted, Accepted)
+    activation_id = accepted.activation_id
     assert re.fullmatch(r"[0-9a-f]{32}", activation_id)
-    record = workspace.client.wait_activation(activation_id, timeout=30)
+    record = workspace.deployer.client.wait_activation(activation_id, timeout=30)
     assert record["activationId"] == activation_id
     assert record["response"]["result"] == {"version": 2, "x": 4}
-    assert workspace.client.get_activation(activation_id)["name"] == "loop"
-    listed = workspace.client.list_activations("loop")
-    assert activation_id in [a["activationId"] for a in listed]
-    assert {a["name"] for a in listed} == {"loop"}
+    assert workspace.deployer.activation(activation_id).name == "loop"
+    listed = workspace.deployer.activations("loop")
+    assert activation_id in [a.activation_id for a in listed]
+    assert {a.name for a in listed} == {"loop"}
 
 
 def test_schedule_fires_and_unschedule_removes_everything(deployed, workspace):
-    client = workspace.client
+    client = workspace.deployer.client
     before = {a["activationId"] for a in client.list_activations("loop", limit=200)}
-    trigger = workspace.schedule("loop", EVERY_2_S, {"x": 5})
-    assert workspace.schedules("loop") == [
-        {"trigger": trigger, "action": "loop", "cron": EVERY_2_S}
-    ]
+    trigger = workspace.deployer.schedule("loop", EVERY_2_S, {"x": 5})
+    assert workspace.deployer.schedules("loop") == [Schedule(trigger, "loop", EVERY_2_S)]
     assert f"{trigger}-rule" in [r["name"] for r in client.list_rules()]
     assert client.alarm_feed("READ", trigger)["response"]["result"]["config"]["cron"] == EVERY_2_S
 
@@ -232,13 +231,13 @@ def test_schedule_fires_and_unschedule_removes_everything(deployed, workspace):
     record = client.wait_activation(fired[-1]["activationId"], timeout=30)
     assert record["response"]["result"] == {"version": 2, "x": 5}
 
-    assert workspace.unschedule("loop") == [trigger]
-    assert workspace.schedules("loop") == []
+    assert workspace.deployer.unschedule("loop") == [trigger]
+    assert workspace.deployer.schedules("loop") == []
     assert trigger not in [t["name"] for t in client.list_triggers()]
     assert f"{trigger}-rule" not in [r["name"] for r in client.list_rules()]
     with pytest.raises(ServerError, match="could not find trigger"):
         client.alarm_feed("READ", trigger)
-    assert workspace.unschedule("loop") == []  # nothing left: still fine
+    assert workspace.deployer.unschedule("loop") == []  # nothing left: still fine
 
 
 def test_list_shows_bundle_and_deployment(deployed, workspace):
@@ -251,12 +250,11 @@ def test_list_shows_bundle_and_deployment(deployed, workspace):
 def test_delete_removes_the_action_and_keeps_the_bundle(deployed, workspace):
     _write_bundle(workspace, "gone", CODE_V1, [])
     workspace.deploy(workspace.load("gone"))
-    workspace.schedule("gone", EVERY_2_S)
-    deleted = workspace.delete("gone")
-    assert deleted["name"] == "gone"
-    assert workspace.schedules("gone") == []
+    workspace.deployer.schedule("gone", EVERY_2_S)
+    workspace.deployer.delete("gone")
+    assert workspace.deployer.schedules("gone") == []
     with pytest.raises(ServerError) as caught:
-        workspace.client.get_action("gone")
+        workspace.deployer.function("gone")
     assert caught.value.status == 404
     row = next(r for r in workspace.functions() if r["name"] == "gone")
     assert row["deployed"] is False and Path(row["bundle"]).is_dir()
@@ -293,7 +291,7 @@ def test_missing_key_says_where_keys_come_from(server):
 
 def test_invoking_a_missing_function_is_404_with_a_hint(workspace):
     with pytest.raises(ServerError) as caught:
-        workspace.invoke("no-such-function", {})
+        workspace.deployer.invoke("no-such-function", {})
     assert caught.value.status == 404
     text = str(caught.value)
     assert "does not exist" in text and "%faas list" in text
@@ -301,16 +299,16 @@ def test_invoking_a_missing_function_is_404_with_a_hint(workspace):
 
 def test_unknown_activation_is_404_pointing_at_the_activation_list(workspace):
     with pytest.raises(ServerError) as caught:
-        workspace.client.get_activation("0" * 32)
+        workspace.deployer.activation("0" * 32)
     assert caught.value.status == 404 and "%faas activations" in str(caught.value)
 
 
 def test_bad_cron_says_what_a_schedule_looks_like(deployed, workspace):
     with pytest.raises(ServerError) as caught:
-        workspace.schedule("loop", "every monday")
+        workspace.deployer.schedule("loop", "every monday")
     text = str(caught.value)
     assert "every monday" in text and "five fields" in text and "*/5 * * * *" in text
-    assert not workspace.schedules("loop"), "the failed schedule left no trigger"
+    assert not workspace.deployer.schedules("loop"), "the failed schedule left no trigger"
 
 
 @pytest.mark.parametrize(
@@ -330,7 +328,7 @@ def test_bad_json_input_is_explained(text, words):
 
 def test_bad_function_name_is_refused_before_any_request(workspace):
     with pytest.raises(BundleError, match="'Bad_Name' is not a valid function name"):
-        workspace.invoke("Bad_Name", {})
+        workspace.deployer.invoke("Bad_Name", {})
 
 
 # -- the magics in a real kernel ---------------------------------------------------------------
@@ -352,7 +350,10 @@ NB_CELLS = [
     ("deploy", "%faas deploy nbloop"),
     ("invoke", "%faas invoke nbloop '{\"x\": 3}'"),
     ("invoke-async", "aid = %faas invoke nbloop '{\"x\": 4}' --async\naid"),
-    ("wait-async", f"{KERNEL_WORKSPACE}.client.wait_activation(aid, 30)['activationId'] == aid"),
+    (
+        "wait-async",
+        f"{KERNEL_WORKSPACE}.deployer.client.wait_activation(aid, 30)['activationId'] == aid",
+    ),
     ("logs", "%faas logs $aid"),
     ("activations", "%faas activations nbloop"),
     ("form", "%faas form nbloop"),
@@ -360,7 +361,7 @@ NB_CELLS = [
     (
         "wait-schedule",
         "import time\n"
-        f"_client = {KERNEL_WORKSPACE}.client\n"
+        f"_client = {KERNEL_WORKSPACE}.deployer.client\n"
         f"_deadline = time.monotonic() + {SCHEDULE_WAIT}\n"
         "while not [a for a in _client.list_activations('nbloop') if a.get('cause')]:\n"
         "    assert time.monotonic() < _deadline, 'the schedule did not fire'\n"
@@ -378,10 +379,10 @@ NB_CELLS = [
     ("ok-nojsonarg", "1+1"),
     (
         "unreachable",
-        f"{KERNEL_WORKSPACE}.client.api_host, _host = 'http://127.0.0.1:9', "
-        f"{KERNEL_WORKSPACE}.client.api_host\n"
+        f"{KERNEL_WORKSPACE}.deployer.client.api_host, _host = 'http://127.0.0.1:9', "
+        f"{KERNEL_WORKSPACE}.deployer.client.api_host\n"
         "try:\n    %faas list\nfinally:\n"
-        f"    {KERNEL_WORKSPACE}.client.api_host = _host",
+        f"    {KERNEL_WORKSPACE}.deployer.client.api_host = _host",
     ),
     ("ok-unreachable", "1+1"),
 ]

@@ -28,7 +28,7 @@ from support import free_port
 from jupyter_faas import engine
 from jupyter_faas.actionclient import ActionClient
 from jupyter_faas.errors import FaaSError
-from jupyter_faas.runtime import PROXY_PATH, RUNTIME_VERSION
+from jupyter_faas.runtime import PROXY_PATH, RUNTIME_FILES, RUNTIME_VERSION
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 BASE_IMAGE = "jupyter-faas-base:bookworm"
@@ -496,7 +496,10 @@ class TestInContainer:
             ["python3", "/faas/runtime.py"],
             detach=True,
             labels=engine.labels("test", **{"org.jupyter-faas.test-run": RUN_ID}),
-            volumes={PROXY_PATH: {"bind": "/faas/runtime.py", "mode": "ro"}},
+            volumes={
+                path: {"bind": f"/faas/{name}", "mode": "ro"}
+                for name, path in RUNTIME_FILES.items()
+            },
         )
         try:
             yield container

@@ -22,9 +22,10 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Instance, Integer, default, validate
 
-from ..builder import Progress
+from ..builders import Progress
 from ..bundle import METADATA_FILE, Bundle
 from ..config import CONFIG_NAME
+from ..deployers import ActivationRecord, DeployedFunction
 from ..errors import ConfigError, FaaSError
 from ..workspace import FaaSWorkspace
 from .errors import BadRequest, NotFound
@@ -128,7 +129,7 @@ class FaaSExtension(ExtensionApp):
             "jupyter-faas: builder %s.%s, function server %s, bundles in %s/ under %s",
             type(builder).__module__,
             type(builder).__name__,
-            self.workspace.client.api_host,
+            self.workspace.deployer.location,
             self.bundle_folder,
             self.root,
         )
@@ -140,7 +141,7 @@ class FaaSExtension(ExtensionApp):
         self.jobs.close()
         self._quick.shutdown(wait=False, cancel_futures=True)
         # Removes this server's warm test containers (blocking Docker calls).
-        await asyncio.to_thread(self.workspace.builder.close)
+        await asyncio.to_thread(self.workspace.close)
 
     # -- helpers for the handlers --------------------------------------------------------
 
@@ -239,7 +240,7 @@ class FaaSExtension(ExtensionApp):
         return {"image": pushed.ref, "digest": pushed.digest}
 
     def _deploy(self, bundle: Bundle, progress: Progress) -> dict:
-        return self.workspace.deploy(bundle, progress)
+        return self.workspace.deploy(bundle, progress).to_json()
 
     # -- the function list (runs in the quick pool) ------------------------------------------
 
@@ -275,13 +276,13 @@ class FaaSExtension(ExtensionApp):
     def functions(self) -> dict:
         """The GET faas/api/functions body: bundles here merged with the server's actions."""
         body: dict = {}
-        actions: dict[str, dict] = {}
-        latest: dict[str, dict] = {}
-        client = self.workspace.client
+        actions: dict[str, DeployedFunction] = {}
+        latest: dict[str, ActivationRecord] = {}
+        deployer = self.workspace.deployer
         try:
-            actions = {a["name"]: a for a in client.list_actions()}
-            for record in client.list_activations(limit=_RECENT_ACTIVATIONS):
-                latest.setdefault(record.get("name"), record)
+            actions = {f.name: f for f in deployer.functions()}
+            for record in deployer.activations(limit=_RECENT_ACTIVATIONS):
+                latest.setdefault(record.name, record)
             reachable = True
         except FaaSError as err:
             body["server_error"] = str(err)
@@ -313,16 +314,16 @@ class FaaSExtension(ExtensionApp):
         rows.sort(key=lambda r: (r["name"], r["bundle"] or ""))
         return {"functions": rows, **body}
 
-    def _deployed(self, action: dict) -> dict:
-        updated = action.get("updated")
+    def _deployed(self, function: DeployedFunction) -> dict:
+        updated = function.updated_ms
         return {
-            "version": action.get("version"),
+            "version": function.version,
             "time": updated / 1000 if isinstance(updated, (int, float)) else None,
-            "server": self.workspace.client.api_host,
-            "namespace": action.get("namespace"),
+            "server": self.workspace.deployer.location,
+            "namespace": function.namespace,
         }
 
-    def _bundle_row(self, bundle: Bundle, action: dict | None, reachable: bool) -> dict:
+    def _bundle_row(self, bundle: Bundle, action: DeployedFunction | None, reachable: bool) -> dict:
         state, image, digest, deployed = "bundle", None, None, None
         pushed = _read_json(bundle.path / "image.json")
         record = _read_json(bundle.path / "deployed.json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import asdict
 
 from croniter import croniter
 from jupyter_server.base.handlers import APIHandler
@@ -19,7 +20,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..bundle import check_name
-from ..display import activation_rows
+from ..deployers import Accepted, ActivationRecord
 from ..errors import FaaSError
 from .errors import BadRequest, NotFound
 from .jobs import ACTIONS, INTERNAL_ERROR
@@ -101,18 +102,29 @@ class FaaSHandler(ExtensionHandlerMixin, APIHandler):
         return None if name is None else check_name(name)
 
 
-def activation_summary(record: dict | None) -> dict | None:
-    """An activation list item as the sidebar shows it (status names as the magics use)."""
+def activation_summary(record: ActivationRecord | None) -> dict | None:
+    """An activation as the sidebar lists it."""
     if record is None:
         return None
-    row = activation_rows([record])[0]
     return {
-        "activationId": row["activationId"],
-        "name": row["name"],
-        "status": row["status"],
-        "start": row["start"],
-        "duration": row["duration"],
-        "cold": row["start kind"] == "cold",
+        "activationId": record.activation_id,
+        "name": record.name,
+        "status": record.status,
+        "start": record.start_ms,
+        "duration": record.duration_ms,
+        "cold": record.cold,
+    }
+
+
+def activation_detail(record: ActivationRecord) -> dict:
+    """An activation as the sidebar shows it opened: the summary, result and logs."""
+    return {
+        **activation_summary(record),
+        "ok": record.ok,
+        "result": record.result,
+        "logs": record.logs,
+        "waitTime": record.wait_ms,
+        "initTime": record.init_ms,
     }
 
 
@@ -213,8 +225,12 @@ class InvokeHandler(FaaSHandler):
                 f"The field 'async' must be true or false, not {_kind(is_async)}.",
                 hint=f"Send e.g. {self._example}.",
             )
-        record = await self.faas.call(self.faas.workspace.invoke, name, params, not is_async)
-        self.send_json(record, status=200 if "response" in record else 202)
+        deployer = self.faas.workspace.deployer
+        record = await self.faas.call(deployer.invoke, name, params, not is_async)
+        if isinstance(record, Accepted):
+            self.send_json({"activationId": record.activation_id}, status=202)
+        else:
+            self.send_json(activation_detail(record))
 
 
 class ActivationsHandler(FaaSHandler):
@@ -228,8 +244,8 @@ class ActivationsHandler(FaaSHandler):
                 f"The query argument limit={text!r} is not a number from 1 to {MAX_LIMIT}.",
                 hint="For example ?limit=30.",
             )
-        client = self.faas.workspace.client
-        records = await self.faas.call(client.list_activations, name, int(text))
+        deployer = self.faas.workspace.deployer
+        records = await self.faas.call(deployer.activations, name, int(text))
         self.send_json({"activations": [activation_summary(r) for r in records]})
 
 
@@ -242,8 +258,9 @@ class ActivationHandler(FaaSHandler):
                 f"{activation_id!r} is not an activation id (32 lowercase hex characters).",
                 hint="Take the activationId of an entry of GET faas/api/activations.",
             )
-        client = self.faas.workspace.client
-        self.send_json(await self.faas.call(client.get_activation, activation_id))
+        deployer = self.faas.workspace.deployer
+        record = await self.faas.call(deployer.activation, activation_id)
+        self.send_json(activation_detail(record))
 
 
 class SchedulesHandler(FaaSHandler):
@@ -253,9 +270,8 @@ class SchedulesHandler(FaaSHandler):
     async def get(self) -> None:
         """The schedules of one function (?name=) or of all."""
         name = self.name_argument(required=False)
-        found = await self.faas.call(self.faas.workspace.schedules, name)
-        keys = ("trigger", "action", "cron")
-        self.send_json({"schedules": [{k: entry.get(k) for k in keys} for entry in found]})
+        found = await self.faas.call(self.faas.workspace.deployer.schedules, name)
+        self.send_json({"schedules": [asdict(entry) for entry in found]})
 
     @web.authenticated
     async def post(self) -> None:
@@ -270,7 +286,8 @@ class SchedulesHandler(FaaSHandler):
                 "e.g. '*/5 * * * *' (every 5 minutes) or '0 6 * * 1' (Mondays at 06:00).",
             )
         payload = _object(body, "payload")
-        trigger = await self.faas.call(self.faas.workspace.schedule, name, cron, payload)
+        deployer = self.faas.workspace.deployer
+        trigger = await self.faas.call(deployer.schedule, name, cron, payload)
         self.send_json({"trigger": trigger}, status=201)
 
     @web.authenticated
@@ -278,7 +295,7 @@ class SchedulesHandler(FaaSHandler):
         """Remove a function's schedules (all, or the one with ?cron=)."""
         name = self.name_argument(required=True)
         cron = self.get_query_argument("cron", None) or None
-        removed = await self.faas.call(self.faas.workspace.unschedule, name, cron)
+        removed = await self.faas.call(self.faas.workspace.deployer.unschedule, name, cron)
         self.send_json({"removed": removed})
 
 

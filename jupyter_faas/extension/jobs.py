@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..builder import Progress
+from ..builders import Progress
 from ..errors import FaaSError
 
 #: What a job can do to a bundle.

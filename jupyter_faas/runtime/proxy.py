@@ -1,8 +1,9 @@
 """The action runtime: the one process inside every function image.
 
-Images run it as ``python3 /faas/runtime.py``. It uses only the standard library and runs on
-Python 3.9+, so any Debian or ``python:3.x-slim`` base image can carry it. It speaks three
-platforms' container contracts at once:
+Images run it as ``python3 /faas/runtime.py``, with ``faas_protocol.py`` (the protocol's
+constants and rules) beside it. It uses only the standard library and runs on Python 3.9+,
+so any Debian or ``python:3.x-slim`` base image can carry it. It speaks three platforms'
+container contracts at once:
 
 OpenWhisk (the action protocol that the invoker talks to container-IP:8080):
     * ``POST /init`` ``{"value": {"name", "main", "binary", "code", "env"}}`` loads the code once;
@@ -49,7 +50,12 @@ import traceback
 import types
 import zipfile
 
-SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+try:
+    from . import faas_protocol as protocol  # imported as jupyter_faas.runtime.proxy
+except ImportError:
+    import faas_protocol as protocol  # run as a script: faas_protocol.py lies beside it
+
+SENTINEL = protocol.SENTINEL
 MODULE_NAME = "__faas_action__"
 ARGV_LIMIT = 131071  # larger arguments go to a native executable on stdin only
 ACTION_DIR = os.environ.get("FAAS_ACTION_DIR", "/action")
@@ -316,7 +322,7 @@ class Runtime:
     """The loaded action and the /init, /run and plain-invocation logic (no HTTP)."""
 
     def __init__(self):
-        self.allow_reinit = os.environ.get("FAAS_ALLOW_REINIT", "").lower() in ("1", "true")
+        self.allow_reinit = os.environ.get(protocol.ALLOW_REINIT_ENV, "").lower() in ("1", "true")
         self.initialized = False
         self.last_init = None
         self.init_env = {}
@@ -365,9 +371,9 @@ class Runtime:
         run_env = {f"__OW_{k.upper()}": env_string(v) for k, v in payload.items() if k != "value"}
         start = time.perf_counter()
         status, result, peak = self.action.call(value, self.init_env, run_env)
-        headers = {"X-Faas-Duration-Ms": f"{(time.perf_counter() - start) * 1000:.3f}"}
+        headers = {protocol.DURATION_HEADER: f"{(time.perf_counter() - start) * 1000:.3f}"}
         if peak:
-            headers["X-Faas-Peak-Memory"] = str(peak)
+            headers[protocol.PEAK_MEMORY_HEADER] = str(peak)
         if status == 200:
             try:
                 result = encode_result(result)

@@ -26,35 +26,31 @@ from pathlib import Path
 
 from tornado import httpserver, netutil, web
 from traitlets import Bool, Float, Integer, Unicode, default, validate
-from traitlets.config import Application, LoggingConfigurable
+from traitlets.config import Application
 
 from .. import __version__
-from ..errors import ConfigError
-from ..traits import EntryPointType
+from ..errors import ConfigError, EngineUnavailable
+from ..paths import default_server_data_dir
+from ..traits import AUTO, EntryPointType, backend_default
 from .activator import Activator
 from .alarms import SYSTEM_NAMESPACE, AlarmService
 from .api import NotFoundHandler, base, routes
 from .entities import LimitRanges, check_name, now_ms
+from .pool import FaaSInvoker
 from .store import Database, queries
 from .throttle import MinuteThrottle
 
 GUEST = "guest"
 KEY_ALPHABET = string.ascii_letters + string.digits
 DB_FILE = "server.sqlite"
-#: Used when the configured Invoker has no ``python_image`` setting of its own.
-DEFAULT_PYTHON_IMAGE = "jupyter-faas-runtime:latest"
+#: In the data directory of a server whose invoker keeps no namespaces apart: why, for the
+#: `namespace create` command to refuse with.
+SINGLE_NAMESPACE_FILE = "single-namespace"
 
 
 def new_subject() -> tuple[str, str]:
     """A fresh ``(uuid, key)``: a UUID and a 64-character random key, like OpenWhisk's."""
     return str(uuid.uuid4()), "".join(secrets.choice(KEY_ALPHABET) for _ in range(64))
-
-
-def default_data_dir() -> str:
-    """``$FAAS_SERVER_DATA``, else ``~/.local/share/jupyter-faas/server``."""
-    return os.environ.get("FAAS_SERVER_DATA") or str(
-        Path.home() / ".local" / "share" / "jupyter-faas" / "server"
-    )
 
 
 def create_namespace(db: Database, name: str) -> str | None:
@@ -86,7 +82,10 @@ class FunctionServer(Application):
         """What `--help-all` documents: the server, its Invoker and the site settings."""
         from ..site import FaaSSite
 
-        return [FunctionServer, self.invoker_class, FaaSSite]
+        invokers = [
+            EntryPointType.load("jupyter_faas.invokers", name) for name in ("docker", "process")
+        ]
+        return [FunctionServer, *invokers, FaaSSite]
 
     description = "Serve the OpenWhisk REST API on this machine, running actions in Docker."
     version = __version__
@@ -127,17 +126,26 @@ class FunctionServer(Application):
 
     @default("data_dir")
     def _data_dir_default(self) -> str:
-        return default_data_dir()
+        return default_server_data_dir()
 
     invoker_class = EntryPointType(
-        default_value="jupyter_faas.server.pool.Invoker",
-        klass=LoggingConfigurable,
+        default_value=AUTO,
+        klass=FaaSInvoker,
         entry_point_group="jupyter_faas.invokers",
+        allow_auto=True,
         config=True,
-        help='Class that runs activations in containers, by entry-point name (e.g. "docker") '
-        "or import path: an Invoker with async start(), stop() and run(ActivationJob) -> "
-        "RunOutcome.",
+        help='Class that runs activations, by entry-point name or import path: "docker" '
+        '(containers on the Docker engine, c.DockerInvoker), "process" (runtime processes '
+        "from virtualenvs, no engine; it keeps no namespaces apart, so the server then serves "
+        'one namespace only; c.ProcessInvoker), or "auto": docker when its engine answers, '
+        "else process, with a one-line notice. A FaaSInvoker subclass. "
+        'Default: $FAAS_BACKEND or "auto".',
     )
+
+    @default("invoker_class")
+    def _invoker_class_default(self):
+        return backend_default()
+
     min_action_timeout_ms = Integer(100, config=True, help="Smallest action timeout, in ms.")
     max_action_timeout_ms = Integer(
         300000, config=True, help="Largest action timeout, in ms (default 300000 = 5 minutes)."
@@ -215,7 +223,7 @@ class FunctionServer(Application):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.db: Database | None = None
-        self.invoker = None
+        self.invoker: FaaSInvoker | None = None
         self.activator: Activator | None = None
         self.alarms: AlarmService | None = None
         self.http_server: httpserver.HTTPServer | None = None
@@ -250,8 +258,8 @@ class FunctionServer(Application):
 
     @property
     def python_image(self) -> str:
-        """The image running Python and native actions: the Invoker's ``python_image`` setting."""
-        return getattr(self.invoker, "python_image", DEFAULT_PYTHON_IMAGE)
+        """What runs Python and native actions, as the invoker names it."""
+        return self.invoker.python_image
 
     async def lookup_subject(self, subject_uuid: str) -> tuple[str, str] | None:
         """``(namespace, key)`` of a subject (cached; subjects never change)."""
@@ -294,26 +302,54 @@ class FunctionServer(Application):
         self.db = Database(data / DB_FILE, readers=self.db_readers)
         self.db.open()
 
-    def _ensure_runtime_image(self) -> None:
-        """Build our runtime image (base image + runtime, no extra packages) when it is missing."""
-        from ..deploy.local import DockerBuilder
-        from ..engine import docker_client, has_image
-        from ..image import RUNTIME_IMAGE
+    def _pick_invoker(self) -> type[FaaSInvoker]:
+        """The configured invoker class; for "auto", docker when its engine answers."""
+        if self.invoker_class != AUTO:
+            return self.invoker_class
+        from ..engine import docker_client
 
-        image = self.invoker.python_image
-        if image != RUNTIME_IMAGE or has_image(docker_client(), image):
+        try:
+            docker_client()
+        except EngineUnavailable as err:
+            self.log.warning("No Docker engine answers (%s): container-less mode.", err.message)
+            return EntryPointType.load("jupyter_faas.invokers", "process")
+        return EntryPointType.load("jupyter_faas.invokers", "docker")
+
+    def _check_namespaces(self) -> None:
+        """An invoker that keeps no namespaces apart serves one tenant namespace only.
+
+        Raises:
+            ConfigError: the database holds a second tenant namespace already.
+        """
+        marker = Path(self.data_dir) / SINGLE_NAMESPACE_FILE
+        if self.invoker.isolates_namespaces:
+            marker.unlink(missing_ok=True)
             return
-        self.log.info("Building the runtime image %s for Python actions", image)
-        DockerBuilder(parent=self).ensure_runtime_image()
+        tenants = [n for n in self.db.read_sync(queries.namespace_names) if n != SYSTEM_NAMESPACE]
+        others = [n for n in tenants if n != GUEST]
+        if others:
+            raise ConfigError(
+                f"This server's invoker ({type(self.invoker).__name__}) keeps no namespaces "
+                f"apart, and {Path(self.data_dir) / DB_FILE} holds more than one: "
+                f"{', '.join(sorted(tenants))}.",
+                hint="Serve it with c.FunctionServer.invoker_class = 'docker' (a Docker engine "
+                "keeps tenants apart), or give this server its own --data-dir.",
+            )
+        marker.write_text(
+            f"{type(self.invoker).__name__} runs every activation as a plain process, so this "
+            "server serves the guest namespace only.\n"
+        )
 
     async def start_async(self) -> None:
         """Open the state, start the Invoker and scheduler, recover, and listen."""
         self._open_db()
         self.log.info("Function server state in %s", Path(self.data_dir) / DB_FILE)
-        self.log.info("Invoker: %s.%s", self.invoker_class.__module__, self.invoker_class.__name__)
-        self.invoker = self.invoker_class(parent=self)
-        if self.invoker.has_trait("python_image"):
-            await asyncio.to_thread(self._ensure_runtime_image)
+        invoker_class = await asyncio.to_thread(self._pick_invoker)
+        self.log.info("Invoker: %s.%s", invoker_class.__module__, invoker_class.__name__)
+        self.invoker = invoker_class(parent=self)
+        if self.invoker.notice:
+            self.log.warning("%s", self.invoker.notice)
+        self._check_namespaces()
         await self.invoker.start()
         self.activator = Activator(
             self.db,
@@ -394,9 +430,18 @@ def namespace_main(argv: list[str] | None = None) -> int:
     create = sub.add_parser("create", help="Create a namespace and print its key (uuid:key).")
     create.add_argument("name", help="Namespace name, e.g. alice.")
     create.add_argument(
-        "--data-dir", default=default_data_dir(), help="The server's data directory."
+        "--data-dir", default=default_server_data_dir(), help="The server's data directory."
     )
     args = parser.parse_args(argv)
+    single = Path(args.data_dir) / SINGLE_NAMESPACE_FILE
+    if single.exists():
+        print(
+            f"error: cannot create namespace {args.name!r}: {single.read_text().strip()} "
+            "Serve it with c.FunctionServer.invoker_class = 'docker' to have namespaces "
+            "kept apart, or start another server with its own --data-dir for another user.",
+            file=sys.stderr,
+        )
+        return 1
     db = Database(Path(args.data_dir) / DB_FILE, inline=True)
     try:
         db.open()

@@ -33,32 +33,6 @@ const ACTIVATION_LIMIT = 20;
 /** The steps a sidebar deploy goes through, in order. */
 const DEPLOY_STEPS: IDeployStep['step'][] = ['capture', 'build', 'test', 'push', 'deploy'];
 
-/** Status names by an activation's `response.statusCode`, as activation lists name them. */
-const STATUS_NAMES = ['success', 'application error', 'developer error', 'internal error'];
-
-/** A full activation record as the function server sends it (OpenWhisk's shape). */
-interface IActivationRecord {
-  activationId: string;
-  name?: string;
-  start: number;
-  duration?: number;
-  logs?: string[];
-  annotations?: { key: string; value: unknown }[];
-  response?: { status?: string; statusCode?: number; success?: boolean; result?: unknown };
-}
-
-/** A full record with the summary fields the view shows: status, and cold when it had an init. */
-function fullActivation(record: IActivationRecord): IActivation {
-  const code = record.response?.statusCode;
-  return {
-    ...record,
-    status:
-      (code !== undefined ? STATUS_NAMES[code] : undefined) ?? record.response?.status ?? 'running',
-    duration: record.duration ?? null,
-    cold: (record.annotations ?? []).some(a => a.key === 'initTime')
-  };
-}
-
 /** Container test statuses that stop a deploy. */
 const TEST_PASSED = 'success';
 
@@ -124,15 +98,13 @@ export class FunctionsModel implements IFunctionsModel {
   }
 
   async activation(id: string): Promise<IActivation> {
-    return fullActivation(await requestAPI<IActivationRecord>(`activations/${encodeURIComponent(id)}`));
+    return requestAPI<IActivation>(`activations/${encodeURIComponent(id)}`);
   }
 
   /** Invoke blocking; the activation list and the function row are refreshed after. */
   async invoke(name: string, input: Record<string, unknown>): Promise<IActivation> {
     try {
-      return fullActivation(
-        await requestAPI<IActivationRecord>('invoke', jsonBody('POST', { name, input, async: false }))
-      );
+      return await requestAPI<IActivation>('invoke', jsonBody('POST', { name, input, async: false }));
     } finally {
       void this.loadActivations(name).catch(() => undefined);
       void this.refresh();

@@ -378,7 +378,7 @@ function InvokeForm({ model, name }: { model: IFunctionsModel; name: string }): 
 }
 
 function ActivationDetail({ activation, testid }: { activation: IActivation; testid: string }): JSX.Element {
-  const logs = activation.logs ?? [];
+  const logs = activation.logs;
   return (
     <div className="jp-faas-Activation" data-testid={testid} data-status={activation.status}>
       <p>
@@ -387,7 +387,7 @@ function ActivationDetail({ activation, testid }: { activation: IActivation; tes
         <code title="activation id">{activation.activationId}</code>
       </p>
       <div className="jp-faas-Label">Result</div>
-      <pre data-testid={`${testid}-result`}>{JSON.stringify(activation.response?.result ?? null, null, 2)}</pre>
+      <pre data-testid={`${testid}-result`}>{JSON.stringify(activation.result ?? null, null, 2)}</pre>
       <div className="jp-faas-Label">Logs</div>
       <pre data-testid={`${testid}-logs`}>{logs.length ? logs.join('\n') : '(no log lines)'}</pre>
     </div>

@@ -42,13 +42,11 @@ export interface IActivationSummary {
 
 /** A full activation record (`GET activations/{id}` or a blocking invoke). */
 export interface IActivation extends IActivationSummary {
-  logs?: string[];
-  response?: {
-    status?: string;
-    statusCode?: number;
-    success?: boolean;
-    result?: unknown;
-  };
+  ok: boolean;
+  result: unknown;
+  logs: string[];
+  waitTime: number | null;
+  initTime: number | null;
 }
 
 /** Where and when a function was deployed. */

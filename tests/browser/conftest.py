@@ -56,7 +56,7 @@ def function_server(tmp_path_factory, test_labels, base_image) -> Iterator[Funct
     with running_function_server(
         data,
         test_labels,
-        "--Invoker.prewarm_count=0",
+        "--DockerInvoker.prewarm_count=0",
         "--FunctionServer.shutdown_grace_s=1.0",
     ) as server:
         yield server

@@ -34,7 +34,7 @@ def function_server(tmp_path_factory, test_labels, base_image):
     server removes them when it stops, and any it leaves are removed here.
     """
     data = tmp_path_factory.mktemp("function-server")
-    with running_function_server(data, test_labels, "--Invoker.prewarm_count=0") as server:
+    with running_function_server(data, test_labels, "--DockerInvoker.prewarm_count=0") as server:
         yield server
 
 

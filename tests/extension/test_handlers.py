@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from jupyter_faas.builder import BuiltImage
+from jupyter_faas.builders import BuiltImage
 from jupyter_faas.bundle import Bundle, FunctionMetadata
 from jupyter_faas.extension.jobs import INTERNAL_ERROR
 
@@ -274,7 +274,7 @@ async def test_an_unreachable_function_server_is_503_with_advice(jp_fetch):
 
 async def test_a_missing_function_server_key_is_502_not_a_login_failure(jp_fetch, faas_app):
     # A 401 would tell the browser its Jupyter login failed; the key is the server's problem.
-    faas_app.workspace.client.auth = ""
+    faas_app.workspace.deployer.client.auth = ""
     status, answer = await call(jp_fetch, "GET", "activations")
     assert status == 502
     assert answer["reason"] == "server"
@@ -287,7 +287,7 @@ async def test_unexpected_errors_are_500_without_their_text(jp_fetch, faas_app, 
     def broken(name=None):
         raise RuntimeError("secret detail from deep inside")
 
-    monkeypatch.setattr(faas_app.workspace, "schedules", broken)
+    monkeypatch.setattr(faas_app.workspace.deployer, "schedules", broken)
     status, answer = await call(jp_fetch, "GET", "schedules")
     assert status == 500
     assert (
@@ -468,7 +468,7 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
         jp_fetch, "POST", "invoke", body={"name": name, "input": {"n": 4}}
     )
     assert status == 200, activation
-    assert activation["response"]["result"] == {"n": 8}
+    assert activation["result"] == {"n": 8} and activation["ok"] is True
     assert activation["name"] == name
     first_id = activation["activationId"]
 
@@ -490,7 +490,7 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
 
     status, full = await call(jp_fetch, "GET", "activations", first_id)
     assert status == 200
-    assert full["response"]["result"] == {"n": 8}
+    assert full["result"] == {"n": 8}
     assert any("got {'n': 4}" in line for line in full["logs"])
 
     status, listing = await call(jp_fetch, "GET", "functions")

@@ -3,7 +3,7 @@
 The server runs in-process on its own event loop thread (or, for crash tests,
 as a ``python -m jupyter_faas.server`` subprocess) with a temporary data
 directory and the FakeInvoker, and is driven over 127.0.0.1 with requests.
-End-to-end tests start the subprocess with the real Invoker on Docker
+End-to-end tests start the subprocess with the real DockerInvoker on Docker
 (``real_server_args``), on images built and pushed with DockerBuilder
 (``server_images``).
 """
@@ -163,7 +163,7 @@ class ServerProcess:
         data_dir: The server's data directory; its log goes to ``data_dir.parent/server.log``.
         port: TCP port on 127.0.0.1.
         args: Extra command-line settings. Without ``--FunctionServer.invoker_class`` the
-            FakeInvoker is used; see :func:`real_server_args` for the real Invoker.
+            FakeInvoker is used; see :func:`real_server_args` for the real DockerInvoker.
         start_timeout: Seconds the server may take to answer ``GET /api/v1``.
     """
 
@@ -246,7 +246,7 @@ class ServerProcess:
 
 @dataclass(frozen=True)
 class ServerImages:
-    """Images for servers with the real Invoker.
+    """Images for servers with the real DockerInvoker.
 
     Attributes:
         runtime: Local dependency image with no extra packages (our runtime): the
@@ -262,7 +262,7 @@ class ServerImages:
 @pytest.fixture(scope="session")
 def server_images(docker_client, base_image, registry, test_labels, run_label):
     """Build (or reuse) the runtime image with DockerBuilder and push it to the registry."""
-    from jupyter_faas.deploy.local import DockerBuilder
+    from jupyter_faas.builders.docker import DockerBuilder
     from jupyter_faas.registry import FaaSRegistry
 
     target = FaaSRegistry(url=registry, namespace=f"faas-test-{run_label}")
@@ -283,16 +283,16 @@ def server_images(docker_client, base_image, registry, test_labels, run_label):
 
 @pytest.fixture(scope="session")
 def real_server_args(server_images, run_label) -> list[str]:
-    """Command-line settings for a server subprocess with the real Invoker on Docker.
+    """Command-line settings for a server subprocess with the real DockerInvoker on Docker.
 
     Its containers carry this run's label, which also limits its start-up cleanup of
     orphaned containers to this run's.
     """
     labels = json.dumps({RUN_LABEL: run_label})
     return [
-        "--FunctionServer.invoker_class=jupyter_faas.server.pool.Invoker",
-        f"--Invoker.extra_labels={labels}",
-        f"--Invoker.python_image={server_images.runtime}",
+        "--FunctionServer.invoker_class=docker",
+        f"--DockerInvoker.extra_labels={labels}",
+        f"--DockerInvoker.python_image={server_images.runtime}",
         "--FunctionServer.shutdown_grace_s=1",
     ]
 

@@ -3,7 +3,7 @@
 It returns canned RunOutcomes instead of running containers, so the REST
 tests can exercise every status path (success, application, developer and
 internal errors, slow runs, arrays, oversized results) in milliseconds. The
-real Invoker is tested against Docker in test_pool.py.
+real invokers are tested in test_pool.py.
 
 Behaviour is chosen by the job: blackbox image ``fake/inc`` returns
 ``{"n": n + 1}``; otherwise the ``fake`` parameter selects ``error``,
@@ -16,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from traitlets.config import LoggingConfigurable
-
-from jupyter_faas.server.pool.types import ActivationJob, RunOutcome
+from jupyter_faas.server.pool.types import ActivationJob, FaaSInvoker, RunOutcome
 
 
 def _now() -> int:
     return int(time.time() * 1000)
 
 
-class FakeInvoker(LoggingConfigurable):
+class FakeInvoker(FaaSInvoker):
     """Canned outcomes; remembers every job it was given."""
 
     def __init__(self, **kwargs):

@@ -1,6 +1,6 @@
 """The official OpenWhisk JavaScript client (npm ``openwhisk``) against the real server.
 
-``tests/js/client_calls.js`` drives a server subprocess with the real Invoker on
+``tests/js/client_calls.js`` drives a server subprocess with the real DockerInvoker on
 Docker through the client's actions, activations, triggers, rules and feeds calls
 and prints what each returned; this test asserts on every field. The blackbox
 action's image is in the local registry only, so its cold start pulls it.

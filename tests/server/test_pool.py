@@ -1,8 +1,8 @@
-"""The Invoker against the real Docker engine: cold/warm/prewarm, failures, logs, pool upkeep.
+"""The DockerInvoker against the real Docker engine: cold/warm/prewarm, failures, logs, pool upkeep.
 
-Every test drives ``Invoker.run`` directly with ActivationJobs. Containers carry role
+Every test drives ``DockerInvoker.run`` directly with ActivationJobs. Containers carry role
 ``server`` plus this run's label (``extra_labels``), so the session teardown and the
-Invoker's own crash cleanup touch nothing else.
+DockerInvoker's own crash cleanup touch nothing else.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 import re
 import time
 import uuid
-from pathlib import Path
 
 import docker.errors
 import pytest
@@ -19,13 +18,14 @@ from support import labelled_image
 from traitlets import TraitError
 
 from jupyter_faas import engine, runtime
-from jupyter_faas.server.pool import ActivationJob, Invoker
+from jupyter_faas.server.pool import ActivationJob
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
     escape_name,
     registry_host,
     wants_refresh,
 )
+from jupyter_faas.server.pool.docker import DockerInvoker
 from jupyter_faas.server.pool.logs import SENTINEL
 from jupyter_faas.site import FaaSSite
 
@@ -45,16 +45,16 @@ def main(args):
 
 @pytest.fixture(scope="session")
 def runtime_image(docker_client, base_image, test_labels, run_label):
-    """Our runtime (proxy.py as /faas/runtime.py) on the offline base image, for this run."""
+    """Our runtime (/faas/runtime.py and faas_protocol.py) on the offline base image, for this run."""
     tag = f"jupyter-faas-runtime:test-{run_label}"
     files = {
         "Dockerfile": (
             f"FROM {base_image}\n"
-            "COPY proxy.py /faas/runtime.py\n"
+            "COPY runtime.py faas_protocol.py /faas/\n"
             "ENV PYTHONUNBUFFERED=1\n"
             'CMD ["python3", "/faas/runtime.py"]\n'
         ).encode(),
-        "proxy.py": Path(runtime.PROXY_PATH).read_bytes(),
+        **runtime.runtime_file_bytes(),
     }
     with labelled_image(docker_client, tag, files, test_labels) as image:
         yield image
@@ -72,14 +72,14 @@ def make_invoker(loop, runtime_image, run_label):
     """Start Invokers with test settings (no prewarm unless asked); stop them afterwards."""
     started = []
 
-    def make(**traits) -> Invoker:
+    def make(**traits) -> DockerInvoker:
         settings = {
             "python_image": runtime_image,
             "prewarm_count": 0,
             "extra_labels": {RUN_LABEL: run_label},
             **traits,
         }
-        invoker = Invoker(**settings)
+        invoker = DockerInvoker(**settings)
         loop.run_until_complete(invoker.start())
         started.append(invoker)
         return invoker
@@ -140,7 +140,7 @@ def wait_until(loop, check, timeout=15.0):
 )
 def test_bad_settings_are_refused_with_advice(traits, words):
     with pytest.raises(TraitError, match=re.escape(words)):
-        Invoker(**traits)
+        DockerInvoker(**traits)
 
 
 def test_image_ref_helpers():

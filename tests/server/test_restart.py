@@ -54,10 +54,10 @@ def labels(run_label) -> dict[str, str]:
 @pytest.fixture
 def server_args(real_server_args, labels) -> list[str]:
     """The real-server settings with ``labels`` on its containers."""
-    args = [a for a in real_server_args if not a.startswith("--Invoker.extra_labels=")]
+    args = [a for a in real_server_args if not a.startswith("--DockerInvoker.extra_labels=")]
     return [
         *args,
-        f"--Invoker.extra_labels={json.dumps(labels)}",
+        f"--DockerInvoker.extra_labels={json.dumps(labels)}",
         f"--FunctionServer.max_running_activations={MAX_RUNNING}",
     ]
 

@@ -1,9 +1,9 @@
 """Fuzz the real function server with OpenWhisk's published REST API description.
 
 schemathesis reads Apache OpenWhisk's ``apiv1swagger.json`` (Swagger 2.0,
-kept beside the repository in ``shared/openwhisk/``) and generates valid and
+copied into ``tests/server/openwhisk-api/`` with its licence) and generates valid and
 invalid requests for each of its operations; every answer must be something
-other than a 5xx. The server is a subprocess with the real Invoker on Docker.
+other than a 5xx. The server is a subprocess with the real DockerInvoker on Docker.
 Besides schemathesis's own valid and invalid cases, a third kind puts the
 caller's namespace ``_`` and one of two fixed, valid entity names in the path,
 so that cases reach the handlers (instead of a 403 for a foreign namespace or
@@ -35,7 +35,7 @@ from support import free_port
 
 pytestmark = pytest.mark.docker
 
-SWAGGER = Path(__file__).parents[2].parent / "shared" / "openwhisk" / "openwhisk-apiv1swagger.json"
+SWAGGER = Path(__file__).with_name("openwhisk-api") / "openwhisk-apiv1swagger.json"
 MAX_EXAMPLES = 20
 TOTAL_SECONDS = 100
 #: Client-side bound per request; the server answers blocking invokes within its own wait.

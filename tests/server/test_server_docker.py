@@ -1,6 +1,6 @@
 """Bad input and failing actions on the real server: OpenWhisk's status codes and messages.
 
-One server subprocess with the real Invoker on Docker serves the module. Each
+One server subprocess with the real DockerInvoker on Docker serves the module. Each
 failure a user can cause (credentials, names, bodies) and each way an action
 can fail in its container (missing image, exception, death, bad result,
 timeout, memory, failed init) must give OpenWhisk's status code and a message

@@ -1,6 +1,10 @@
-"""The function server's container pool: the Invoker and the job/outcome types it speaks."""
+"""The function server's invokers and the job/outcome types they speak.
 
-from .invoker import Invoker
-from .types import ActivationJob, RunOutcome
+``docker`` (``DockerInvoker``: a pool of warm action containers) and
+``process`` (``ProcessInvoker``: runtime processes from virtualenvs, no
+container engine) implement ``FaaSInvoker`` from ``types``.
+"""
 
-__all__ = ["ActivationJob", "Invoker", "RunOutcome"]
+from .types import ActivationJob, FaaSInvoker, RunOutcome
+
+__all__ = ["ActivationJob", "FaaSInvoker", "RunOutcome"]

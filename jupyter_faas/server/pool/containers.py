@@ -91,7 +91,7 @@ def ensure_image(client, ref: str, registry: str, refresh: bool) -> dict:
         raise PullFailed(
             f"Failed to pull container image '{ref}'. It is not on this Docker engine and "
             "names no registry. Push it to a registry and deploy it with its full name "
-            "(e.g. 127.0.0.1:5000/name:tag), or set c.Invoker.registry."
+            "(e.g. 127.0.0.1:5000/name:tag), or set c.DockerInvoker.registry."
         )
     repo, tag = parse_repository_tag(source)
     try:
@@ -180,7 +180,7 @@ class ActionContainer:
         )
         try:
             address = engine.container_address(container, network)
-            logs = LogCollector(stream_api, container.id, container.name)
+            logs = LogCollector.attach(stream_api, container.id, container.name)
         except Exception:
             engine.remove_container(container)
             raise

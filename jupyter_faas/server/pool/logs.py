@@ -1,10 +1,10 @@
-"""Activation logs: follow a container's output and cut it at the sentinels.
+"""Activation logs: follow a sandbox's output and cut it at the sentinels.
 
-OpenWhisk runtimes print ``XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX`` on stdout
-and on stderr after every activation (protocols.md B.4). One daemon thread per
-container follows its attached output into a buffer, so a warm activation
-collects its logs without any Docker API call: it only waits (briefly) until
-both sentinels are in the buffer.
+OpenWhisk runtimes print the end-of-activation marker on stdout and on stderr
+after every activation (protocols.md B.4). Daemon threads follow a
+container's attached output (or a runtime process's pipes) into a buffer, so
+a warm activation collects its logs without any Docker API call: it only
+waits (briefly) until both sentinels are in the buffer.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 
-SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+from ...runtime.faas_protocol import SENTINEL
+
 #: Output kept between activations beyond this is dropped (and reported as truncated).
 BUFFER_LIMIT_BYTES = 16 * 1024 * 1024
 
@@ -40,16 +41,15 @@ def truncation_message(limit_bytes: int) -> str:
 
 
 class LogCollector:
-    """Follows one container's stdout and stderr and hands out activation logs.
+    """Follows one sandbox's stdout and stderr and hands out activation logs.
+
+    Made by :meth:`attach` (a container) or :meth:`pipes` (a process).
 
     Args:
-        api: A docker-py low-level client whose sockets have no read timeout
-            (a container may be silent for longer than any timeout).
-        container_id: The container to attach to; it must be running.
-        name: Used for the thread name and log messages.
+        name: Used for the thread names and log messages.
     """
 
-    def __init__(self, api, container_id: str, name: str):
+    def __init__(self, name: str):
         self.name = name
         self.saw_sentinel = False
         self.ended = False
@@ -59,11 +59,32 @@ class LogCollector:
         self._partial = {"stdout": b"", "stderr": b""}
         self._bytes = 0
         self._dropped = False
-        self._stream = api.attach(
+        self._open = 0
+        self._closers: list = []
+
+    @classmethod
+    def attach(cls, api, container_id: str, name: str) -> LogCollector:
+        """Follow a running container's output.
+
+        Args:
+            api: A docker-py low-level client whose sockets have no read timeout
+                (a container may be silent for longer than any timeout).
+            container_id: The container to attach to; it must be running.
+        """
+        collector = cls(name)
+        stream = api.attach(
             container_id, stdout=True, stderr=True, stream=True, logs=False, demux=True
         )
-        self._thread = threading.Thread(target=self._follow, name=f"faas-logs-{name}", daemon=True)
-        self._thread.start()
+        collector._follow(stream, stream.close)
+        return collector
+
+    @classmethod
+    def pipes(cls, stdout, stderr, name: str) -> LogCollector:
+        """Follow a process's stdout and stderr pipes (binary, unbuffered reads)."""
+        collector = cls(name)
+        collector._follow(_chunks(stdout, 0), stdout.close)
+        collector._follow(_chunks(stderr, 1), stderr.close)
+        return collector
 
     def take(self, wait_s: float, limit_bytes: int) -> list[str]:
         """The formatted log lines of the activation that just ended, sentinels stripped.
@@ -120,18 +141,28 @@ class LogCollector:
             self._cond.wait_for(lambda: self.ended, timeout=timeout)
 
     def close(self) -> None:
-        """Stop following; safe to call twice and after the container is gone."""
-        try:
-            self._stream.close()
-        except OSError as err:
-            log.debug("closing the log stream of %s: %s", self.name, err)
+        """Stop following; safe to call twice and after the sandbox is gone."""
+        for close in self._closers:
+            try:
+                close()
+            except (OSError, ValueError) as err:
+                log.debug("closing the log stream of %s: %s", self.name, err)
 
     def _complete(self) -> bool:
         return self.ended or (self._pending["stdout"] > 0 and self._pending["stderr"] > 0)
 
-    def _follow(self) -> None:
+    def _follow(self, chunks, close) -> None:
+        """Read ``(stdout bytes, stderr bytes)`` pairs from ``chunks`` on a daemon thread."""
+        self._open += 1
+        self._closers.append(close)
+        thread = threading.Thread(
+            target=self._read, args=(chunks,), name=f"faas-logs-{self.name}", daemon=True
+        )
+        thread.start()
+
+    def _read(self, chunks) -> None:
         try:
-            for out, err in self._stream:
+            for out, err in chunks:
                 if out:
                     self._feed("stdout", out)
                 if err:
@@ -140,12 +171,14 @@ class LogCollector:
             log.warning("following the output of %s failed: %s", self.name, err)
         finally:
             with self._cond:
-                for stream, rest in self._partial.items():
-                    if rest:
-                        self._add(stream, rest, time.time_ns())
-                self._partial = {"stdout": b"", "stderr": b""}
-                self.ended = True
-                self._cond.notify_all()
+                self._open -= 1
+                if self._open == 0:
+                    for stream, rest in self._partial.items():
+                        if rest:
+                            self._add(stream, rest, time.time_ns())
+                    self._partial = {"stdout": b"", "stderr": b""}
+                    self.ended = True
+                    self._cond.notify_all()
 
     def _feed(self, stream: str, chunk: bytes) -> None:
         now = time.time_ns()
@@ -169,3 +202,15 @@ class LogCollector:
         else:
             self._bytes += len(text)
         self._lines.append((timestamp(ns), stream, text))
+
+
+def _chunks(pipe, index: int):
+    """A pipe's reads as (stdout, stderr) pairs, the data at ``index``, until end of file."""
+    while True:
+        try:
+            data = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
+        except (OSError, ValueError):
+            return
+        if not data:
+            return
+        yield (data, None) if index == 0 else (None, data)

@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 
 from ...actionclient import ActionResponse
+from ...runtime import protocol
 from .types import APPLICATION_ERROR, DEVELOPER_ERROR, SUCCESS, WHISK_ERROR, RunOutcome
 
-#: Results larger than this become an application error, as in OpenWhisk.
-MAX_RESULT_BYTES = 1024 * 1024
+_CODES = {
+    protocol.SUCCESS: SUCCESS,
+    protocol.APPLICATION_ERROR: APPLICATION_ERROR,
+    protocol.DEVELOPER_ERROR: DEVELOPER_ERROR,
+}
 
 OOM = "The action exhausted its memory and was aborted."
 DIED_IN_RUN = "The action did not produce a valid response and exited unexpectedly."
@@ -44,32 +48,13 @@ def init_failed(resp: ActionResponse) -> tuple[int, dict]:
 
 
 def run_result(resp: ActionResponse) -> tuple[int, object]:
-    """The outcome of a ``/run`` answer.
-
-    200 with an object or array is success, 200 with ``{"error"}`` an
-    application error; any other status is a developer error carrying the
-    body's ``error``; anything that is not a JSON object or array is a
-    developer error quoting the body.
-    """
-    body = resp.body
-    size = len(resp.text.encode())
-    if resp.status == 200 and size > MAX_RESULT_BYTES:
-        return APPLICATION_ERROR, {
-            "error": "The action produced a response that exceeded the allowed length: "
-            f"{size} > {MAX_RESULT_BYTES} bytes."
+    """The outcome of a ``/run`` answer, by the protocol's rules (``faas_protocol.classify``)."""
+    outcome, result = protocol.classify(resp.status, resp.body, len(resp.text.encode()))
+    if result is None:
+        result = {
+            "error": f"The action did not produce a valid JSON or JSON Array response: {resp.text}"
         }
-    if isinstance(body, dict):
-        if resp.status == 200:
-            if "error" in body:
-                return APPLICATION_ERROR, {"error": body["error"]}
-            return SUCCESS, body
-        if "error" in body:
-            return DEVELOPER_ERROR, {"error": body["error"]}
-    elif isinstance(body, list) and resp.status == 200:
-        return SUCCESS, body
-    return DEVELOPER_ERROR, {
-        "error": f"The action did not produce a valid JSON or JSON Array response: {resp.text}"
-    }
+    return _CODES[outcome], result
 
 
 def internal(message: str) -> tuple[int, dict]:
@@ -87,14 +72,3 @@ def failed_outcome(accepted_ms: int, status: int, result: dict) -> RunOutcome:
         end_ms=now,
         wait_time_ms=max(0, now - accepted_ms),
     )
-
-
-def peak_memory(headers: dict) -> int | None:
-    """The activation's peak memory in bytes, as our runtime reports it (None otherwise)."""
-    for name, value in headers.items():
-        if name.lower() == "x-faas-peak-memory":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

@@ -1,14 +1,20 @@
-"""Data passed between the function server's API layer and its Invoker.
+"""The invoker interface: what the function server's activator needs to run activations.
 
-The API layer builds an :class:`ActivationJob` for every activation it wants
-run in a container and turns the :class:`RunOutcome` it gets back into an
-OpenWhisk activation record. Both sides import these classes from here so the
+The activator builds an :class:`ActivationJob` for every activation it wants
+run and turns the :class:`RunOutcome` it gets back into an OpenWhisk
+activation record. Invokers (``DockerInvoker``: containers on the Docker
+engine; ``ProcessInvoker``: runtime processes, no engine) implement
+:class:`FaaSInvoker`; both sides import these classes from here so the
 contract lives in one place.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from traitlets.config import LoggingConfigurable
+
+from ...runtime.faas_protocol import RUNTIME_IMAGE
 
 #: RunOutcome.status_code values, as in OpenWhisk's ActivationResponse.
 SUCCESS = 0
@@ -79,3 +85,42 @@ class RunOutcome:
     wait_time_ms: int = 0
     timed_out: bool = False
     peak_memory_bytes: int | None = None
+
+
+class FaaSInvoker(LoggingConfigurable):
+    """Runs :class:`ActivationJob` s and reports :class:`RunOutcome` s.
+
+    Subclasses must implement ``start``, ``stop`` and ``run``; a subclass missing
+    one fails when it is defined. ``run`` never raises for a failing action or
+    sandbox: every failure is an outcome with OpenWhisk's status code and words.
+    """
+
+    #: Whether its sandboxes keep namespaces apart. A server whose invoker does not
+    #: serves one namespace only (it refuses to create or load a second one).
+    isolates_namespaces = True
+
+    #: One line said when the server starts (e.g. the isolation it lacks); empty: nothing.
+    notice = ""
+
+    #: What runs the default Python kind, as the server names it in exec records.
+    python_image = RUNTIME_IMAGE
+
+    _required = ("start", "stop", "run")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        missing = [m for m in cls._required if getattr(cls, m) is getattr(FaaSInvoker, m)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
+
+    async def start(self) -> None:
+        """Prepare (clean up after a crash, prewarm); called once before any run."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Remove every sandbox; safe to call twice."""
+        raise NotImplementedError
+
+    async def run(self, job: ActivationJob) -> RunOutcome:
+        """Run one activation to its outcome."""
+        raise NotImplementedError

@@ -34,6 +34,11 @@ def namespace_subject(conn: sqlite3.Connection, name: str) -> tuple[str, str] | 
     return (row["uuid"], row["key"]) if row else None
 
 
+def namespace_names(conn: sqlite3.Connection) -> list[str]:
+    """The names of all namespaces."""
+    return [row["name"] for row in conn.execute("SELECT name FROM namespaces ORDER BY name")]
+
+
 def subject_by_uuid(conn: sqlite3.Connection, uuid: str) -> tuple[str, str] | None:
     """``(namespace, key)`` of the subject ``uuid``, or None."""
     row = conn.execute("SELECT name, key FROM namespaces WHERE uuid = ?", (uuid,)).fetchone()

@@ -1,4 +1,4 @@
-"""The Invoker: runs activations in a pool of warm action containers.
+"""``DockerInvoker``: runs activations in a pool of warm action containers on the Docker engine.
 
 It plays the part of OpenWhisk's invoker and container pool on one machine
 (protocols.md B.1-B.4): a container per action version, reused while warm,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import re
 import time
@@ -27,9 +26,9 @@ import docker
 import docker.errors
 import requests.exceptions
 from traitlets import Dict, Float, Instance, Integer, TraitError, Unicode, default, validate
-from traitlets.config import LoggingConfigurable
 
 from ... import engine
+from ...runtime import protocol
 from ...site import FaaSSite
 from .containers import (
     ACTION_LABEL,
@@ -48,11 +47,10 @@ from .outcomes import (
     failed_outcome,
     init_failed,
     internal,
-    peak_memory,
     run_result,
     timeout_message,
 )
-from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
+from .types import DEVELOPER_ERROR, ActivationJob, FaaSInvoker, RunOutcome
 
 #: Memory of prewarm containers; only actions with this memory limit use them (as OpenWhisk).
 PREWARM_MEMORY_MB = 256
@@ -84,15 +82,15 @@ class _Spec:
     prewarmable: bool
 
 
-class Invoker(LoggingConfigurable):
+class DockerInvoker(FaaSInvoker):
     """Runs :class:`ActivationJob` s in Docker containers and reports :class:`RunOutcome` s."""
 
     python_image = Unicode(
-        "jupyter-faas-runtime:latest",
+        protocol.RUNTIME_IMAGE,
         help="""Our runtime image: it runs the default Python kind (python:3.x, code sent
         through /init) and native actions. Prewarm containers are started from it. It is
         never refreshed from a registry; it is pulled only when absent and its name has a
-        registry host (or c.Invoker.registry is set). Example: "jupyter-faas-runtime:latest".""",
+        registry host (or c.DockerInvoker.registry is set). Example: "jupyter-faas-runtime:latest".""",
     ).tag(config=True)
 
     registry = Unicode(
@@ -137,7 +135,7 @@ class Invoker(LoggingConfigurable):
         help="""Total memory in MB of all action containers (busy, warm, prewarm). A new
         container that would exceed it first evicts idle containers, least recently used
         first; if busy containers hold the whole budget, the activation waits up to
-        c.Invoker.capacity_wait_s for one to be released, then fails with a whisk
+        c.DockerInvoker.capacity_wait_s for one to be released, then fails with a whisk
         internal error "No capacity". Example: 8192.""",
     ).tag(config=True)
 
@@ -220,7 +218,7 @@ class Invoker(LoggingConfigurable):
         template = proposal["value"]
         if "{n}" not in template:
             raise TraitError(
-                f"c.Invoker.container_name_template {template!r} lacks {{n}}: without the "
+                f"c.DockerInvoker.container_name_template {template!r} lacks {{n}}: without the "
                 "counter two containers of one action get the same name. Add it, e.g. "
                 '"faas-{namespace}-{action}-{n}-{instance}".'
             )
@@ -228,12 +226,12 @@ class Invoker(LoggingConfigurable):
             sample = template.format(**_NAME_FIELDS)
         except (KeyError, IndexError, ValueError) as err:
             raise TraitError(
-                f"c.Invoker.container_name_template {template!r} cannot be filled in ({err}); "
+                f"c.DockerInvoker.container_name_template {template!r} cannot be filled in ({err}); "
                 "the fields are {namespace}, {action}, {n} and {instance}."
             ) from None
         if not _NAME_RE.match(sample):
             raise TraitError(
-                f"c.Invoker.container_name_template {template!r} gives {sample!r}, which is "
+                f"c.DockerInvoker.container_name_template {template!r} gives {sample!r}, which is "
                 "not a valid Docker container name: it must start with a letter or digit and "
                 "hold only letters, digits, '_', '.' and '-'."
             )
@@ -243,7 +241,7 @@ class Invoker(LoggingConfigurable):
     def _validate_budget(self, proposal):
         if proposal["value"] < 128:
             raise TraitError(
-                f"c.Invoker.memory_budget_mb = {proposal['value']} is below 128, the smallest "
+                f"c.DockerInvoker.memory_budget_mb = {proposal['value']} is below 128, the smallest "
                 "action memory limit: no container could ever start. Use e.g. 4096."
             )
         return proposal["value"]
@@ -258,14 +256,14 @@ class Invoker(LoggingConfigurable):
         name, value = proposal["trait"].name, proposal["value"]
         smallest = 1 if name.startswith("docker_") else 0
         if value < smallest:
-            raise TraitError(f"c.Invoker.{name} = {value} must be at least {smallest}.")
+            raise TraitError(f"c.DockerInvoker.{name} = {value} must be at least {smallest}.")
         return value
 
     @validate("idle_timeout_s", "capacity_wait_s", "sentinel_wait_s", "start_timeout_s")
     def _validate_seconds(self, proposal):
         if proposal["value"] < 0:
             raise TraitError(
-                f"c.Invoker.{proposal['trait'].name} = {proposal['value']} is negative; give "
+                f"c.DockerInvoker.{proposal['trait'].name} = {proposal['value']} is negative; give "
                 "a number of seconds (0 or more)."
             )
         return proposal["value"]
@@ -299,6 +297,7 @@ class Invoker(LoggingConfigurable):
             self.memory_budget_mb // 128 + self.prewarm_count + 2,
         )
         self._client = engine.docker_client()
+        await self._calls.slow(self._ensure_runtime_image)
         # Attached output streams stay silent for as long as a container idles: no read timeout.
         self._stream_client = await self._calls.quick(docker.from_env, timeout=None)
         orphans = await self._calls.quick(
@@ -345,6 +344,17 @@ class Invoker(LoggingConfigurable):
         self._calls.shutdown()
         self._calls = None
         self.log.info("invoker %s stopped; removed %d containers", self.instance, len(slots))
+
+    def _ensure_runtime_image(self) -> None:
+        """Build our runtime image (base image + runtime, no extra packages) when it is missing."""
+        from ...builders.docker import DockerBuilder
+
+        if self.python_image != protocol.RUNTIME_IMAGE or engine.has_image(
+            self._client, self.python_image
+        ):
+            return
+        self.log.info("Building the runtime image %s for Python actions", self.python_image)
+        DockerBuilder(parent=self).ensure_runtime_image()
 
     # ---- run ----------------------------------------------------------------------------
 
@@ -436,7 +446,7 @@ class Invoker(LoggingConfigurable):
             status, result = init_failed(ex.init)
         else:
             status, result = run_result(ex.run)
-            peak = peak_memory(ex.run.headers)
+            peak = protocol.peak_memory(ex.run.headers)
             await self._release(slot)
         return RunOutcome(
             status_code=status,
@@ -483,37 +493,32 @@ class Invoker(LoggingConfigurable):
         )
 
     def _init_value(self, job: ActivationJob, spec: _Spec) -> dict:
-        value = {
-            "name": job.action_name.rsplit("/", 1)[-1],
-            "main": job.exec.get("main") or "main",
-            "binary": bool(job.exec.get("binary")),
-            "env": {k: v if isinstance(v, str) else json.dumps(v) for k, v in job.init_env.items()},
-        }
-        if spec.code:
-            value["code"] = spec.code
-        return value
+        return protocol.init_value(
+            job.action_name.rsplit("/", 1)[-1],
+            job.exec.get("main"),
+            spec.code,
+            job.exec.get("binary"),
+            job.init_env,
+        )
 
     @staticmethod
     def _run_body(job: ActivationJob) -> dict:
-        body = {
-            "value": job.params,
-            "namespace": job.namespace,
-            "action_name": job.action_name,
-            "action_version": job.action_version,
-            "activation_id": job.activation_id,
-            "transaction_id": job.activation_id,
-            "deadline": str(job.deadline_ms),
-        }
-        if job.api_key:
-            body["api_key"] = job.api_key
-        return body
+        return protocol.run_body(
+            job.params,
+            namespace=job.namespace,
+            action_name=job.action_name,
+            action_version=job.action_version,
+            activation_id=job.activation_id,
+            deadline_ms=job.deadline_ms,
+            api_key=job.api_key,
+        )
 
     def _start_failure(self, spec: _Spec, err: Exception) -> tuple[int, dict]:
         reason = str(getattr(err, "explanation", None) or err).strip().splitlines()[0][:300]
         if spec.image == self.python_image:
             return internal(
                 f"The runtime image {spec.image!r} could not be started ({reason}). Check "
-                "c.Invoker.python_image and that the image exists (`docker images`)."
+                "c.DockerInvoker.python_image and that the image exists (`docker images`)."
             )
         return DEVELOPER_ERROR, {
             "error": f"Failed to start a container from image '{spec.image}': {reason}. "
@@ -618,7 +623,7 @@ class Invoker(LoggingConfigurable):
         budget = self.memory_budget_mb
         if memory_mb > budget:
             raise NoCapacity(
-                f"No capacity: the action needs {memory_mb} MB but c.Invoker.memory_budget_mb "
+                f"No capacity: the action needs {memory_mb} MB but c.DockerInvoker.memory_budget_mb "
                 f"is {budget} MB. Lower the action's memory limit or raise the budget."
             )
         deadline = time.monotonic() + self.capacity_wait_s
@@ -643,7 +648,7 @@ class Invoker(LoggingConfigurable):
                             f"No capacity: busy containers hold {self._reserved_mb} MB of the "
                             f"{budget} MB memory budget and none was released within "
                             f"{self.capacity_wait_s:g} s. Retry later, or raise "
-                            "c.Invoker.memory_budget_mb."
+                            "c.DockerInvoker.memory_budget_mb."
                         )
                     try:
                         await asyncio.wait_for(self._capacity.wait(), remaining)

@@ -1,8 +1,8 @@
-"""A client of the OpenWhisk REST API, and nothing else.
+"""A client of the OpenWhisk REST API, and nothing else: the plumbing of ``OpenWhiskDeployer``.
 
 It talks to our single-machine function server and to a real Apache
-OpenWhisk deployment alike: only documented routes, bodies and status codes
-(`../shared/notes/protocols.md` section A) are used.
+OpenWhisk deployment alike: only the documented routes, bodies and status
+codes of OpenWhisk's published API description are used.
 """
 
 from __future__ import annotations
@@ -16,20 +16,10 @@ import requests
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .errors import FaaSError
+from ..errors import ServerError
+from ..paths import default_server_data_dir
 
 ALARM_FEED = "/whisk.system/alarms/alarm"
-
-
-class ServerError(FaaSError):
-    """The function server refused a request or could not be reached."""
-
-    reason = "server"
-
-    def __init__(self, message: str, *, status: int = 502, hint: str = "", body=None):
-        super().__init__(message, hint=hint)
-        self.status = status
-        self.body = body
 
 
 class OpenWhiskClient(LoggingConfigurable):
@@ -72,9 +62,7 @@ class OpenWhiskClient(LoggingConfigurable):
             return os.environ["__OW_API_KEY"]
         if _wskprops().get("AUTH"):
             return _wskprops()["AUTH"]
-        from .server.app import default_data_dir
-
-        path = Path(default_data_dir()) / "auth.guest"
+        path = Path(default_server_data_dir()) / "auth.guest"
         return path.read_text().strip() if path.exists() else ""
 
     def __init__(self, **kwargs):

@@ -13,20 +13,20 @@ import re
 import socket
 import threading
 import time
-import uuid
 
 import docker.errors
 from traitlets import Dict, Float, Instance, Unicode, default
 
 from .. import engine, image, runtime
-from ..actionclient import ActionClient, ContainerGone
-from ..builder import BuiltImage, ContainerRun, FaaSBuilder, Progress, PushedImage, no_progress
+from ..actionclient import ActionClient
 from ..bundle import Bundle
 from ..errors import BuildError, RegistryError
 from ..registry import FaaSRegistry
+from ..runtime import protocol
 from ..site import FaaSSite
+from .interface import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
+from .sandbox import ContainerRun, run_test
 
-SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 _OWNER_LABEL = "org.jupyter-faas.owner"
 _FUNCTION_LABEL = "org.jupyter-faas.function"
 
@@ -80,7 +80,7 @@ class DockerBuilder(FaaSBuilder):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._warm: dict[tuple[str, int], tuple] = {}
+        self._warm: dict[tuple[str, int], _TestContainer] = {}
         self._lock = threading.Lock()
         self._owner = f"{socket.gethostname()}-{os.getpid()}"
         atexit.register(self.close)
@@ -139,11 +139,11 @@ class DockerBuilder(FaaSBuilder):
         return BuiltImage(ref, key, found.id, False, time.perf_counter() - start)
 
     def ensure_runtime_image(self, progress: Progress = no_progress) -> str:
-        """The runtime image with no extra requirements, tagged ``image.RUNTIME_IMAGE``."""
+        """The runtime image with no extra requirements, tagged ``protocol.RUNTIME_IMAGE``."""
         built = self.build_requirements("", progress)
-        repo, tag = image.RUNTIME_IMAGE.rsplit(":", 1)
+        repo, tag = protocol.RUNTIME_IMAGE.rsplit(":", 1)
         self.client.images.get(built.ref).tag(repo, tag)
-        return image.RUNTIME_IMAGE
+        return protocol.RUNTIME_IMAGE
 
     # -- test --------------------------------------------------------------------------------
 
@@ -151,66 +151,19 @@ class DockerBuilder(FaaSBuilder):
         self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
     ) -> ContainerRun:
         memory = bundle.metadata.memory_mb
-        container, action, reused = self._warm_container(bundle, image, memory, progress)
+        sandbox, reused = self._warm_sandbox(bundle, image, memory, progress)
         progress(
             {"step": "test", "message": "Running the function in its container", "progress": None}
         )
-        timeout = bundle.metadata.timeout_s
-        since = time.time()
-        start = time.perf_counter()
-        try:
-            init = action.init(bundle.init_value(), timeout=timeout)
-            if init.status != 200:
-                logs = self._logs(container, since)
-                self._discard(image.image_id, memory)
-                return ContainerRun(
-                    "error", init.body or init.text, logs, time.perf_counter() - start
-                )
-            resp = action.run(
-                {
-                    "value": args,
-                    "namespace": "local",
-                    "action_name": f"/local/{bundle.name}",
-                    "action_version": "0.0.0",
-                    "activation_id": uuid.uuid4().hex,
-                    "transaction_id": uuid.uuid4().hex,
-                    "deadline": str(int((time.time() + timeout) * 1000)),
-                },
-                timeout=timeout,
-            )
-        except TimeoutError:
-            seconds = time.perf_counter() - start
-            logs = self._logs(container, since, wait=False)
-            self._discard(image.image_id, memory)
-            return ContainerRun(
-                "timeout",
-                {
-                    "error": f"The function ran longer than its timeout of {timeout:g} s; its "
-                    "container was stopped. Raise --timeout or make the function faster."
-                },
-                logs,
-                seconds,
-            )
-        except ContainerGone:
-            seconds = time.perf_counter() - start
-            return self._container_died(container, image.image_id, memory, since, seconds)
-        seconds = time.perf_counter() - start
-        logs = self._logs(container, since)
-        peak = resp.headers.get("X-Faas-Peak-Memory")
-        if resp.status == 200 and isinstance(resp.body, dict) and "error" in resp.body:
-            status = "application error"
-        elif resp.status == 200 and isinstance(resp.body, (dict, list)):
-            status = "success"
-        else:
-            status = "error"
-        result = resp.body if resp.body is not None else {"error": resp.text}
-        return ContainerRun(status, result, logs, seconds, int(peak) if peak else None, reused)
+        return run_test(
+            sandbox, bundle, args, reused, lambda: self._discard(image.image_id, memory)
+        )
 
-    def _warm_container(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
+    def _warm_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
         with self._lock:
-            entry = self._warm.get((built.image_id, memory))
-        if entry is not None:
-            return (*entry, True)
+            sandbox = self._warm.get((built.image_id, memory))
+        if sandbox is not None:
+            return sandbox, True
         self.remove_stale_containers()
         progress(
             {
@@ -225,7 +178,7 @@ class DockerBuilder(FaaSBuilder):
             mem_limit=f"{memory}m",
             memswap_limit=f"{memory}m",
             environment={
-                "FAAS_ALLOW_REINIT": "1",
+                protocol.ALLOW_REINIT_ENV: "1",
                 "__OW_API_HOST": self.api_host,
                 **self.site.container_env(),
             },
@@ -237,60 +190,20 @@ class DockerBuilder(FaaSBuilder):
             ),
         )
         try:
-            action = ActionClient(engine.container_address(container))
-            action.wait_ready(self.start_timeout)
+            sandbox = _TestContainer(container, self.log_wait)
+            sandbox.action.wait_ready(self.start_timeout)
         except Exception:
             engine.remove_container(container)
             raise
         with self._lock:
-            self._warm[(built.image_id, memory)] = (container, action)
-        return container, action, False
-
-    def _container_died(self, container, image_id: str, memory: int, since: float, seconds: float):
-        logs = self._logs(container, since, wait=False)
-        try:
-            container.reload()
-            state = container.attrs["State"]
-        except docker.errors.NotFound:
-            state = {}
-        self._discard(image_id, memory)
-        if state.get("OOMKilled"):
-            return ContainerRun(
-                "out of memory",
-                {
-                    "error": f"The function exhausted its memory limit of {memory} MB and was "
-                    "killed. Raise --memory (up to 512) or process less data at a time."
-                },
-                logs,
-                seconds,
-            )
-        code = state.get("ExitCode", "unknown")
-        return ContainerRun(
-            "error",
-            {"error": f"The function's container exited unexpectedly (exit code {code})."},
-            logs,
-            seconds,
-        )
-
-    def _logs(self, container, since: float, wait: bool = True) -> list[str]:
-        """The container's log lines since ``since``, without the end-of-activation markers."""
-        deadline = time.monotonic() + (self.log_wait if wait else 0)
-        while True:
-            try:
-                raw = container.logs(stdout=True, stderr=True, since=since)
-            except docker.errors.NotFound:
-                return []
-            lines = raw.decode("utf-8", errors="replace").splitlines()
-            if lines.count(SENTINEL) >= 2 or time.monotonic() >= deadline:
-                return [line for line in lines if line != SENTINEL]
-            time.sleep(0.005)
+            self._warm[(built.image_id, memory)] = sandbox
+        return sandbox, False
 
     def _discard(self, image_id: str, memory: int) -> None:
         with self._lock:
-            entry = self._warm.pop((image_id, memory), None)
-        if entry is not None:
-            entry[1].close()
-            engine.remove_container(entry[0])
+            sandbox = self._warm.pop((image_id, memory), None)
+        if sandbox is not None:
+            sandbox.remove()
 
     def remove_stale_containers(self) -> None:
         """Remove test containers of kernels on this host that are no longer running."""
@@ -312,7 +225,17 @@ class DockerBuilder(FaaSBuilder):
 
     # -- push --------------------------------------------------------------------------------
 
+    def published(self, image: BuiltImage) -> PushedImage | None:
+        ref = self.registry.image_ref(image.key)
+        digest = self.registry.manifest_digest(ref)
+        return PushedImage(ref, digest) if digest else None
+
     def push(self, image: BuiltImage, progress: Progress = no_progress) -> PushedImage:
+        """Push with one progress message per layer state change (not per byte count).
+
+        The fraction still moves with the bytes; only messages that say something new
+        ("Preparing", "Pushing", "Pushed", "Layer already exists") are sent.
+        """
         start = time.perf_counter()
         self.registry.check()
         target = self.registry.image_ref(image.key)
@@ -320,6 +243,7 @@ class DockerBuilder(FaaSBuilder):
         self.client.images.get(image.ref).tag(repository, tag)
         progress({"step": "push", "message": f"Pushing {target}", "progress": 0.0})
         layers: dict[str, tuple[int, int]] = {}
+        states: dict[str, str] = {}
         digest = ""
         try:
             events = self.client.api.push(
@@ -328,26 +252,68 @@ class DockerBuilder(FaaSBuilder):
             for event in events:
                 if "error" in event:
                     raise _push_error(self.registry, event["error"])
+                layer, status = event.get("id", ""), event.get("status", "")
                 detail = event.get("progressDetail") or {}
-                if event.get("id") and detail.get("total"):
-                    layers[event["id"]] = (detail.get("current", 0), detail["total"])
-                elif event.get("id") and event.get("status") in ("Pushed", "Layer already exists"):
-                    done = layers.get(event["id"], (1, 1))[1]
-                    layers[event["id"]] = (done, done)
+                if layer and detail.get("total"):
+                    layers[layer] = (detail.get("current", 0), detail["total"])
+                elif layer and status in ("Pushed", "Layer already exists"):
+                    done = layers.get(layer, (1, 1))[1]
+                    layers[layer] = (done, done)
                 digest = (event.get("aux") or {}).get("Digest", digest)
                 fraction = None
                 if layers:
                     fraction = sum(c for c, _ in layers.values()) / max(
                         sum(t for _, t in layers.values()), 1
                     )
-                status = event.get("status", "")
-                if status and status not in ("Pushing",) or fraction is not None:
-                    message = f"{event.get('id', '')} {status}".strip()
-                    progress({"step": "push", "message": message, "progress": fraction})
+                if not status or (layer and states.get(layer) == status):
+                    if fraction is not None:
+                        progress({"step": "push", "message": "", "progress": fraction})
+                    continue
+                if layer:
+                    states[layer] = status
+                message = f"{layer} {status}".strip()
+                progress({"step": "push", "message": message, "progress": fraction})
         except docker.errors.APIError as err:
             raise _push_error(self.registry, str(err)) from err
         progress({"step": "push", "message": f"Pushed {target} {digest}", "progress": 1.0})
         return PushedImage(target, digest, time.perf_counter() - start)
+
+
+class _TestContainer:
+    """A warm test container as a ``Sandbox``: its runtime's client and its logs."""
+
+    def __init__(self, container, log_wait: float):
+        self.container = container
+        self.action = ActionClient(engine.container_address(container))
+        self._log_wait = log_wait
+        self._since = time.time()
+
+    def mark(self) -> None:
+        self._since = time.time()
+
+    def logs(self, wait: bool) -> list[str]:
+        deadline = time.monotonic() + (self._log_wait if wait else 0)
+        while True:
+            try:
+                raw = self.container.logs(stdout=True, stderr=True, since=self._since)
+            except docker.errors.NotFound:
+                return []
+            lines = raw.decode("utf-8", errors="replace").splitlines()
+            if lines.count(protocol.SENTINEL) >= 2 or time.monotonic() >= deadline:
+                return [line for line in lines if line != protocol.SENTINEL]
+            time.sleep(0.005)
+
+    def exit_state(self) -> tuple[bool, object]:
+        try:
+            self.container.reload()
+            state = self.container.attrs["State"]
+        except docker.errors.NotFound:
+            state = {}
+        return bool(state.get("OOMKilled")), state.get("ExitCode", "unknown")
+
+    def remove(self) -> None:
+        self.action.close()
+        engine.remove_container(self.container)
 
 
 _CA_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed", re.I)

@@ -5,7 +5,7 @@ Sites without Docker Hub (air-gapped clusters, this project's CI) cannot pull
 so the base image every function image starts from is built from it:
 ``debootstrap --variant=minbase`` makes a small root file system with Python,
 and the engine imports it as an image. Run it as ``jupyter faas base build``
-or ``python -m jupyter_faas.base``.
+or ``python -m jupyter_faas.baseimage``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from traitlets import Float, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import engine
+from .config import load_jupyter_config
 from .errors import BuildError, ConfigError, FaaSError
 
 #: Where Debian 12 keeps its deb822 source list, then the classic one.
@@ -82,7 +83,7 @@ class BaseImageBuilder(LoggingConfigurable):
     image = Unicode(
         "jupyter-faas-base:bookworm",
         help="""Name (repository:tag) the built image gets on the Docker engine.
-        Function images start from it when c.ImageSpec.base_image names it.
+        Function images start from it when c.FaaSImages.base_image names it.
         Example: jupyter-faas-base:bookworm or 127.0.0.1:5000/faas-base:12.""",
     ).tag(config=True)
 
@@ -244,7 +245,7 @@ class BaseImageBuilder(LoggingConfigurable):
                 "Building the base image needs root: debootstrap creates device files and "
                 "files owned by other users.",
                 hint="Run it as root, e.g. `sudo .venv/bin/jupyter-faas base build`, or use a "
-                "public image instead (c.ImageSpec.base_image = 'python:3.11-slim').",
+                "public image instead (c.FaaSImages.base_image = 'python:3.11-slim').",
             )
 
     def _check_mirror(self) -> None:
@@ -484,7 +485,8 @@ def base_build_main(argv: list[str]) -> int:
         sys.stdout.flush()
 
     try:
-        builder = BaseImageBuilder(**settings)
+        # Settings come from jupyter_faas_config.py (c.BaseImageBuilder.*), then the flags.
+        builder = BaseImageBuilder(config=load_jupyter_config(), **settings)
         builder.build(progress=None if args.quiet else show)
     except FaaSError as err:
         sys.stderr.write(f"error: {err}\n")

@@ -1,0 +1,110 @@
+"""The builder interface: everything the function loop needs from a build backend.
+
+The notebook, the CLI, the server extension and the workspace call a
+``FaaSBuilder`` and never an engine or a registry directly. Implementations:
+``DockerBuilder`` (the local Docker engine and a registry), ``ProcessBuilder``
+(no container engine: virtualenvs and runtime subprocesses) and, on
+JupyterHub, a client of the hub's build service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from traitlets.config import LoggingConfigurable
+
+from ..bundle import Bundle
+from .sandbox import ContainerRun
+
+#: A progress event: {"step": "build"|"push"|"test", "message": str, "progress": 0..1 or None}.
+ProgressEvent = dict
+Progress = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:
+    """A progress callback that drops events (for callers that need none)."""
+
+
+@dataclass
+class BuiltImage:
+    """A dependency environment (an image, or a virtualenv) ready on the builder's side.
+
+    Attributes:
+        ref: Its local name, e.g. ``jupyter-faas/deps:3f2a…``.
+        key: The dependency key (hash of the base, the requirements and the runtime).
+        image_id: The engine's id of the image (the environment's folder without one).
+        reused: Whether it existed already.
+        seconds: How long build (or lookup) took.
+    """
+
+    ref: str
+    key: str
+    image_id: str
+    reused: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class PushedImage:
+    """A dependency environment where a function server can get it: ``ref`` and its digest."""
+
+    ref: str
+    digest: str
+    seconds: float = 0.0
+
+
+class FaaSBuilder(LoggingConfigurable):
+    """Builds dependency environments, runs functions in test sandboxes, publishes them.
+
+    Subclasses must implement every method below but ``close``; a subclass
+    missing one fails when it is defined, not when a scientist first presses
+    a button.
+    """
+
+    #: One line said when the builder starts, e.g. the isolation it gives; empty: nothing.
+    notice = ""
+
+    _required = ("build", "test", "push", "published")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        missing = [m for m in cls._required if getattr(cls, m) is getattr(FaaSBuilder, m)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
+
+    def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
+        """Build (or reuse) the dependency environment of ``bundle``.
+
+        Raises:
+            BaseImageMissing, BuildError, EngineUnavailable
+        """
+        raise NotImplementedError
+
+    def test(
+        self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
+    ) -> ContainerRun:
+        """Run ``bundle``'s code on ``args`` in a sandbox of ``image``, as OpenWhisk would.
+
+        Failures of the function are reported in the returned ContainerRun, not raised.
+        """
+        raise NotImplementedError
+
+    def push(self, image: BuiltImage, progress: Progress = no_progress) -> PushedImage:
+        """Publish ``image`` where function servers get it (the configured registry).
+
+        Raises:
+            RegistryError: unreachable, credentials refused, or the push failed.
+        """
+        raise NotImplementedError
+
+    def published(self, image: BuiltImage) -> PushedImage | None:
+        """Where ``image`` is published already (its reference and digest), or None.
+
+        A deploy pushes only when this is None; it never raises (when the registry
+        cannot tell, the push decides).
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release test containers and connections; safe to call twice."""

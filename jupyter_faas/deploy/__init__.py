@@ -1,1 +1,0 @@
-"""Builders: where the Docker work of the function loop happens (local engine, hub service)."""

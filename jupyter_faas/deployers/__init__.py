@@ -1,0 +1,19 @@
+"""Deployers: the swappable function-server backends (``c.FaaSWorkspace.deployer_class``)."""
+
+from .interface import (
+    Accepted,
+    ActivationRecord,
+    DeployedFunction,
+    Deployment,
+    FaaSDeployer,
+    Schedule,
+)
+
+__all__ = [
+    "Accepted",
+    "ActivationRecord",
+    "DeployedFunction",
+    "Deployment",
+    "FaaSDeployer",
+    "Schedule",
+]

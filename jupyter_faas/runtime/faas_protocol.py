@@ -1,0 +1,124 @@
+"""The OpenWhisk action protocol as jupyter-faas speaks it: the one home of its pieces.
+
+The runtime inside every function image (which carries this file beside it as
+``faas_protocol.py``), the builders' local test runs and the function server's
+invokers all take the end-of-activation marker, the ``/init`` and ``/run``
+bodies, the result rules and our extra headers from here. Standard library
+only, Python 3.9+, like the runtime.
+"""
+
+import json
+
+#: Printed on stdout and on stderr after every activation; the logs of one activation
+#: are what came before it (protocols.md B.4).
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+#: Response header of /run: the activation's peak resident memory in bytes.
+PEAK_MEMORY_HEADER = "X-Faas-Peak-Memory"
+#: Response header of /run: the function's own run time in milliseconds.
+DURATION_HEADER = "X-Faas-Duration-Ms"
+#: Environment variable that lets a runtime accept a second /init (local tests only).
+ALLOW_REINIT_ENV = "FAAS_ALLOW_REINIT"
+#: Our runtime with no extra packages: the function server's default Python kind.
+RUNTIME_IMAGE = "jupyter-faas-runtime:latest"
+#: Results larger than this are an application error, as in OpenWhisk.
+MAX_RESULT_BYTES = 1024 * 1024
+#: Annotation key jupyter-faas puts on the actions it deploys (source hash, provenance).
+FAAS_ANNOTATION = "jupyter-faas"
+
+#: Outcome names of a /run answer, in OpenWhisk's terms (statusCode 0, 1 and 2).
+SUCCESS = "success"
+APPLICATION_ERROR = "application error"
+DEVELOPER_ERROR = "developer error"
+
+
+def init_value(name, main, code, binary, env=None):
+    """The ``value`` of a ``POST /init`` body (``{"value": …}``): the code and how to call it.
+
+    ``env`` values that are not strings are sent as JSON, as OpenWhisk does.
+    """
+    value = {
+        "name": name,
+        "main": main or "main",
+        "binary": bool(binary),
+        "env": {k: v if isinstance(v, str) else json.dumps(v) for k, v in (env or {}).items()},
+    }
+    if code:
+        value["code"] = code
+    return value
+
+
+def run_body(
+    value, *, namespace, action_name, action_version, activation_id, deadline_ms, api_key=None
+):
+    """The JSON body of ``POST /run``: the input plus the activation's context.
+
+    Every key but ``value`` reaches the function as an ``__OW_<KEY>`` variable.
+    """
+    body = {
+        "value": value,
+        "namespace": namespace,
+        "action_name": action_name,
+        "action_version": action_version,
+        "activation_id": activation_id,
+        "transaction_id": activation_id,
+        "deadline": str(int(deadline_ms)),
+    }
+    if api_key:
+        body["api_key"] = api_key
+    return body
+
+
+def classify(status, body, size):
+    """``(outcome, result)`` of a ``/run`` answer by OpenWhisk's rules.
+
+    200 with an object or array is success, 200 with ``{"error"}`` an application
+    error; a result over ``MAX_RESULT_BYTES`` is an application error; any other
+    status is a developer error carrying the body's ``error``; anything that is
+    not a JSON object or array is a developer error.
+
+    Args:
+        status: The HTTP status of the answer.
+        body: The parsed JSON body, or None when it was not JSON.
+        size: The body's length in bytes.
+    """
+    if status == 200 and size > MAX_RESULT_BYTES:
+        return APPLICATION_ERROR, {
+            "error": "The action produced a response that exceeded the allowed length: "
+            f"{size} > {MAX_RESULT_BYTES} bytes."
+        }
+    if isinstance(body, dict):
+        if status == 200:
+            if "error" in body:
+                return APPLICATION_ERROR, {"error": body["error"]}
+            return SUCCESS, body
+        if "error" in body:
+            return DEVELOPER_ERROR, {"error": body["error"]}
+    elif isinstance(body, list) and status == 200:
+        return SUCCESS, body
+    return DEVELOPER_ERROR, None
+
+
+def header(headers, name):
+    """The value of header ``name`` in a dict of headers, whatever its case, or None."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def peak_memory(headers):
+    """The activation's peak memory in bytes, as our runtime reports it (None otherwise)."""
+    value = header(headers, PEAK_MEMORY_HEADER)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def annotation(entity, key, default=None):
+    """The value of annotation ``key`` of an OpenWhisk entity or activation record."""
+    for item in entity.get("annotations") or []:
+        if isinstance(item, dict) and item.get("key") == key:
+            return item.get("value")
+    return default
