@@ -140,13 +140,17 @@ class FunctionServer:
 
 @contextmanager
 def running_function_server(
-    folder: Path, labels: dict[str, str], *options: str, cwd: Path | None = None
+    folder: Path,
+    labels: dict[str, str],
+    *options: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[FunctionServer]:
     """The real function server on a free port with its data in ``folder``.
 
     Its action containers carry ``labels`` plus a label of this server's own, which also
     limits its start-up cleanup to them; they are removed when it stops. ``options`` are
-    more ``--Class.trait=value`` settings.
+    more ``--Class.trait=value`` settings; ``env`` replaces the environment it inherits.
     """
     own = {SERVER_LABEL: uuid.uuid4().hex}
     extra = {k: v for k, v in labels.items() if k != engine.ROLE_LABEL} | own
@@ -166,6 +170,7 @@ def running_function_server(
                 *options,
             ],
             cwd=cwd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -424,7 +424,7 @@ def notebook(server, tmp_path_factory, docker_client, base_image, registry) -> N
 def test_magics_test_then_deploy(notebook):
     assert 'nbloop({"x": 2}): equal' in notebook.text("capture")
     text = notebook.text("deploy")
-    assert "is in the registry already" in text or "Pushed " in text, text
+    assert "is published already" in text or "Pushed " in text, text
     assert re.search(r"nbloop: version 0\.0\.1 on http://127\.0\.0\.1:\d+", text), text
 
 

@@ -29,7 +29,7 @@ from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import Application
 
 from .. import __version__
-from ..errors import ConfigError, EngineUnavailable
+from ..errors import ConfigError, EngineUnavailable, FaaSError
 from ..paths import default_server_data_dir
 from ..traits import AUTO, EntryPointType, backend_default
 from .activator import Activator
@@ -87,7 +87,10 @@ class FunctionServer(Application):
         ]
         return [FunctionServer, *invokers, FaaSSite]
 
-    description = "Serve the OpenWhisk REST API on this machine, running actions in Docker."
+    description = (
+        "Serve the OpenWhisk REST API on this machine, running actions in Docker containers "
+        "(or, without an engine, as runtime processes)."
+    )
     version = __version__
 
     aliases = {
@@ -411,8 +414,12 @@ class FunctionServer(Application):
             await self.stop_async()
 
     def start(self) -> None:
-        """Run the server until SIGINT/SIGTERM or :meth:`stop`."""
-        asyncio.run(self._serve())
+        """Run the server until SIGINT/SIGTERM or :meth:`stop`; a refused start exits 1."""
+        try:
+            asyncio.run(self._serve())
+        except FaaSError as err:
+            self.log.error("%s", err)
+            self.exit(1)
 
 
 def namespace_main(argv: list[str] | None = None) -> int:
