@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import docker.errors
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
 from ... import engine
-from ...actionclient import ActionClient, ActionResponse, ContainerGone
+from ...actionclient import ActionClient, ContainerGone
 from .logs import LogCollector
+from .slots import Slot
+from .slots import escape_name as escape_name  # re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,6 @@ INSTANCE_LABEL = "org.jupyter-faas.invoker"
 PREWARM_LABEL = "org.jupyter-faas.prewarm"
 #: How long to wait for an exited container's state to settle before reading OOMKilled.
 EXIT_SETTLE_S = 2.0
-
-_NAME_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
-
-
-def escape_name(value: str) -> str:
-    """Make ``value`` safe in a Docker container name: others become ``_xx`` (hex of each byte)."""
-    out = []
-    for char in value:
-        if char in _NAME_SAFE:
-            out.append(char)
-        else:
-            out.extend(f"_{byte:02x}" for byte in char.encode())
-    return "".join(out)
 
 
 def registry_host(ref: str) -> str | None:
@@ -111,43 +99,21 @@ def ensure_image(client, ref: str, registry: str, refresh: bool) -> dict:
         ) from err
 
 
-@dataclass
-class Exchange:
-    """What happened between the Invoker and a container during one activation."""
-
-    start_ms: int = 0
-    end_ms: int = 0
-    init_ms: int | None = None
-    init: ActionResponse | None = None
-    run: ActionResponse | None = None
-    timed_out_in: str | None = None
-    gone_in: str | None = None
-    logs: list[str] = field(default_factory=list)
-
-
-class ActionContainer:
-    """A running container, its connection and its log follower.
+class ActionContainer(Slot):
+    """A running container, its connection and its log follower (a prewarm one at first).
 
     Attributes:
-        action_key: The action it serves; None while it is a prewarm container.
-        state: ``prewarm``, ``idle``, ``busy`` or ``removed``.
         sentinelled: Whether its runtime prints log sentinels (wait for them).
     """
 
     def __init__(self, container, address: str, logs: LogCollector, memory_mb: int, image: str):
+        super().__init__(container.id, container.name, memory_mb, None, "prewarm")
         self.container = container
-        self.id = container.id
-        self.name = container.name
         self.address = address
-        self.client = ActionClient(address)
+        self.client = self.action = ActionClient(address)
         self.logs = logs
-        self.memory_mb = memory_mb
         self.image = image
-        self.action_key: str | None = None
-        self.state = "prewarm"
         self.sentinelled = False
-        self.activations = 0
-        self.last_used = time.monotonic()
 
     @classmethod
     def start(
@@ -203,44 +169,12 @@ class ActionContainer:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"container {self.name} is not listening") from None
 
-    def exchange(
-        self,
-        init_value: dict | None,
-        run_body: dict,
-        timeout_s: float,
-        sentinel_wait_s: float,
-        log_limit_bytes: int,
-    ) -> Exchange:
-        """``/init`` (when ``init_value`` is given) then ``/run``, both within ``timeout_s``.
+    def ready(self, deadline: float) -> None:
+        self.wait_listening(deadline)
 
-        Logs are collected here only when the container answered; after a
-        timeout or a death the Invoker removes the container first and then
-        collects them (see :meth:`final_logs`).
-        """
-        result = Exchange()
-        clock = time.monotonic()
-        deadline = clock + timeout_s
-        result.start_ms = time.time_ns() // 1_000_000
-        phase = "init"
-        try:
-            if init_value is not None:
-                self.wait_listening(deadline)
-                # The activation's logs start with its /init (import-time output included).
-                self.logs.discard()
-                result.init = self.client.init(init_value, _remaining(deadline))
-                result.init_ms = int((time.monotonic() - clock) * 1000)
-            if result.init is None or result.init.status == 200:
-                phase = "run"
-                result.run = self.client.run(run_body, _remaining(deadline))
-        except TimeoutError:
-            result.timed_out_in = phase
-        except ContainerGone:
-            result.gone_in = phase
-        result.end_ms = time.time_ns() // 1_000_000
-        if result.timed_out_in is None and result.gone_in is None:
-            wait = sentinel_wait_s if (self.sentinelled or self.logs.saw_sentinel) else 0.0
-            result.logs = self.logs.take(wait, log_limit_bytes)
-        return result
+    def sentinel_wait(self, sentinel_wait_s: float) -> float:
+        """Images that print no sentinels are not waited for."""
+        return sentinel_wait_s if (self.sentinelled or self.logs.saw_sentinel) else 0.0
 
     def final_logs(self, wait_s: float, log_limit_bytes: int) -> list[str]:
         """The logs of a container that was removed or died: everything until its output ended."""
@@ -265,10 +199,6 @@ class ActionContainer:
         self.client.close()
         engine.remove_container(self.container)
         self.logs.close()
-
-
-def _remaining(deadline: float) -> float:
-    return max(0.001, deadline - time.monotonic())
 
 
 def _image_labels(client, ref: str) -> dict | None:

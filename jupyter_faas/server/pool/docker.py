@@ -15,7 +15,6 @@ container (timeout, death, init refused) removes it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import re
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 import requests.exceptions
-from traitlets import Dict, Float, Instance, Integer, TraitError, Unicode, default, validate
+from traitlets import Dict, Instance, Integer, TraitError, Unicode, default, validate
 
 from ... import engine
 from ...runtime import protocol
@@ -35,55 +34,44 @@ from .containers import (
     INSTANCE_LABEL,
     PREWARM_LABEL,
     ActionContainer,
-    Exchange,
     PullFailed,
     ensure_image,
-    escape_name,
     wants_refresh,
 )
 from .executor import BlockingCalls
-from .outcomes import (
-    died,
-    failed_outcome,
-    init_failed,
-    internal,
-    run_result,
-    timeout_message,
+from .outcomes import failed_outcome, init_failed, internal, run_result
+from .slots import (
+    FINAL_LOGS_WAIT_S,
+    JobRejected,
+    NoCapacity,
+    SlotPool,
+    SlotSpec,
+    activations_limit,
+    now_ms,
 )
-from .types import DEVELOPER_ERROR, ActivationJob, FaaSInvoker, RunOutcome
+from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
 
 #: Memory of prewarm containers; only actions with this memory limit use them (as OpenWhisk).
 PREWARM_MEMORY_MB = 256
-#: How long to wait for the output of a removed container to end.
-FINAL_LOGS_WAIT_S = 1.0
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NAME_FIELDS = {"namespace": "guest", "action": "pkg-hello", "n": 1, "instance": "0a1b2c3d"}
 
 
-class JobRejected(Exception):
-    """The job cannot run here at all (unsupported kind, missing image); a developer error."""
-
-
-class NoCapacity(Exception):
-    """No container slot could be found within the capacity wait; a whisk internal error."""
-
-
 @dataclass
-class _Spec:
-    """What a job needs from the pool, derived once from its exec and limits."""
-
+class _Spec(SlotSpec):
     image: str
-    code: str | None
-    memory_mb: int
-    timeout_ms: int
-    log_limit_bytes: int
     sentinelled: bool
     refresh: bool
     prewarmable: bool
 
 
-class DockerInvoker(FaaSInvoker):
+class DockerInvoker(SlotPool):
     """Runs :class:`ActivationJob` s in Docker containers and reports :class:`RunOutcome` s."""
+
+    sandbox, sandboxes = "container", "containers"
+    limit_trait = "max_activations_per_container"
+    nonzero_counts = ("docker_slow_threads", "docker_quick_threads")
+    reap_errors = (docker.errors.DockerException, requests.exceptions.RequestException)
 
     python_image = Unicode(
         protocol.RUNTIME_IMAGE,
@@ -116,33 +104,12 @@ class DockerInvoker(FaaSInvoker):
         container, e.g. "http://172.17.0.1:3233". Default: $FAAS_API_HOST or empty.""",
     ).tag(config=True)
 
-    idle_timeout_s = Float(
-        600.0,
-        help="""Seconds a warm container may stay idle before it is removed. 0 keeps idle
-        containers until evicted by the memory budget or the server stops. Example: 600.""",
-    ).tag(config=True)
-
     prewarm_count = Integer(
         1,
         help=f"""Number of runtime containers kept started without code, with
         {PREWARM_MEMORY_MB} MB of memory, so that a Python action with that memory limit
         skips the container start (its /init is its only cold-start cost). 0 disables
         prewarming. Example: 2.""",
-    ).tag(config=True)
-
-    memory_budget_mb = Integer(
-        4096,
-        help="""Total memory in MB of all action containers (busy, warm, prewarm). A new
-        container that would exceed it first evicts idle containers, least recently used
-        first; if busy containers hold the whole budget, the activation waits up to
-        c.DockerInvoker.capacity_wait_s for one to be released, then fails with a whisk
-        internal error "No capacity". Example: 8192.""",
-    ).tag(config=True)
-
-    capacity_wait_s = Float(
-        10.0,
-        help="""Seconds an activation waits for memory to become free when the memory budget
-        is held by busy containers. 0 fails at once. Example: 10.""",
     ).tag(config=True)
 
     container_name_template = Unicode(
@@ -156,25 +123,7 @@ class DockerInvoker(FaaSInvoker):
         Example: "wsk-{instance}-{n}-{action}".""",
     ).tag(config=True)
 
-    max_activations_per_container = Integer(
-        0,
-        help="""Remove a container after it has run this many activations, so long-lived
-        processes cannot accumulate state or leaked memory. 0 reuses containers without
-        limit. Example: 1000.""",
-    ).tag(config=True)
-
-    sentinel_wait_s = Float(
-        2.0,
-        help="""Upper bound in seconds on waiting, after an activation, for the log sentinel
-        lines of runtimes that print them (ours, and images built by jupyter-faas). Other
-        images are not waited for. Example: 2.""",
-    ).tag(config=True)
-
-    start_timeout_s = Float(
-        30.0,
-        help="""Seconds a prewarm container may take to listen on port 8080 before it is
-        dropped. (Cold starts are bounded by the action's own time limit.) Example: 30.""",
-    ).tag(config=True)
+    max_activations_per_container = activations_limit("container")
 
     extra_labels = Dict(
         value_trait=Unicode(),
@@ -237,53 +186,21 @@ class DockerInvoker(FaaSInvoker):
             )
         return template
 
-    @validate("memory_budget_mb")
-    def _validate_budget(self, proposal):
-        if proposal["value"] < 128:
-            raise TraitError(
-                f"c.DockerInvoker.memory_budget_mb = {proposal['value']} is below 128, the smallest "
-                "action memory limit: no container could ever start. Use e.g. 4096."
-            )
-        return proposal["value"]
-
-    @validate(
+    _validate_counts = validate(
         "prewarm_count",
         "max_activations_per_container",
         "docker_slow_threads",
         "docker_quick_threads",
-    )
-    def _validate_counts(self, proposal):
-        name, value = proposal["trait"].name, proposal["value"]
-        smallest = 1 if name.startswith("docker_") else 0
-        if value < smallest:
-            raise TraitError(f"c.DockerInvoker.{name} = {value} must be at least {smallest}.")
-        return value
-
-    @validate("idle_timeout_s", "capacity_wait_s", "sentinel_wait_s", "start_timeout_s")
-    def _validate_seconds(self, proposal):
-        if proposal["value"] < 0:
-            raise TraitError(
-                f"c.DockerInvoker.{proposal['trait'].name} = {proposal['value']} is negative; give "
-                "a number of seconds (0 or more)."
-            )
-        return proposal["value"]
+    )(SlotPool._check_count)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.instance = uuid.uuid4().hex[:8]
-        self._slots: dict[str, ActionContainer] = {}
-        self._reserved_mb = 0
         self._prewarm_starting = 0
-        self._counter = itertools.count(1)
-        self._action_locks: dict[str, asyncio.Lock] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._reaper: asyncio.Task | None = None
-        self._capacity: asyncio.Condition | None = None
-        self._calls: BlockingCalls | None = None
         self._client = None
         self._stream_client = None
-        self._running = False
         self._last_prewarm_error = ""
 
     # ---- start / stop -------------------------------------------------------------------
@@ -308,7 +225,7 @@ class DockerInvoker(FaaSInvoker):
             await asyncio.gather(*(self._calls.slow(engine.remove_container, c) for c in orphans))
         self._running = True
         self._refill_prewarm()
-        self._reaper = asyncio.create_task(self._reap_forever(), name="faas-invoker-reaper")
+        self._start_reaper("faas-invoker-reaper")
         self.log.info(
             "invoker %s started: budget %d MB, %d prewarm, idle timeout %g s, network %s",
             self.instance,
@@ -322,16 +239,7 @@ class DockerInvoker(FaaSInvoker):
         """Remove every container of this invoker; safe to call twice."""
         if self._calls is None:
             return
-        self._running = False
-        tasks = [*self._tasks, *([self._reaper] if self._reaper else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._reaper = None
-        slots = list(self._slots.values())
-        self._slots.clear()
-        self._reserved_mb = 0
-        await asyncio.gather(*(self._calls.slow(slot.remove) for slot in slots))
+        slots = await self._remove_all(self._tasks)
         # Containers whose start was cut short by the cancellation are found by label.
         if self._client is not None:
             stragglers = await self._calls.quick(self._our_containers, False)
@@ -364,7 +272,7 @@ class DockerInvoker(FaaSInvoker):
         Never raises for a failing action or container: every failure becomes a
         RunOutcome with OpenWhisk's status code and message.
         """
-        accepted_ms = _now_ms()
+        accepted_ms = now_ms()
         if not self._running:
             return failed_outcome(accepted_ms, *internal("The function server is shutting down."))
         try:
@@ -383,15 +291,9 @@ class DockerInvoker(FaaSInvoker):
             except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
                 self.log.warning("starting a container for %s failed: %s", job.action_name, err)
                 return failed_outcome(accepted_ms, *self._start_failure(spec, err))
-            try:
-                outcome = await self._activate(job, spec, slot, cold, accepted_ms, last_try)
-            except Exception:
-                self.log.exception("activation %s of %s failed", job.activation_id, job.action_name)
-                await self._discard(slot)
-                return failed_outcome(
-                    accepted_ms,
-                    *internal("The function server failed to run the activation; see its log."),
-                )
+            outcome = await self._activate_or_fail(
+                job, slot, accepted_ms, self._activate(job, spec, slot, cold, accepted_ms, last_try)
+            )
             if outcome is not None:
                 return outcome
             self.log.info(
@@ -413,15 +315,7 @@ class DockerInvoker(FaaSInvoker):
     ) -> RunOutcome | None:
         """One try on ``slot``; None when the container said it is shutting down (503) and
         this is not the last try, so the caller reschedules."""
-        init_value = self._init_value(job, spec) if cold else None
-        ex: Exchange = await self._calls.activation(
-            slot.exchange,
-            init_value,
-            self._run_body(job),
-            spec.timeout_ms / 1000,
-            self.sentinel_wait_s,
-            spec.log_limit_bytes,
-        )
+        ex = await self._exchange(job, spec, slot, cold)
         answer = ex.run if ex.run is not None else ex.init
         if not last_try and answer is not None and answer.status == 503:
             await self._discard(slot)
@@ -434,13 +328,7 @@ class DockerInvoker(FaaSInvoker):
             logs = await self._calls.activation(
                 slot.final_logs, FINAL_LOGS_WAIT_S, spec.log_limit_bytes
             )
-            if ex.timed_out_in:
-                status, result = (
-                    DEVELOPER_ERROR,
-                    {"error": timeout_message(spec.timeout_ms, ex.timed_out_in)},
-                )
-            else:
-                status, result = died(ex.gone_in, oom)
+            status, result = self._cut_short(ex, spec, oom)
         elif ex.run is None:
             await self._discard(slot)
             status, result = init_failed(ex.init)
@@ -448,69 +336,28 @@ class DockerInvoker(FaaSInvoker):
             status, result = run_result(ex.run)
             peak = protocol.peak_memory(ex.run.headers)
             await self._release(slot)
-        return RunOutcome(
-            status_code=status,
-            result=result,
-            start_ms=ex.start_ms,
-            end_ms=ex.end_ms,
-            logs=logs,
-            init_time_ms=ex.init_ms,
-            wait_time_ms=max(0, ex.start_ms - accepted_ms),
-            timed_out=bool(ex.timed_out_in),
-            peak_memory_bytes=peak,
-        )
+        return self._outcome(ex, status, result, logs, peak, accepted_ms)
 
     def _spec(self, job: ActivationJob) -> _Spec:
-        kind = str(job.exec.get("kind") or "")
-        code = job.exec.get("code") or None
-        memory = int(job.limits.get("memory") or PREWARM_MEMORY_MB)
+        kind, code = self._check_kind(job)
+        limits = self._limits(job)
         if kind.startswith("python:"):
-            if not code:
-                raise JobRejected(f"The {kind} action {job.action_name} has no code to run.")
             image = self.python_image
-        elif kind == "blackbox":
+        else:
             image = job.exec.get("image") or ""
             if not image:
                 raise JobRejected(
                     f"The blackbox action {job.action_name} names no image; update it with "
                     'exec {"kind": "blackbox", "image": "registry/name:tag"}.'
                 )
-        else:
-            raise JobRejected(
-                f"The kind {kind!r} of {job.action_name} cannot run on this function server; "
-                "use python:3.11 (code) or blackbox (an image)."
-            )
         ours = image == self.python_image
         return _Spec(
             image=image,
             code=code,
-            memory_mb=memory,
-            timeout_ms=int(job.limits.get("timeout") or 60000),
-            log_limit_bytes=int(float(job.limits.get("logs", 10)) * 1024 * 1024),
+            **limits,
             sentinelled=ours,
             refresh=not ours and wants_refresh(image),
-            prewarmable=ours and bool(code) and memory == PREWARM_MEMORY_MB,
-        )
-
-    def _init_value(self, job: ActivationJob, spec: _Spec) -> dict:
-        return protocol.init_value(
-            job.action_name.rsplit("/", 1)[-1],
-            job.exec.get("main"),
-            spec.code,
-            job.exec.get("binary"),
-            job.init_env,
-        )
-
-    @staticmethod
-    def _run_body(job: ActivationJob) -> dict:
-        return protocol.run_body(
-            job.params,
-            namespace=job.namespace,
-            action_name=job.action_name,
-            action_version=job.action_version,
-            activation_id=job.activation_id,
-            deadline_ms=job.deadline_ms,
-            api_key=job.api_key,
+            prewarmable=ours and bool(code) and limits["memory_mb"] == PREWARM_MEMORY_MB,
         )
 
     def _start_failure(self, spec: _Spec, err: Exception) -> tuple[int, dict]:
@@ -527,55 +374,32 @@ class DockerInvoker(FaaSInvoker):
 
     # ---- container slots ----------------------------------------------------------------
 
-    async def _acquire(self, job: ActivationJob, spec: _Spec) -> tuple[ActionContainer, bool]:
-        """A container for ``job``, marked busy, and whether it still needs its /init."""
-        slot = self._take_idle(job.action_key)
-        if slot is not None:
-            return slot, False
-        lock = self._action_locks.setdefault(job.action_key, asyncio.Lock())
-        async with lock:
-            slot = self._take_idle(job.action_key)
+    async def _new_slot(self, job: ActivationJob, spec: _Spec) -> tuple[ActionContainer, bool]:
+        """A prewarm container when the job fits one, else a container started for it."""
+        if spec.prewarmable:
+            slot = self._take_prewarm(job.action_key)
             if slot is not None:
-                return slot, False
-            if spec.prewarmable:
-                slot = self._take_prewarm(job.action_key)
-                if slot is not None:
-                    return slot, True
-            labels = await self._ensure_image(spec.image, spec.refresh)
-            await self._reserve(spec.memory_mb)
-            try:
-                slot = await self._calls.slow(
-                    ActionContainer.start,
-                    self._client,
-                    self._stream_client.api,
-                    image=spec.image,
-                    name=self._name(job.action_name),
-                    memory_mb=spec.memory_mb,
-                    env=self._env(),
-                    labels=self._labels(**{ACTION_LABEL: job.action_key}),
-                    network=self.network,
-                    volumes=self.site.container_volumes(),
-                )
-            except BaseException:
-                self._reserved_mb -= spec.memory_mb
-                await self._notify()
-                raise
-            slot.action_key = job.action_key
-            slot.state = "busy"
-            slot.sentinelled = spec.sentinelled or labels.get(engine.LABEL) == "1"
-            self._slots[slot.id] = slot
-            self.log.debug("cold start of %s in %s", job.action_key, slot.name)
-            return slot, True
-
-    def _take_idle(self, action_key: str) -> ActionContainer | None:
-        best = None
-        for slot in self._slots.values():
-            if slot.state == "idle" and slot.action_key == action_key:
-                if best is None or slot.last_used > best.last_used:
-                    best = slot
-        if best is not None:
-            best.state = "busy"
-        return best
+                return slot, True
+        labels = await self._ensure_image(spec.image, spec.refresh)
+        slot = await self._start_reserved(
+            spec.memory_mb,
+            lambda: self._calls.slow(
+                ActionContainer.start,
+                self._client,
+                self._stream_client.api,
+                image=spec.image,
+                name=self._name(job.action_name),
+                memory_mb=spec.memory_mb,
+                env=self._env(),
+                labels=self._labels(**{ACTION_LABEL: job.action_key}),
+                network=self.network,
+                volumes=self.site.container_volumes(),
+            ),
+        )
+        slot.action_key = job.action_key
+        slot.state = "busy"
+        slot.sentinelled = spec.sentinelled or labels.get(engine.LABEL) == "1"
+        return slot, True
 
     def _take_prewarm(self, action_key: str) -> ActionContainer | None:
         for slot in self._slots.values():
@@ -585,80 +409,6 @@ class DockerInvoker(FaaSInvoker):
                 self._refill_prewarm()
                 return slot
         return None
-
-    async def _release(self, slot: ActionContainer) -> None:
-        slot.activations += 1
-        limit = self.max_activations_per_container
-        if limit and slot.activations >= limit:
-            self.log.debug("recycling %s after %d activations", slot.name, slot.activations)
-            await self._discard(slot)
-            return
-        slot.state = "idle"
-        slot.last_used = time.monotonic()
-        await self._notify()
-
-    async def _discard(self, slot: ActionContainer) -> None:
-        """Forget ``slot`` and remove its container (idempotent)."""
-        if self._forget(slot):
-            await self._notify()
-        await self._calls.slow(slot.remove)
-
-    def _forget(self, slot: ActionContainer) -> bool:
-        if self._slots.pop(slot.id, None) is None:
-            return False
-        self._reserved_mb -= slot.memory_mb
-        slot.state = "removed"
-        return True
-
-    async def _notify(self) -> None:
-        async with self._capacity:
-            self._capacity.notify_all()
-
-    async def _reserve(self, memory_mb: int) -> None:
-        """Count ``memory_mb`` against the budget, evicting idle containers or waiting for room.
-
-        Raises:
-            NoCapacity: the action can never fit, or nothing was freed in time.
-        """
-        budget = self.memory_budget_mb
-        if memory_mb > budget:
-            raise NoCapacity(
-                f"No capacity: the action needs {memory_mb} MB but c.DockerInvoker.memory_budget_mb "
-                f"is {budget} MB. Lower the action's memory limit or raise the budget."
-            )
-        deadline = time.monotonic() + self.capacity_wait_s
-        while True:
-            evicted = []
-            async with self._capacity:
-                idle = sorted(
-                    (s for s in self._slots.values() if s.state in ("idle", "prewarm")),
-                    key=lambda s: (s.state == "prewarm", s.last_used),
-                )
-                free = budget - self._reserved_mb
-                if free + sum(s.memory_mb for s in idle) >= memory_mb:
-                    while self._reserved_mb + memory_mb > budget:
-                        victim = idle.pop(0)
-                        self._forget(victim)
-                        evicted.append(victim)
-                    self._reserved_mb += memory_mb
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise NoCapacity(
-                            f"No capacity: busy containers hold {self._reserved_mb} MB of the "
-                            f"{budget} MB memory budget and none was released within "
-                            f"{self.capacity_wait_s:g} s. Retry later, or raise "
-                            "c.DockerInvoker.memory_budget_mb."
-                        )
-                    try:
-                        await asyncio.wait_for(self._capacity.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-            for victim in evicted:
-                self.log.debug("evicting idle %s to stay within the memory budget", victim.name)
-            await asyncio.gather(*(self._calls.slow(v.remove) for v in evicted))
-            return
 
     async def _ensure_image(self, ref: str, refresh: bool) -> dict:
         lock = self._image_locks.setdefault(ref, asyncio.Lock())
@@ -718,37 +468,11 @@ class DockerInvoker(FaaSInvoker):
 
     # ---- reaper -------------------------------------------------------------------------
 
-    async def _reap_forever(self) -> None:
-        interval = 30.0
-        if self.idle_timeout_s:
-            interval = min(30.0, max(0.05, self.idle_timeout_s / 4))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._reap()
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-                self.log.warning("checking the action containers failed: %s", err)
-
-    async def _reap(self) -> None:
-        """Remove idle containers past the idle timeout and containers that died while idle."""
-        now = time.monotonic()
+    async def _dead_check(self):
         running = {c.id for c in await self._calls.quick(self._our_containers, True)}
-        doomed = []
-        for slot in list(self._slots.values()):
-            if slot.state not in ("idle", "prewarm"):
-                continue
-            expired = (
-                slot.state == "idle"
-                and self.idle_timeout_s
-                and now - slot.last_used > self.idle_timeout_s
-            )
-            if expired or slot.id not in running:
-                self._forget(slot)
-                doomed.append(slot)
-        if doomed:
-            self.log.debug("reaping %d idle or dead containers", len(doomed))
-            await self._notify()
-            await asyncio.gather(*(self._calls.slow(slot.remove) for slot in doomed))
+        return lambda slot: slot.id not in running
+
+    def _after_reap(self) -> None:
         self._refill_prewarm()
 
     # ---- helpers ------------------------------------------------------------------------
@@ -766,13 +490,8 @@ class DockerInvoker(FaaSInvoker):
         task.add_done_callback(self._tasks.discard)
 
     def _name(self, action_name: str) -> str:
-        parts = action_name.strip("/").split("/")
-        namespace, action = parts[0], "-".join(parts[1:]) or parts[0]
         return self.container_name_template.format(
-            namespace=escape_name(namespace)[:60],
-            action=escape_name(action)[:60],
-            n=next(self._counter),
-            instance=self.instance,
+            **self._name_fields(action_name), instance=self.instance
         )
 
     def _env(self) -> dict:
@@ -790,7 +509,3 @@ class DockerInvoker(FaaSInvoker):
 
 def _env(name: str) -> str:
     return os.environ.get(name, "")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
