@@ -398,20 +398,32 @@ def local_module_path(top: str) -> str | None:
     return os.path.dirname(origin) if origin.endswith("__init__.py") else origin
 
 
-_dist_cache: dict[str, list[str]] | None = None
+_dist_cache: tuple[tuple, dict[str, list[str]]] | None = None
+
+
+def _path_fingerprint() -> tuple:
+    """The import path and its folders' modification times: a ``%pip install`` changes it."""
+    stamps = []
+    for entry in sys.path:
+        try:
+            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            stamps.append((entry, None))
+    return tuple(stamps)
 
 
 def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions; reread only when the import path changed (reading
+    every installed distribution's metadata costs ~100 ms in a full environment)."""
     global _dist_cache
-    if _dist_cache is None:
-        _dist_cache = importlib.metadata.packages_distributions()
-    return _dist_cache
+    fingerprint = _path_fingerprint()
+    if _dist_cache is None or _dist_cache[0] != fingerprint:
+        _dist_cache = (fingerprint, importlib.metadata.packages_distributions())
+    return _dist_cache[1]
 
 
 def pinned_requirements(modules: set[str]) -> list[str]:
     """``name==version`` for the distributions that provide ``modules`` in this kernel."""
-    global _dist_cache
-    _dist_cache = None  # a %pip install since the last capture changes the answer
     pins = {}
     for top in sorted(modules):
         if top in _NOT_DISTRIBUTIONS:
