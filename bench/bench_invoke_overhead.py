@@ -1,11 +1,13 @@
-"""Benchmark: what the DockerInvoker adds on top of the container itself.
+"""Benchmark: what the invokers add on top of the sandbox itself.
 
-Measures, against the real Docker engine:
+Measures, in one run, against the real Docker engine and the container-less runtime:
 
-* warm invoke overhead: ``DockerInvoker.run`` p50/p99 minus a direct ``ActionClient`` ``/run``
-  to the same warm container (the floor), both over the same number of calls;
+* warm invoke overhead: ``DockerInvoker.run`` (and ``ProcessInvoker.run``) p50/p99 minus a
+  direct ``ActionClient`` ``/run`` to the same warm container (process), the floor, both
+  over the same number of calls;
 * cold start: ``DockerInvoker.run`` of a new action (image local, no prewarm) versus a bare
-  ``docker run`` of the same image to the first ``/run`` answer;
+  ``docker run`` of the same image to the first ``/run`` answer; ``ProcessInvoker.run`` of a
+  new action versus a bare runtime process started, initialised and run;
 * a code-only Python action served by a prewarmed runtime container.
 
 Prints a markdown table and writes it to docs/bench-invoker.md. Every container and image it
@@ -19,15 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from jupyter_faas import engine, runtime
 from jupyter_faas.actionclient import ActionClient
+from jupyter_faas.environments import FaaSEnvironments, RuntimeProcess
 from jupyter_faas.image import tar_context
 from jupyter_faas.server.pool import ActivationJob
 from jupyter_faas.server.pool.docker import DockerInvoker
+from jupyter_faas.server.pool.process import ProcessInvoker
+from jupyter_faas.server.pool.slots import SlotPool
+from jupyter_faas.site import FaaSSite
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_LABEL = "org.jupyter-faas.run"
@@ -76,13 +83,13 @@ async def timed(coro) -> tuple[float, object]:
     return (time.perf_counter() - start) * 1000, result
 
 
-async def warm_overhead(invoker: DockerInvoker, calls: int, block: int = 50) -> dict:
-    """Alternate blocks of DockerInvoker.run and direct /run calls, so machine noise hits both."""
+async def warm_overhead(invoker: SlotPool, calls: int, block: int = 50) -> dict:
+    """Alternate blocks of invoker.run and direct /run calls, so machine noise hits both."""
     first = await invoker.run(make_job("warm"))
     assert first.status_code == 0, first.result
     (slot,) = [s for s in invoker._slots.values() if s.action_key == "guest/warm@0.0.1"]
-    direct_client = ActionClient(slot.address)
-    body = DockerInvoker._run_body(make_job("warm"))
+    direct_client = ActionClient(slot.action.host, slot.action.port)
+    body = SlotPool._run_body(make_job("warm"))
     via_invoker, direct = [], []
     try:
         for round_no in range(max(1, calls // block) + 1):
@@ -96,7 +103,7 @@ async def warm_overhead(invoker: DockerInvoker, calls: int, block: int = 50) -> 
                 resp = direct_client.run(body, 10)
                 assert resp.status == 200, resp.text
                 direct_block.append((time.perf_counter() - start) * 1000)
-            # The direct calls' log lines and sentinels must not reach the next DockerInvoker.run.
+            # The direct calls' log lines and sentinels must not reach the next invoker.run.
             for _ in range(block):
                 slot.logs.take(1.0, 1 << 20)
             if round_no:  # the first round only warms up both paths
@@ -107,7 +114,7 @@ async def warm_overhead(invoker: DockerInvoker, calls: int, block: int = 50) -> 
     return {"invoker": via_invoker, "direct": direct}
 
 
-async def cold_starts(invoker: DockerInvoker, count: int) -> list[float]:
+async def cold_starts(invoker: SlotPool, count: int) -> list[float]:
     times = []
     for i in range(count):
         ms, outcome = await timed(invoker.run(make_job(f"cold{i}")))
@@ -137,6 +144,26 @@ def bare_docker_runs(client, image: str, labels: dict, count: int) -> list[float
     return times
 
 
+def bare_processes(environments: FaaSEnvironments, count: int) -> list[float]:
+    """A runtime process of the runtime environment started, initialised and run, then killed."""
+    _, path, _ = environments.ensure("", FaaSSite())
+    body = {"value": {"n": 1}, "activation_id": uuid.uuid4().hex}
+    init = {"name": "bare", "main": "main", "binary": False, "code": CODE, "env": {}}
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        process = RuntimeProcess.start(
+            path, memory_mb=256, env={}, allow_reinit=False, name=f"bare-{i}"
+        )
+        try:
+            assert process.action.init(init, 30).status == 200
+            assert process.action.run(body, 30).status == 200
+            times.append((time.perf_counter() - start) * 1000)
+        finally:
+            process.kill()
+    return times
+
+
 async def prewarmed_starts(invoker: DockerInvoker, count: int) -> list[float]:
     times = []
     for i in range(count):
@@ -150,7 +177,9 @@ async def prewarmed_starts(invoker: DockerInvoker, count: int) -> list[float]:
     return times
 
 
-async def measure(image: str, extra: dict, warm_calls: int, cold_count: int) -> dict:
+async def measure(
+    image: str, extra: dict, environments: FaaSEnvironments, warm_calls: int, cold_count: int
+) -> dict:
     settings = {"python_image": image, "extra_labels": extra, "memory_budget_mb": 8192}
     invoker = DockerInvoker(prewarm_count=0, **settings)
     await invoker.start()
@@ -165,26 +194,44 @@ async def measure(image: str, extra: dict, warm_calls: int, cold_count: int) -> 
         prewarmed = await prewarmed_starts(invoker, cold_count)
     finally:
         await invoker.stop()
-    return {"warm": warm, "cold": cold, "prewarmed": prewarmed}
+    invoker = ProcessInvoker(environments=environments, memory_budget_mb=8192)
+    await invoker.start()
+    try:
+        process_warm = await warm_overhead(invoker, warm_calls)
+        process_cold = await cold_starts(invoker, cold_count)
+    finally:
+        await invoker.stop()
+    return {
+        "warm": warm,
+        "cold": cold,
+        "prewarmed": prewarmed,
+        "process_warm": process_warm,
+        "process_cold": process_cold,
+    }
 
 
-def table(results: dict, bare: list[float], warm_calls: int, cold_count: int) -> str:
-    inv, direct = results["warm"]["invoker"], results["warm"]["direct"]
-    rows = [
-        ("`DockerInvoker.run`, warm", inv, len(inv)),
-        ("direct `ActionClient` /run, same container", direct, len(direct)),
-    ]
+def table(results: dict, bare: list[float], bare_process: list[float]) -> str:
     lines = [
         "| measurement | n | p50 ms | p99 ms |",
         "|---|---:|---:|---:|",
     ]
-    for label, values, n in rows:
-        lines.append(f"| {label} | {n} | {pct(values, 0.5):.2f} | {pct(values, 0.99):.2f} |")
-    lines.append(
-        f"| **warm invoke overhead** (difference) | | "
-        f"**{pct(inv, 0.5) - pct(direct, 0.5):.2f}** | "
-        f"**{pct(inv, 0.99) - pct(direct, 0.99):.2f}** |"
-    )
+    for key, who, sandbox in (
+        ("warm", "DockerInvoker", "container"),
+        ("process_warm", "ProcessInvoker", "runtime process"),
+    ):
+        inv, direct = results[key]["invoker"], results[key]["direct"]
+        for label, values in (
+            (f"`{who}.run`, warm", inv),
+            (f"direct `ActionClient` /run, same {sandbox}", direct),
+        ):
+            lines.append(
+                f"| {label} | {len(values)} | {pct(values, 0.5):.2f} | {pct(values, 0.99):.2f} |"
+            )
+        lines.append(
+            f"| **{who} warm invoke overhead** (difference) | | "
+            f"**{pct(inv, 0.5) - pct(direct, 0.5):.2f}** | "
+            f"**{pct(inv, 0.99) - pct(direct, 0.99):.2f}** |"
+        )
     lines += [
         "",
         "| start path (first answer of a new action) | n | min ms | median ms | max ms |",
@@ -194,6 +241,8 @@ def table(results: dict, bare: list[float], warm_calls: int, cold_count: int) ->
         ("bare `docker run` → ready → /init → /run", bare),
         ("`DockerInvoker.run`, cold start (image local)", results["cold"]),
         ("`DockerInvoker.run`, code-only Python on a prewarmed container", results["prewarmed"]),
+        ("bare runtime process → /init → /run (container-less)", bare_process),
+        ("`ProcessInvoker.run`, cold start (environment ready)", results["process_cold"]),
     ):
         lines.append(
             f"| {label} | {len(values)} | {min(values):.0f} | {statistics.median(values):.0f} "
@@ -213,21 +262,28 @@ def main() -> None:
     labels = engine.labels("bench", **{RUN_LABEL: run})
     image = f"jupyter-faas-runtime:bench-{run}"
     build_runtime_image(client, image, labels)
-    try:
-        bare = bare_docker_runs(client, image, labels, cold_count)
-        results = asyncio.run(measure(image, {RUN_LABEL: run}, warm_calls, cold_count))
-    finally:
-        engine.remove_labelled(client, **{RUN_LABEL: run})
+    with tempfile.TemporaryDirectory(prefix="faas-bench-envs-") as envs:
+        environments = FaaSEnvironments(root=envs)
+        try:
+            bare = bare_docker_runs(client, image, labels, cold_count)
+            bare_process = bare_processes(environments, cold_count)
+            results = asyncio.run(
+                measure(image, {RUN_LABEL: run}, environments, warm_calls, cold_count)
+            )
+        finally:
+            engine.remove_labelled(client, **{RUN_LABEL: run})
     text = (
-        "# Invoker overhead benchmark (DockerInvoker)\n\n"
+        "# Invoker overhead benchmark (DockerInvoker and ProcessInvoker)\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `bench/bench_invoke_overhead.py` on the "
         "development machine (2 cores, Docker 20.10, runc, cgroup v1), runtime image = "
         f"{BASE_IMAGE} + proxy.py.\n\n"
-        f"{table(results, bare, warm_calls, cold_count)}\n\n"
+        f"{table(results, bare, bare_process)}\n\n"
         "The warm overhead covers the thread hand-off, the activation bookkeeping and waiting "
         "for both log sentinels (logs come from a per-container attach stream, no Docker API "
         "call per activation). Cold starts include `docker run`, the readiness probe, /init "
-        "and /run; the prewarmed path is /init + /run on a running runtime container.\n"
+        "and /run; the prewarmed path is /init + /run on a running runtime container. The "
+        "container-less rows run the same code in runtime processes of a virtualenv "
+        "(`ProcessInvoker`), same run, same machine.\n"
     )
     print(text)
     out = ROOT / "docs" / "bench-invoker.md"
