@@ -51,6 +51,17 @@ def docker_client(base_url: str = "") -> docker.DockerClient:
     return client
 
 
+def unavailable(base_url: str = "") -> str:
+    """Why the engine at ``base_url`` (default: ``DOCKER_HOST``) cannot be used (one short
+    line), or "" when it answers."""
+    try:
+        docker_client(base_url)
+    except EngineUnavailable:
+        where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return f"No Docker engine answers at {where}"
+    return ""
+
+
 def labels(role: str, **extra: str) -> dict[str, str]:
     """The labels for an object jupyter-faas creates, so cleanup touches only ours."""
     return {LABEL: "1", ROLE_LABEL: role, **extra}

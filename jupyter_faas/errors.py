@@ -31,6 +31,20 @@ class FaaSError(Exception):
         return {"error": str(self), "reason": self.reason}
 
 
+class BadRequest(FaaSError):
+    """An HTTP request that does not follow its API (a field missing or malformed)."""
+
+    status = 400
+    reason = "bad-request"
+
+
+class NotFound(FaaSError):
+    """What an HTTP request names (a bundle, job, entity, activation or route) does not exist."""
+
+    status = 404
+    reason = "not-found"
+
+
 class CaptureError(FaaSError):
     """The cell cannot be turned into a function (syntax, missing handler, uncapturable name)."""
 

@@ -14,12 +14,11 @@ from pathlib import Path
 from traitlets import Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import engine
 from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .bundle import Bundle, FunctionMetadata, check_limits, check_name
 from .capture import capture, pinned_requirements
 from .deployers import Deployment, FaaSDeployer
-from .errors import BundleError, EngineUnavailable
+from .errors import BundleError
 from .localtest import KernelRun, TestReport, run_in_kernel
 from .traits import EntryPointType, backend_default
 
@@ -80,18 +79,18 @@ class FaaSWorkspace(LoggingConfigurable):
         builder = klass(parent=self)
         self.log.debug("Builder: %s.%s", type(builder).__module__, type(builder).__name__)
         if builder.notice:
-            self.notice = " ".join(filter(None, (self.notice, builder.notice)))
+            self.notice = "; ".join(filter(None, (self.notice, builder.notice)))
         return builder
 
     def _pick_builder(self) -> type[FaaSBuilder]:
         """DockerBuilder when an engine answers, else the container-less ProcessBuilder."""
-        try:
-            engine.docker_client()
-        except EngineUnavailable as err:
-            self.notice = f"No Docker engine answers ({err.message}): container-less mode."
-            self.log.warning("%s", self.notice)
-            return EntryPointType.load("jupyter_faas.builders", "process")
-        return EntryPointType.load("jupyter_faas.builders", "docker")
+        docker = EntryPointType.load("jupyter_faas.builders", "docker")
+        reason = docker.unavailable()
+        if not reason:
+            return docker
+        self.notice = reason
+        self.log.warning("%s: container-less mode.", reason)
+        return EntryPointType.load("jupyter_faas.builders", "process")
 
     @default("deployer")
     def _deployer_default(self):

@@ -89,6 +89,10 @@ class DockerBuilder(FaaSBuilder):
     def client(self):
         return engine.docker_client(self.docker_url)
 
+    @classmethod
+    def unavailable(cls) -> str:
+        return engine.unavailable()
+
     # -- build -------------------------------------------------------------------------------
 
     def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:

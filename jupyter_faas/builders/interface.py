@@ -73,6 +73,11 @@ class FaaSBuilder(LoggingConfigurable):
         if missing:
             raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
 
+    @classmethod
+    def unavailable(cls) -> str:
+        """Why this builder cannot work here ("" when it can): "auto" skips it then."""
+        return ""
+
     def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
         """Build (or reuse) the dependency environment of ``bundle``.
 

@@ -33,7 +33,7 @@ class ProcessBuilder(FaaSBuilder):
     """Builds virtualenvs and tests functions in runtime processes on this machine."""
 
     notice = (
-        "Container-less mode: functions run as plain processes with no isolation beyond a "
+        "container-less mode: functions run as plain processes with no isolation beyond a "
         "process; memory and time limits are still enforced."
     )
 

@@ -26,9 +26,8 @@ from ..builders import Progress
 from ..bundle import METADATA_FILE, Bundle
 from ..config import CONFIG_NAME
 from ..deployers import ActivationRecord, DeployedFunction
-from ..errors import ConfigError, FaaSError
+from ..errors import BadRequest, ConfigError, FaaSError, NotFound
 from ..workspace import FaaSWorkspace
-from .errors import BadRequest, NotFound
 from .handlers import activation_summary, default_handlers
 from .jobs import Job, JobRegistry
 

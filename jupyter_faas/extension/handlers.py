@@ -21,8 +21,7 @@ from tornado import web
 
 from ..bundle import check_name
 from ..deployers import Accepted, ActivationRecord
-from ..errors import FaaSError
-from .errors import BadRequest, NotFound
+from ..errors import BadRequest, FaaSError, NotFound
 from .jobs import ACTIONS, INTERNAL_ERROR
 
 _ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")

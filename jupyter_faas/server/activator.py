@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FaaSError
+from ..runtime.faas_protocol import annotation
 from .entities import (
     BUILTIN_KIND,
     NATIVE_IMAGES,
     PYTHON_KIND,
     Identity,
     LimitRanges,
-    annotation,
     now_ms,
     params_dict,
 )

@@ -29,7 +29,7 @@ from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import Application
 
 from .. import __version__
-from ..errors import ConfigError, EngineUnavailable, FaaSError
+from ..errors import ConfigError, FaaSError
 from ..paths import default_server_data_dir
 from ..traits import AUTO, EntryPointType, backend_default
 from .activator import Activator
@@ -309,14 +309,12 @@ class FunctionServer(Application):
         """The configured invoker class; for "auto", docker when its engine answers."""
         if self.invoker_class != AUTO:
             return self.invoker_class
-        from ..engine import docker_client
-
-        try:
-            docker_client()
-        except EngineUnavailable as err:
-            self.log.warning("No Docker engine answers (%s): container-less mode.", err.message)
-            return EntryPointType.load("jupyter_faas.invokers", "process")
-        return EntryPointType.load("jupyter_faas.invokers", "docker")
+        docker = EntryPointType.load("jupyter_faas.invokers", "docker")
+        reason = docker.unavailable()
+        if not reason:
+            return docker
+        self.log.warning("%s: container-less mode.", reason)
+        return EntryPointType.load("jupyter_faas.invokers", "process")
 
     def _check_namespaces(self) -> None:
         """An invoker that keeps no namespaces apart serves one tenant namespace only.

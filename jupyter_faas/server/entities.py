@@ -163,14 +163,6 @@ def set_annotation(annotations: list[dict], key: str, value: Any) -> list[dict]:
     return merge_annotations(annotations, [{"key": key, "value": value}])
 
 
-def annotation(doc: dict, key: str, default: Any = None) -> Any:
-    """The value of annotation ``key`` of an entity, or ``default``."""
-    for a in doc.get("annotations") or []:
-        if a.get("key") == key:
-            return a.get("value")
-    return default
-
-
 def params_dict(params: list[dict] | None) -> dict:
     """``[{"key", "value"}]`` as a dict (init parameters included)."""
     return {p["key"]: p.get("value") for p in params or []}

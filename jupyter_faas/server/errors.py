@@ -7,6 +7,7 @@ turns them into ``{"error": message, "code": request_id}`` with one helper.
 
 from __future__ import annotations
 
+from .. import errors
 from ..errors import FaaSError
 
 
@@ -17,11 +18,8 @@ class WhiskError(FaaSError):
     reason = "whisk"
 
 
-class BadRequest(WhiskError):
+class BadRequest(errors.BadRequest, WhiskError):
     """The request is malformed: bad name, limits, parameters or body."""
-
-    status = 400
-    reason = "bad-request"
 
 
 class Unauthorized(WhiskError):
@@ -38,11 +36,8 @@ class Forbidden(WhiskError):
     reason = "forbidden"
 
 
-class NotFound(WhiskError):
+class NotFound(errors.NotFound, WhiskError):
     """The entity, activation or route does not exist."""
-
-    status = 404
-    reason = "not-found"
 
 
 class Conflict(WhiskError):

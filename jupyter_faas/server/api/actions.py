@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from ...runtime.faas_protocol import annotation
 from ..entities import (
     action_summary,
     action_view,
     activation_extended,
-    annotation,
     check_exec,
     check_limits,
     check_name,

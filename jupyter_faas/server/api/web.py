@@ -19,7 +19,8 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from ..entities import Identity, annotation, check_name
+from ...runtime.faas_protocol import annotation
+from ..entities import Identity, check_name
 from ..errors import AUTH_INVALID, NOT_FOUND, BadRequest, NotFound, TooLarge, Unauthorized
 from ..store import queries
 from .base import BaseHandler, dumps

@@ -69,6 +69,11 @@ class DockerInvoker(SlotPool):
     """Runs :class:`ActivationJob` s in Docker containers and reports :class:`RunOutcome` s."""
 
     sandbox, sandboxes = "container", "containers"
+
+    @classmethod
+    def unavailable(cls) -> str:
+        return engine.unavailable()
+
     limit_trait = "max_activations_per_container"
     nonzero_counts = ("docker_slow_threads", "docker_quick_threads")
     reap_errors = (docker.errors.DockerException, requests.exceptions.RequestException)

@@ -113,6 +113,11 @@ class FaaSInvoker(LoggingConfigurable):
         if missing:
             raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
 
+    @classmethod
+    def unavailable(cls) -> str:
+        """Why this invoker cannot work here ("" when it can): "auto" skips it then."""
+        return ""
+
     async def start(self) -> None:
         """Prepare (clean up after a crash, prewarm); called once before any run."""
         raise NotImplementedError
