@@ -152,3 +152,17 @@ def test_interfaces_refuse_an_incomplete_implementation_when_it_is_defined(modul
     interface = getattr(importlib.import_module(module), base)
     with pytest.raises(TypeError, match=f"Half must implement {methods}"):
         type("Half", (interface,), {})
+
+
+def test_auto_picks_the_container_less_builder_with_a_one_line_notice(monkeypatch, tmp_path):
+    from jupyter_faas.builders.process import ProcessBuilder
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    monkeypatch.setenv("FAAS_ENV_DIR", str(tmp_path))
+    monkeypatch.delenv("FAAS_BACKEND", raising=False)
+    workspace = FaaSWorkspace()
+    assert isinstance(workspace.builder, ProcessBuilder)
+    notice = workspace.notice
+    assert "\n" not in notice
+    assert notice.startswith("No Docker engine answers at tcp://127.0.0.1:9; container-less mode")
+    assert "no isolation beyond a process" in notice

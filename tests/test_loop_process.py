@@ -188,7 +188,7 @@ def test_build_error_keeps_the_log_and_says_what_to_do(builder, tmp_path):
 
 def test_environment_layout_push_and_published(processes, tmp_path):
     bundle = make_bundle(tmp_path, "SCALE = 1\n" + CODE, unique_requirements())
-    assert processes.notice.startswith("Container-less mode")
+    assert processes.notice.startswith("container-less mode")
     image = processes.build(bundle)
     path = Path(image.image_id)
     assert path == processes.environments.path(image.key) == tmp_path / "envs" / image.key[:24]
