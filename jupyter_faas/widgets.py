@@ -62,10 +62,10 @@ class ProgressDisplay(_Progress):
         if message:
             self.lines.append(f"[{event.get('step', '')}] {message}")
             self.log.value = "\n".join(self.lines[-self.max_log_lines :])
+            self.label.value = f"<b>{self.title}</b>: {event.get('step', '')} {_short(message)}"
         fraction = event.get("progress")
         if fraction is not None:
             self.bar.value = float(fraction)
-        self.label.value = f"<b>{self.title}</b>: {event.get('step', '')} {_short(message)}"
         if time.monotonic() - self._last_text > _TEXT_REFRESH_S:
             self._refresh()
 

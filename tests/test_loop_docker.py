@@ -140,6 +140,11 @@ def test_push_to_local_registry(builder, tmp_path, registry):
     tags = session.get(f"http://{registry}/v2/{repository}/tags/list", timeout=5).json()["tags"]
     assert tag in tags
     assert any(e["step"] == "push" and e["progress"] == 1.0 for e in events)
+    # Plain-text progress: a line per layer state change, not one per byte count.
+    lines = [e["message"] for e in events if e["step"] == "push" and e["message"]]
+    assert len(lines) == len(set(lines)), lines
+    layers = {line.split()[0] for line in lines if len(line.split()) == 2}
+    assert layers and len(lines) <= 4 * len(layers) + 6, lines
 
 
 def test_registry_unreachable(builder, tmp_path):
@@ -254,6 +259,8 @@ def test_cli_build_test_push(tmp_path, base_image, registry, run_label):
     )
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.startswith(f"{registry}/jupyter-faas/deps:")
+    progress = [line for line in pushed.stderr.splitlines() if line.startswith("[push]")]
+    assert progress and len(progress) == len(set(progress)), pushed.stderr
     bad = subprocess.run(
         [*cli, "test", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60
     )

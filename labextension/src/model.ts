@@ -281,14 +281,16 @@ export class FunctionsModel implements IFunctionsModel {
       const known = this._deployment.steps.find(s => s.step === event.step);
       if (known) {
         // A job's events can name earlier steps (deploy builds and pushes): those move too.
+        // A progress-only event (no message) moves the bar and keeps the step's last words.
         this._setStep(known.step, {
           status: known.status === 'waiting' || known.status === 'skipped' ? 'running' : known.status,
-          message: event.message,
+          message: event.message || known.message,
           progress: event.progress
         });
       }
     }
-    this.updateDeployment({ log: [...this._deployment.log, ...events] });
+    const said = events.filter(event => event.message);
+    this.updateDeployment({ log: [...this._deployment.log, ...said] });
   }
 
   private _setStep(step: IDeployStep['step'], update: Partial<IDeployStep>): void {
