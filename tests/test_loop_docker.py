@@ -71,14 +71,16 @@ def test_code_only_edit_reuses_image_and_warm_container(builder, tmp_path, docke
     assert "threshold 2" in first.logs
     assert first.peak_memory_bytes and first.peak_memory_bytes > 1_000_000
 
-    images_before = {i.id for i in docker_client.images.list()}
+    # Dependency images only: other images may come and go on a shared engine meanwhile.
+    deps = {"label": "org.jupyter-faas.role=deps"}
+    images_before = {i.id for i in docker_client.images.list(filters=deps)}
     edited = make_bundle(tmp_path, "SCALE = 7\n" + CODE, requirements)
     again = builder.build(edited)
     second = builder.test(edited, again, {"threshold": 4})
     assert again.reused and again.image_id == image.image_id
     assert second.container_reused
     assert second.result == {"n": 1, "scale": 7}
-    assert {i.id for i in docker_client.images.list()} == images_before
+    assert {i.id for i in docker_client.images.list(filters=deps)} == images_before
 
 
 def test_timeout_kills_the_container(builder, tmp_path, docker_client, test_labels):
