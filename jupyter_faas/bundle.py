@@ -85,6 +85,11 @@ class FunctionMetadata:
     created: float = field(default_factory=time.time)
     source_sha256: str = ""
     test_input: dict | None = None
+    #: Result keys the local test's verdict leaves out (``time``, or a dotted path ``stats.elapsed``).
+    ignore_keys: list[str] = field(default_factory=list)
+    #: Notebook-local files and folders the code reads, relative to handler.py; they travel
+    #: with the code (in the /init zip), so they count as code.
+    data_files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,7 +118,7 @@ class Bundle:
         local modules beside it (OpenWhisk's binary code form).
         """
         value = {"name": self.name, "main": self.metadata.handler, "binary": False, "env": {}}
-        files = [p for p in sorted(self.path.rglob("*.py")) if "__pycache__" not in p.parts]
+        files = self.code_files()
         if [p.relative_to(self.path).as_posix() for p in files] == [HANDLER_FILE]:
             value["code"] = self.code
             return value
@@ -124,13 +129,23 @@ class Bundle:
         value.update(code=base64.b64encode(buf.getvalue()).decode(), binary=True)
         return value
 
+    def code_files(self) -> list[Path]:
+        """What the function's code consists of: its Python files and its data files."""
+        files = {p for p in self.path.rglob("*.py") if "__pycache__" not in p.parts}
+        for relative in self.metadata.data_files:
+            found = self.path / relative
+            if found.is_dir():
+                files.update(p for p in found.rglob("*") if p.is_file())
+            elif found.is_file():
+                files.add(found)
+        return sorted(files)
+
     def code_sha256(self) -> str:
-        """Hash of everything the function's code consists of (handler and local modules)."""
+        """Hash of everything the function's code consists of (handler, modules, data files)."""
         digest = hashlib.sha256()
-        for file in sorted(self.path.rglob("*.py")):
-            if "__pycache__" not in file.parts:
-                digest.update(str(file.relative_to(self.path)).encode() + b"\0")
-                digest.update(file.read_bytes())
+        for file in self.code_files():
+            digest.update(str(file.relative_to(self.path)).encode() + b"\0")
+            digest.update(file.read_bytes())
         return digest.hexdigest()
 
     @classmethod
@@ -141,10 +156,12 @@ class Bundle:
         code: str,
         requirements: list[str],
         local_modules: dict[str, str] | None = None,
+        data_files: dict[str, str] | None = None,
     ) -> Bundle:
         """Write a bundle folder (replacing an older one of the same function)."""
         check_name(metadata.name)
         check_limits(metadata.memory_mb, metadata.timeout_s)
+        check_ignore_keys(metadata.ignore_keys)
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         metadata.source_sha256 = hashlib.sha256(code.encode()).hexdigest()
@@ -158,6 +175,15 @@ class Bundle:
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copyfile(source, target)
+        # Notebook-local files the code reads by relative path, beside handler.py.
+        for relative, source in (data_files or {}).items():
+            target = path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.isdir(source):
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
+        metadata.data_files = sorted(data_files or {})
         (path / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2) + "\n")
         return cls(path, metadata)
 
@@ -184,7 +210,18 @@ class Bundle:
             )
         metadata = FunctionMetadata(**_read_metadata(path / METADATA_FILE))
         check_name(metadata.name)
+        check_ignore_keys(metadata.ignore_keys)
         check_limits(metadata.memory_mb, metadata.timeout_s)
+        outside = [
+            f
+            for f in metadata.data_files
+            if not (path / f).resolve().is_relative_to(path.resolve())
+        ]
+        if outside:
+            raise BundleError(
+                f"{path / METADATA_FILE}: data_files {outside} leave the bundle folder.",
+                hint="List files beside handler.py only, by paths relative to it.",
+            )
         if not (path / REQUIREMENTS_FILE).exists():
             (path / REQUIREMENTS_FILE).write_text("")
         return cls(path, metadata)
@@ -197,7 +234,25 @@ _FIELD_TYPES = {
     "memory_mb": ((int,), "an integer (MB)"),
     "timeout_s": ((int, float), "a number (seconds)"),
     "test_input": ((dict, type(None)), "an object or null"),
+    "ignore_keys": ((list,), 'a list of key names, e.g. ["time", "stats.elapsed"]'),
+    "data_files": ((list,), 'a list of paths relative to handler.py, e.g. ["template.html"]'),
 }
+
+#: A key to ignore: a name, or a dotted path of names.
+_KEY_PATH = re.compile(r"^[^.\s,]+(\.[^.\s,]+)*$")
+
+
+def check_ignore_keys(keys) -> list[str]:
+    """Return ``keys`` if each is a key name or a dotted path, else raise BundleError saying why."""
+    bad = [k for k in keys if not isinstance(k, str) or not _KEY_PATH.match(k)]
+    if bad:
+        raise BundleError(
+            f"Cannot ignore keys {', '.join(map(json.dumps, bad))}: each must be a key name "
+            "(ignored at any depth) or a dotted path from the top (stats.elapsed), without "
+            "spaces or commas.",
+            hint="For example --ignore-keys time,stats.elapsed",
+        )
+    return list(keys)
 
 
 def _read_metadata(file: Path) -> dict:

@@ -16,7 +16,7 @@ from . import __version__
 from .deployers import Accepted
 from .deployers.openwhisk_rest import OpenWhiskClient
 from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows
-from .errors import FaaSError
+from .errors import ActivationFailed, FaaSError, for_cli
 from .image import FaaSImages
 from .registry import FaaSRegistry
 from .site import FaaSSite
@@ -57,7 +57,8 @@ class _Command(JupyterApp):
         try:
             code = self.run(workspace, *words)
         except FaaSError as err:
-            print(f"error: {err}", file=sys.stderr)
+            # One set of messages for every face; here their hints name CLI commands.
+            print(f"error: {for_cli(str(err))}", file=sys.stderr)
             code = 1
         finally:
             workspace.close()
@@ -159,14 +160,17 @@ class InvokeCommand(_ServerCommand):
     flags = {"async": ({"InvokeCommand": {"non_blocking": True}}, "Do not wait for the result.")}
 
     def run(self, workspace, name, text="{}"):
-        record = workspace.deployer.invoke(
-            name, parse_json_object(text, "invoke input"), blocking=not self.non_blocking
-        )
+        params = parse_json_object(text, "invoke input")
+        try:
+            record = workspace.invoke(name, params, blocking=not self.non_blocking)
+        except ActivationFailed as err:
+            print(Activation(err.record))
+            raise
         if isinstance(record, Accepted):
             print(record.activation_id)
             return 0
         print(Activation(record))
-        return 0 if record.ok else 1
+        return 0
 
 
 class ScheduleCommand(_ServerCommand):

@@ -8,6 +8,27 @@ import time
 
 from .deployers import ActivationRecord
 
+#: Characters of one value (a result, an error, a table cell) a display shows; past it, the
+#: display says which attribute holds the whole value (a notebook keeps every output, and
+#: 8 MB of text make it unusable).
+SHOWN_CHARS = 2000
+#: Log lines a display shows: the last ones, with a note saying where the others are.
+SHOWN_LOG_LINES = 50
+
+
+def shorten(text: str, where: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much is left out and ``where`` it is."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text) - limit:,} more characters; the whole value: {where})"
+
+
+def tail(lines: list[str], where: str, limit: int = SHOWN_LOG_LINES) -> list[str]:
+    """The last ``limit`` of ``lines`` (each shortened), after a line saying what was left out."""
+    shown = [shorten(line, where) for line in lines[-limit:]] if limit else []
+    left = len(lines) - len(shown)
+    return ([f"… {left:,} earlier lines left out; all are in {where}"] if left else []) + shown
+
 
 def _when(ms) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
@@ -21,14 +42,14 @@ class Activation:
 
     def _lines(self) -> list[str]:
         r = self.record
+        result = shorten(json.dumps(r.result, sort_keys=True), ".record.result")
         lines = [
             f"{r.name} {r.activation_id}: {r.status}",
-            f"  start {_when(r.start_ms)}, duration {_or(r.duration_ms)} ms, "
-            f"{'cold' if r.cold else 'warm'}",
-            f"  result {json.dumps(r.result, sort_keys=True)}",
+            f"  start {_when(r.start_ms)}, {timing(r)}",
+            f"  result {result}",
         ]
         lines.append("  logs:" if r.logs else "  logs: (none)")
-        lines.extend(f"    {line}" for line in r.logs)
+        lines.extend(f"    {line}" for line in tail(r.logs, ".record.logs"))
         return lines
 
     def __str__(self) -> str:
@@ -60,7 +81,7 @@ class Table:
             value = row.get(column)
             if column in ("start", "updated") and isinstance(value, int):
                 value = _when(value)
-            cells.append("" if value is None else str(value))
+            cells.append("" if value is None else shorten(str(value), ".rows of this Table", 200))
         return cells
 
     def __str__(self) -> str:
@@ -88,7 +109,16 @@ class Table:
 
 
 #: The columns of an activation table.
-ACTIVATION_COLUMNS = ["activationId", "name", "status", "start", "duration", "start kind"]
+ACTIVATION_COLUMNS = [
+    "activationId",
+    "name",
+    "status",
+    "start",
+    "wait ms",
+    "init ms",
+    "duration ms",
+    "start kind",
+]
 
 
 def activation_rows(records: list[ActivationRecord]) -> list[dict]:
@@ -99,11 +129,21 @@ def activation_rows(records: list[ActivationRecord]) -> list[dict]:
             "name": r.name,
             "status": r.status,
             "start": r.start_ms,
-            "duration": r.duration_ms,
+            "wait ms": r.wait_ms,
+            "init ms": r.init_ms,
+            "duration ms": r.duration_ms,
             "start kind": "cold" if r.cold else "warm",
         }
         for r in records
     ]
+
+
+def timing(r: ActivationRecord) -> str:
+    """Wait, init and run time of an activation: a cold start's cost is in wait and init."""
+    return (
+        f"wait {_or(r.wait_ms)} ms, init {_or(r.init_ms) if r.cold else '0'} ms, "
+        f"duration {_or(r.duration_ms)} ms, {'cold' if r.cold else 'warm'}"
+    )
 
 
 def _or(value) -> str:

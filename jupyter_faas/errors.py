@@ -7,6 +7,9 @@ the HTTP ``status`` used when the error crosses an HTTP boundary.
 
 from __future__ import annotations
 
+import json
+import re
+
 
 class FaaSError(Exception):
     """Base class: ``str(err)`` is the actionable message for the user.
@@ -104,3 +107,55 @@ class ServerError(FaaSError):
         super().__init__(message, hint=hint)
         self.status = status
         self.body = body
+
+
+class LimitExceeded(FaaSError):
+    """An input or result is larger than the function server accepts (checked before sending)."""
+
+    status = 413
+    reason = "too-large"
+
+
+class ActivationFailed(FaaSError):
+    """A deployed function ran but failed; ``record`` is its ActivationRecord (result, logs).
+
+    Raised instead of returning ``{"error": …}`` as if it were the result, so a caller
+    fails here, with the activation id and the error, not later with a KeyError.
+    """
+
+    status = 502
+    reason = "activation-failed"
+
+    def __init__(self, record, *, logs_tail: int = 10):
+        self.record = record
+        error = record.result.get("error") if isinstance(record.result, dict) else record.result
+        text = error if isinstance(error, str) else json.dumps(error)
+        if len(text) > 2000:
+            text = text[:2000] + f"… ({len(text) - 2000} more characters in .record.result)"
+        lines = [
+            f"{record.name}: activation {record.activation_id} failed ({record.status}): {text}"
+        ]
+        tail = record.logs[-logs_tail:]
+        if tail:
+            earlier = len(record.logs) - len(tail)
+            lines.append(
+                f"Last {len(tail)} log lines"
+                + (f" ({earlier} earlier ones left out)" if earlier else "")
+                + ":"
+            )
+            lines.extend(f"  {line}" for line in tail)
+        else:
+            lines.append("Logs: (none)")
+        super().__init__(
+            "\n".join(lines),
+            hint=f"The whole record: %faas logs {record.activation_id}",
+        )
+
+
+def for_cli(text: str) -> str:
+    """``text`` with notebook commands (``%faas list``) spelled as CLI commands
+    (``jupyter faas list``): one set of messages, each face's own syntax."""
+    return _LINE_MAGIC.sub("jupyter faas ", text)
+
+
+_LINE_MAGIC = re.compile(r"(?<![%\w])%faas ")

@@ -20,7 +20,7 @@ from traitlets import Enum, Instance, default
 
 from .deployers import Accepted
 from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows
-from .errors import FaaSError
+from .errors import ActivationFailed, BundleError, FaaSError
 from .widgets import InvokeForm, ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
 
@@ -30,6 +30,8 @@ LINE_USAGE = """Usage:
   %faas push NAME           push NAME's dependency image to the registry
   %faas deploy NAME         deploy NAME to the function server (pushes the image only if new)
   %faas invoke NAME 'JSON' [--async]   invoke NAME (--async returns the activation id)
+  %faas invoke NAME params  invoke NAME on a dict of the kernel (any Python expression,
+                            or -i/--input EXPR)
   %faas form NAME           an invoke form (JSON input, Invoke button, result and logs)
   %faas schedule NAME 'CRON' ['JSON']  run NAME periodically, e.g. '*/5 * * * *'
   %faas unschedule NAME ['CRON']       remove NAME's schedules (or the one with CRON)
@@ -37,7 +39,8 @@ LINE_USAGE = """Usage:
   %faas logs ID             an activation's record and logs
   %faas list                functions: bundles here and actions on the server
   %faas delete NAME         delete NAME from the server (its bundle stays)
-Functions are made with a %%faas cell: %%faas NAME [--memory MB] [--timeout S] [--test 'JSON']"""
+Functions are made with a %%faas cell:
+  %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]"""
 
 
 @magics_class
@@ -68,6 +71,12 @@ class FaaSMagics(Magics):
         default=None,
         help="JSON input to run the function on, in a container and in the kernel.",
     )
+    @argument(
+        "--ignore-keys",
+        default=None,
+        help="Comma-separated result keys the test's verdict leaves out (timestamps, timings, "
+        "random values): a name at any depth, or a dotted path (stats.elapsed).",
+    )
     @cell_magic
     def faas(self, line, cell):
         """Turn this cell into function NAME: capture, build or reuse its image, test it."""
@@ -83,6 +92,7 @@ class FaaSMagics(Magics):
             raise UsageError(f"{err}\n{LINE_USAGE}") from None
         try:
             test_input = parse_json_object(args.test, "--test input") if args.test else None
+            ignore_keys = split_keys(args.ignore_keys)
             history = [str(c) for c in self.shell.user_ns.get("In", [])[:-1]]
             bundle = self.workspace.capture_cell(
                 args.name,
@@ -93,6 +103,7 @@ class FaaSMagics(Magics):
                 memory_mb=args.memory,
                 timeout_s=args.timeout,
                 test_input=test_input,
+                ignore_keys=ignore_keys,
             )
         except FaaSError as err:
             raise UsageError(str(err)) from None
@@ -120,6 +131,16 @@ class FaaSMagics(Magics):
     @line_magic("faas")
     def faas_line(self, line):
         """%faas build|test|push NAME …: the steps on an existing function."""
+        command, _, rest_text = line.strip().partition(" ")
+        if command == "invoke" and rest_text.strip():
+            # Not shlex: a 150 KB JSON input would cost ~0.3 s of splitting.
+            try:
+                return self._invoke(*parse_invoke_line(rest_text, self.shell.user_ns))
+            except ActivationFailed as err:
+                # Chained: sys.last_value.__cause__.record keeps the whole record.
+                raise UsageError(str(err)) from err
+            except FaaSError as err:
+                raise UsageError(str(err)) from None
         words = shlex.split(line)
         if not words or words[0] in ("-h", "--help", "help"):
             print(LINE_USAGE)
@@ -149,9 +170,23 @@ class FaaSMagics(Magics):
         args = parse_json_object(text, "test input")
         progress = self._progress(f"Test {name}")
         with progress.failing_as(f"{name}: test failed"):
-            report = self.workspace.test(bundle, args, progress)
+            report = self.workspace.test(
+                bundle, args, progress, kernel_function=self._kernel_twin(bundle)
+            )
         progress.finish(report.ok, f"{name}: {report.verdict}")
         display(report)
+
+    def _kernel_twin(self, bundle):
+        """The kernel's handler if its source is in the bundle (the same function), else None:
+        comparing with another cell's ``main`` would only ever say "different"."""
+        function = self.shell.user_ns.get(bundle.metadata.handler)
+        if not callable(function):
+            return None
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError):
+            return None
+        return function if source.strip() in bundle.code else None
 
     def _line_push(self, name):
         bundle = self.workspace.load(name)
@@ -167,13 +202,11 @@ class FaaSMagics(Magics):
             record = self.workspace.deploy(bundle, progress)
         progress.finish(True, f"{name}: version {record.version} on {record.server}")
 
-    def _line_invoke(self, name, *rest):
-        is_async = "--async" in rest
-        rest = [word for word in rest if word != "--async"]
-        if len(rest) > 1:
-            raise UsageError(f"%faas invoke takes NAME and one JSON input\n{LINE_USAGE}")
-        params = parse_json_object(rest[0], "invoke input") if rest else {}
-        record = self.workspace.deployer.invoke(name, params, blocking=not is_async)
+    def _line_invoke(self, name):
+        return self._invoke(name, {}, False)
+
+    def _invoke(self, name: str, params: dict, is_async: bool):
+        record = self.workspace.invoke(name, params, blocking=not is_async)
         if isinstance(record, Accepted):
             print(f"{name}: activation {record.activation_id} accepted; see %faas logs ID")
             return record.activation_id
@@ -185,12 +218,15 @@ class FaaSMagics(Magics):
         path = self.workspace.bundle_path(name)
         if (path / "faas.json").exists():
             test_input = self.workspace.load(name).metadata.test_input
-        deployer = self.workspace.deployer
+        workspace = self.workspace
+        deployer = workspace.deployer
         deployer.function(name)  # a clear 404 now rather than at the first click
-        form = InvokeForm(
-            name, lambda params: deployer.invoke(name, params), json.dumps(test_input or {})
-        )
-        display(form)
+
+        def invoke(params):
+            workspace.check_payload(params, f"The input of {name}")
+            return deployer.invoke(name, params)  # a failed run is shown, not raised
+
+        display(InvokeForm(name, invoke, json.dumps(test_input or {})))
 
     def _line_schedule(self, name, cron, payload="{}"):
         trigger = self.workspace.deployer.schedule(
@@ -233,3 +269,96 @@ class FaaSMagics(Magics):
         if style == "widgets":
             return ProgressDisplay(title)
         return TextProgress(sys.stdout)
+
+
+def split_keys(text: str | None) -> list[str]:
+    """``--ignore-keys time, stats.elapsed`` as a list of keys."""
+    return [key.strip() for key in (text or "").split(",") if key.strip()]
+
+
+def parse_invoke_line(text: str, namespace: dict) -> tuple[str, dict, bool]:
+    """``(name, input, async)`` from what follows ``%faas invoke``.
+
+    The input is JSON text (quoted or not), or a Python expression evaluated in
+    ``namespace`` (``params``, ``-i params``, or what IPython made of ``$params``): a dict
+    in the kernel needs no JSON round trip through the line. JSON is parsed directly,
+    never split by shlex, which costs ~0.3 s on a 150 KB input.
+    """
+    parts = text.strip().split(None, 1)
+    name, rest = parts[0], (parts[1].strip() if len(parts) > 1 else "")
+    is_async = False
+    while True:
+        if rest == "--async":
+            rest, is_async = "", True
+        elif rest.endswith((" --async", "\t--async", "\n--async")):
+            rest, is_async = rest[: -len("--async")].rstrip(), True
+        elif rest.startswith("--async") and rest[7:8].isspace():
+            rest, is_async = rest[7:].lstrip(), True
+        else:
+            break
+    if not rest:
+        return name, {}, is_async
+    for flag in ("-i", "--input"):
+        if rest.startswith(flag) and rest[len(flag) : len(flag) + 1].isspace():
+            return name, _evaluate(rest[len(flag) :].strip(), namespace, None), is_async
+    json_text = rest
+    quote = rest[0]
+    if quote in "'\"" and len(rest) > 1 and rest[-1] == quote:
+        json_text = rest[1:-1]
+        if quote in json_text:
+            try:
+                json.loads(json_text)
+            except ValueError:
+                json_text = _unquote(rest)
+        return name, parse_json_object(json_text, "invoke input"), is_async
+    try:
+        value = json.loads(json_text)
+    except ValueError as err:
+        return name, _evaluate(rest, namespace, err), is_async
+    if not isinstance(value, dict):
+        parse_json_object(json_text, "invoke input")  # raises, naming the type
+    return name, value, is_async
+
+
+def _unquote(text: str) -> str:
+    """``text`` as the shell would read it, when it must be one quoted word (slow: shlex)."""
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        raise BundleError(
+            f"Cannot read the invoke input ({err}): {text[:200]}",
+            hint="Give a JSON object in single quotes, e.g. '{\"threshold\": 3.0}', "
+            "or the name of a dict in the kernel.",
+        ) from None
+    if len(words) != 1:
+        raise BundleError(
+            f"%faas invoke takes NAME and one input, not {len(words)} words: {text[:200]}",
+            hint="Quote the JSON input as one word, or pass a dict of the kernel by name.",
+        )
+    return words[0]
+
+
+def _evaluate(expression: str, namespace: dict, json_error: ValueError | None) -> dict:
+    """The dict ``expression`` evaluates to in the kernel's namespace."""
+    try:
+        value = eval(expression, namespace)  # noqa: S307 - the user's own kernel and code
+    except Exception as err:
+        what = f"{type(err).__name__}: {err}"
+        if json_error is not None:
+            head = (
+                f"The invoke input is not valid JSON ({json_error.msg} at column "
+                f"{json_error.colno}) nor a Python expression in the kernel ({what})"
+            )
+        else:
+            head = f"The invoke input {expression[:200]!r} cannot be evaluated ({what})"
+        raise BundleError(
+            f"{head}: {expression[:200]}",
+            hint="Give a JSON object in single quotes, e.g. '{\"threshold\": 3.0}', or the "
+            "name of a dict in the kernel, e.g. %faas invoke NAME params.",
+        ) from None
+    if not isinstance(value, dict):
+        raise BundleError(
+            f"The invoke input {expression[:200]!r} is of type {type(value).__name__}, not a dict.",
+            hint='Pass a dict, e.g. params = {"threshold": 3.0}; %faas invoke NAME params.',
+        )
+    return value

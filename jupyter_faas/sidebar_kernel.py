@@ -24,13 +24,16 @@ from IPython.core.error import UsageError
 
 from .config import load_jupyter_config
 from .errors import FaaSError
-from .magics import FaaSMagics
+from .magics import FaaSMagics, split_keys
 from .workspace import FaaSWorkspace, parse_json_object
 
 log = logging.getLogger(__name__)
 
 _MAGIC = "%%faas"
-_USAGE = "Usage: %%faas NAME [--memory MB] [--timeout S] [--handler NAME] [--test 'JSON']"
+_USAGE = (
+    "Usage: %%faas NAME [--memory MB] [--timeout S] [--handler NAME] [--test 'JSON'] "
+    "[--ignore-keys time,stats.elapsed]"
+)
 
 
 class CaptureReply(str):
@@ -121,13 +124,14 @@ def _capture(name, source, memory, timeout) -> CaptureReply:
         name, cell, memory, timeout = args.name, body, args.memory, args.timeout
         handler = args.handler
         test_input = parse_json_object(args.test, "--test input") if args.test else None
+        ignore_keys = split_keys(args.ignore_keys)
     else:
         if not name:
             raise UsageError(
                 "Give the function a name, or start the cell with a line like "
                 f"{_MAGIC} peaks --memory 256."
             )
-        cell, handler, test_input = source, "main", None
+        cell, handler, test_input, ignore_keys = source, "main", None, []
         memory, timeout = _limits(memory, timeout)
     if not isinstance(memory, int) or isinstance(memory, bool):
         raise UsageError(f"The memory limit must be a whole number of MB, not {memory!r}.")
@@ -143,6 +147,7 @@ def _capture(name, source, memory, timeout) -> CaptureReply:
         memory_mb=memory,
         timeout_s=float(timeout),
         test_input=test_input,
+        ignore_keys=ignore_keys,
     )
     path = Path(bundle.path).resolve()
     # As %%faas does: the cell's definitions exist in the kernel afterwards.

@@ -11,15 +11,16 @@ import os
 import time
 from pathlib import Path
 
-from traitlets import Instance, Unicode, default
+from traitlets import Float, Instance, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
-from .bundle import Bundle, FunctionMetadata, check_limits, check_name
+from .bundle import Bundle, FunctionMetadata, check_ignore_keys, check_limits, check_name
 from .capture import capture, pinned_requirements
-from .deployers import Deployment, FaaSDeployer
-from .errors import BundleError
-from .localtest import KernelRun, TestReport, run_in_kernel
+from .deployers import Accepted, ActivationRecord, Deployment, FaaSDeployer
+from .errors import ActivationFailed, BundleError, ConfigError, LimitExceeded
+from .localtest import FLOAT_TOLERANCE, KernelRun, TestReport, run_in_kernel
+from .runtime.faas_protocol import MAX_PAYLOAD_BYTES, MAX_RESULT_BYTES
 from .traits import EntryPointType, backend_default
 
 #: Container outcomes after which the function is not also run in the kernel.
@@ -56,6 +57,40 @@ class FaaSWorkspace(LoggingConfigurable):
         import path: "openwhisk" (the OpenWhisk REST API of our function server or of a real
         OpenWhisk; c.OpenWhiskClient.api_host and .auth say which).""",
     ).tag(config=True)
+
+    float_tolerance = Float(
+        FLOAT_TOLERANCE,
+        help="""Relative tolerance when the local test compares floats of the kernel's and the
+        container's results: 1e-9 (the default) accepts last-digit noise, e.g. 1e-6 for
+        float32 code. 0 means floats must be exactly equal. Ints, strings, bools and None
+        are always compared exactly.""",
+    ).tag(config=True)
+
+    max_payload_bytes = Integer(
+        MAX_PAYLOAD_BYTES,
+        help="""Largest function input, in bytes of JSON, checked before a local test and
+        before an invoke, so a too-large input fails here with a message rather than as an
+        HTTP 413 from the server. Keep it equal to the server's c.FunctionServer.
+        max_payload_bytes; both default to OpenWhisk's 1048576 (1 MB), e.g. 5242880 for
+        5 MB. 0 means no check here.""",
+    ).tag(config=True)
+
+    max_result_bytes = Integer(
+        MAX_RESULT_BYTES,
+        help="""Largest function result, in bytes of JSON: a larger one makes the local test
+        an application error, as the function server does. Keep it equal to the server's
+        c.FunctionServer.max_payload_bytes (which limits results too); both default to
+        OpenWhisk's 1048576 (1 MB), e.g. 5242880 for 5 MB. 0 means no limit here.""",
+    ).tag(config=True)
+
+    @validate("float_tolerance", "max_payload_bytes", "max_result_bytes")
+    def _not_negative(self, proposal):
+        if proposal.value < 0:
+            raise ConfigError(
+                f"c.FaaSWorkspace.{proposal.trait.name} is {proposal.value}; it must be 0 or "
+                "more (0 turns the check off)."
+            )
+        return proposal.value
 
     builder = Instance(FaaSBuilder, help="The builder instance (made from builder_class).")
 
@@ -112,10 +147,12 @@ class FaaSWorkspace(LoggingConfigurable):
         memory_mb: int = 256,
         timeout_s: float = 60.0,
         test_input: dict | None = None,
+        ignore_keys: list[str] | None = None,
     ) -> Bundle:
         """Capture ``cell`` as the bundle of function ``name`` (validated before anything is written)."""
         check_name(name)
         check_limits(memory_mb, timeout_s)
+        ignore_keys = check_ignore_keys(ignore_keys or [])
         captured = capture(cell, namespace, history, handler=handler)
         metadata = FunctionMetadata(
             name=name,
@@ -123,14 +160,17 @@ class FaaSWorkspace(LoggingConfigurable):
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             test_input=test_input,
+            ignore_keys=ignore_keys,
         )
-        return Bundle.write(
+        bundle = Bundle.write(
             self.bundle_path(name),
             metadata,
             captured.source(),
             pinned_requirements(captured.modules),
             captured.local_modules,
+            captured.data_files,
         )
+        return bundle
 
     def load(self, name_or_path: str) -> Bundle:
         """A bundle by function name (in bundle_dir) or by folder path."""
@@ -161,14 +201,59 @@ class FaaSWorkspace(LoggingConfigurable):
                 f"The test input must be a JSON object, not {type(args).__name__}.",
                 hint="For example --test '{\"threshold\": 3.0}'.",
             )
+        self.check_payload(args, f"The test input of {bundle.name}")
         built = self.build(bundle, progress)
+        if self.builder.has_trait("max_result_bytes"):
+            self.builder.max_result_bytes = self.max_result_bytes
         container = self.builder.test(bundle, built, args, progress)
         kernel: KernelRun | None = None
         # The kernel has no limits: a function that outran or outgrew its container would
         # hang the notebook or take the kernel's memory, so it is not repeated there.
         if kernel_function is not None and container.status not in _NOT_REPEATED:
             kernel = run_in_kernel(kernel_function, args)
-        return TestReport(bundle.name, args, container, kernel)
+        return TestReport(
+            bundle.name,
+            args,
+            container,
+            kernel,
+            tolerance=self.float_tolerance,
+            ignore_keys=list(bundle.metadata.ignore_keys),
+            limits={"payload": self.max_payload_bytes, "result": self.max_result_bytes},
+        )
+
+    def check_payload(self, params: dict, what: str) -> None:
+        """Refuse an input over max_payload_bytes here, as the function server would (413)."""
+        limit = self.max_payload_bytes
+        if not limit:
+            return
+        size = len(json.dumps(params, separators=(",", ":")).encode())
+        if size > limit:
+            raise LimitExceeded(
+                f"{what} is {size} bytes of JSON, over the {limit}-byte input limit of the "
+                "function server (c.FaaSWorkspace.max_payload_bytes; OpenWhisk's default is "
+                "1 MB).",
+                hint="Pass a reference instead of the data (a URL, a file or object-store "
+                "key), or raise the limit on both sides: c.FaaSWorkspace.max_payload_bytes "
+                "and the server's c.FunctionServer.max_payload_bytes.",
+            )
+
+    def invoke(self, name: str, params: dict, blocking: bool = True) -> ActivationRecord | Accepted:
+        """Run deployed function ``name`` on ``params``: its record, or Accepted.
+
+        Raises:
+            LimitExceeded: ``params`` is over max_payload_bytes (nothing was sent).
+            ActivationFailed: the function ran and failed; ``err.record`` holds the record.
+        """
+        if not isinstance(params, dict):
+            raise BundleError(
+                f"The input of {name} must be a dict (a JSON object), not {type(params).__name__}.",
+                hint='For example {"threshold": 3.0}.',
+            )
+        self.check_payload(params, f"The input of {name}")
+        record = self.deployer.invoke(name, params, blocking=blocking)
+        if isinstance(record, ActivationRecord) and not record.ok:
+            raise ActivationFailed(record)
+        return record
 
     def push(self, bundle: Bundle, progress: Progress = no_progress) -> PushedImage:
         built = self.build(bundle, progress)

@@ -423,7 +423,7 @@ def test_large_constant_is_refused_by_reference():
     assert "'values'" in message and "too large" in message and "by reference" in message
 
 
-def test_object_instance_is_refused():
+def test_object_instance_is_rebuilt_by_its_statement_or_refused_without_one():
     ns, history = kernel(
         """
         class Model:
@@ -432,11 +432,19 @@ def test_object_instance_is_refused():
         model = Model()
         """
     )
+    captured = capture(
+        cell("def main(args):\n    return {'m': type(model).__name__}\n"), ns, history
+    )
+    assert "model = Model()" in captured.definitions
+    assert run_captured(captured.source(), {}) == {"m": "Model"}
+
+    del history[:]  # the same object with no statement that built it
     message = capture_error("def main(args):\n    return {'m': str(model)}\n", ns, history)
     assert "'model'" in message
     assert "Model" in message
     assert "cannot be captured" in message
     assert "inside the function" in message
+    assert "`model = ...`" in message
 
 
 @pytest.mark.parametrize("name", ["In", "Out", "get_ipython"])

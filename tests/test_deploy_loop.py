@@ -369,6 +369,44 @@ NB_CELLS = [
         "'fired'",
     ),
     ("unschedule", "%faas unschedule nbloop"),
+    ("invoke-var", "params = {'x': 6}\nr = %faas invoke nbloop params\nr"),
+    ("invoke-dollar", "%faas invoke nbloop $params"),
+    (
+        "invoke-big",
+        "import json, time\nbig = {'x': 7, 'pad': 'p' * 150_000}\n"
+        '_line = "invoke nbloop \'" + json.dumps(big) + "\'"\n'
+        "r1 = get_ipython().run_line_magic('faas', _line)\n"
+        "r2 = %faas invoke nbloop -i big\n"
+        "r1 == r2 == {'y': 70}",
+    ),
+    (
+        "payload-limit",
+        "%config FaaSWorkspace.max_payload_bytes = 1000\n"
+        "try:\n    %faas invoke nbloop big\n"
+        "finally:\n    %config FaaSWorkspace.max_payload_bytes = 1048576",
+    ),
+    ("ok-payload-limit", "1+1"),
+    (
+        "fail-capture",
+        "%%faas nbfail\ndef main(args):\n"
+        "    for i in range(30):\n        print('step', i)\n"
+        "    return {'error': f\"no data for {args['x']}\"}",
+    ),
+    ("fail-deploy", "%faas deploy nbfail"),
+    ("fail-invoke", "%faas invoke nbfail '{\"x\": 9}'"),
+    (
+        "fail-record",
+        "import sys\n_failed = sys.last_value.__cause__\n"
+        "type(_failed).__name__, _failed.record.result, _failed.record.status",
+    ),
+    (
+        "huge-capture",
+        "%%faas nbhuge\ndef main(args):\n"
+        "    for i in range(200):\n        print('row', i)\n"
+        "    return {'s': 'z' * 600_000}",
+    ),
+    ("huge-deploy", "%faas deploy nbhuge"),
+    ("huge-invoke", "r = %faas invoke nbhuge\nlen(r['s'])"),
     ("list", "%faas list"),
     ("delete", "%faas delete nbloop"),
     ("missing", "%faas invoke nbloop '{}'"),
@@ -433,6 +471,61 @@ def test_magics_invoke_shows_the_activation_and_returns_the_result(notebook):
     text = notebook.text("invoke")
     assert re.search(r"nbloop [0-9a-f]{32}: success", text), text
     assert "stdout: nb got 3" in text
+    # The first run after a deploy is a cold start: its cost is in wait and init time.
+    assert re.search(r"wait \d+ ms, init \d+ ms, duration \d+ ms, (cold|warm)", text), text
+
+
+def test_magics_invoke_takes_a_dict_of_the_kernel(notebook):
+    assert notebook.result("invoke-var") == "{'y': 60}"
+    assert "stdout: nb got 6" in notebook.text("invoke-dollar")
+    assert notebook.result("invoke-big") == "True"
+
+
+def test_invoke_line_with_150_kb_of_json_is_parsed_without_shlex():
+    from jupyter_faas.magics import parse_invoke_line
+
+    big = {"x": 1, "values": list(range(25_000))}
+    text = json.dumps(big)
+    assert len(text) > 150_000
+    for line in (f"fn '{text}'", f"fn {text}", f"fn '{text}' --async"):
+        start = time.perf_counter()
+        name, params, is_async = parse_invoke_line(line, {})
+        assert time.perf_counter() - start < 0.1  # shlex.split took ~0.3-0.6 s
+        assert (name, params, is_async) == ("fn", big, line.endswith("--async"))
+    assert parse_invoke_line("fn -i p --async", {"p": {"a": 1}}) == ("fn", {"a": 1}, True)
+    with pytest.raises(BundleError, match="nor a Python expression in the kernel"):
+        parse_invoke_line("fn nothing", {})
+    with pytest.raises(BundleError, match="is of type list, not a dict"):
+        parse_invoke_line("fn -i p", {"p": [1]})
+
+
+def test_magics_payload_limit_is_checked_before_invoke(notebook):
+    text = notebook.text("payload-limit")
+    assert "UsageError" in text and "Traceback" not in text, text
+    assert re.search(r"The input of nbloop is 150\d+ bytes of JSON, over the 1000-byte", text)
+    assert notebook.result("ok-payload-limit") == "2"
+
+
+def test_magics_failed_activation_is_an_error_with_id_error_and_logs(notebook):
+    text = notebook.text("fail-invoke")
+    assert "UsageError" in text and "Traceback" not in text, text
+    assert re.search(
+        r"nbfail: activation [0-9a-f]{32} failed \(application error\): no data for 9", text
+    ), text
+    assert "Last 10 log lines (20 earlier ones left out):" in text
+    assert "stdout: step 29" in text and "stdout: step 19" not in text
+    assert re.search(r"The whole record: %faas logs [0-9a-f]{32}", text)
+    assert notebook.result("fail-record") == (
+        "('ActivationFailed', {'error': 'no data for 9'}, 'application error')"
+    )
+
+
+def test_magics_huge_result_is_shortened_in_the_display(notebook):
+    assert notebook.result("huge-invoke") == "600000"
+    text = notebook.text("huge-invoke")
+    assert len(text) < 20_000, len(text)
+    assert "more characters; the whole value: .record.result)" in text
+    assert "earlier lines left out; all are in .record.logs" in text
 
 
 def test_magics_async_invoke_logs_and_activations(notebook):
@@ -445,7 +538,12 @@ def test_magics_async_invoke_logs_and_activations(notebook):
     assert 'result {"y": 40}' in logs and "stdout: nb got 4" in logs
     listing = notebook.text("activations")
     assert listing.splitlines()[0].split() == ["activationId", "name", "status", "start"] + [
+        "wait",
+        "ms",
+        "init",
+        "ms",
         "duration",
+        "ms",
         "start",
         "kind",
     ]
@@ -547,6 +645,38 @@ def test_cli_deploy_invoke_list_delete(server, registry, base_image, tmp_path):
     gone = cli("invoke", "clifn", "{}")
     assert gone.returncode == 1
     assert "HTTP 404" in gone.stderr and "does not exist" in gone.stderr
+    # Hints fit the face: the CLI names its own commands, not the notebook's.
+    assert "`jupyter faas list` shows the deployed functions" in gone.stderr
+    assert "%faas" not in gone.stderr
+
+
+def test_cli_failed_invoke_shows_the_record_and_exits_1(server, registry, base_image, tmp_path):
+    code = "def main(args):\n    print('checking', args)\n    return {'error': 'nope'}\n"
+    Bundle.write(
+        tmp_path / "functions" / "clifail",
+        FunctionMetadata(name="clifail", memory_mb=256, timeout_s=30),
+        code,
+        [],
+    )
+
+    def cli(*words):
+        return _cli(server, registry, base_image, *words, cwd=tmp_path)
+
+    assert cli("deploy", "functions/clifail").returncode == 0
+    try:
+        failed = cli("invoke", "clifail", '{"x": 1}')
+        assert failed.returncode == 1
+        assert re.search(r"clifail [0-9a-f]{32}: application error", failed.stdout)
+        assert re.search(r"wait \d+ ms, init \d+ ms, duration \d+ ms, cold", failed.stdout)
+        assert re.search(
+            r"error: clifail: activation [0-9a-f]{32} failed \(application error\): nope",
+            failed.stderr,
+        ), failed.stderr
+        assert "stdout: checking {'x': 1}" in failed.stderr
+        assert re.search(r"The whole record: jupyter faas logs [0-9a-f]{32}", failed.stderr)
+        assert "Traceback" not in failed.stderr
+    finally:
+        cli("delete", "clifail")
 
 
 @pytest.mark.parametrize(

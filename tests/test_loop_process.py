@@ -119,6 +119,46 @@ def test_exception_is_reported_and_the_sandbox_survives(builder, tmp_path):
     assert fine.ok and fine.result == {"x": 0.25} and fine.container_reused
 
 
+def test_result_over_the_configured_limit_is_an_application_error(builder, tmp_path):
+    """The local test applies the server's result limit (OpenWhisk: 1 MB), set per builder."""
+    code = "def main(args):\n    return {'s': 'x' * args['n']}\n"
+    bundle = make_bundle(tmp_path, code, unique_requirements())
+    image = builder.build(bundle)
+    assert builder.max_result_bytes == 1024 * 1024  # OpenWhisk's default
+    big = builder.test(bundle, image, {"n": 1024 * 1024})
+    assert big.status == "application error", big.status
+    assert big.result["error"].startswith(
+        "The action produced a response that exceeded the allowed length: "
+    )
+    assert f"> {1024 * 1024} bytes" in big.result["error"]
+    builder.max_result_bytes = 2000
+    small = builder.test(bundle, image, {"n": 2500})
+    assert small.status == "application error" and "> 2000 bytes" in small.result["error"]
+    fits = builder.test(bundle, image, {"n": 100})
+    assert fits.ok and fits.result == {"s": "x" * 100}
+
+
+def test_data_files_travel_with_the_code(builder, tmp_path):
+    """Notebook-local files ride in the /init zip; handler.py reads them beside itself."""
+    source = tmp_path / "notebook" / "template.txt"
+    source.parent.mkdir()
+    source.write_text("hello from a file")
+    code = (
+        "import os\n\nos.chdir(os.path.dirname(os.path.abspath(__file__)))\n\n"
+        "def main(args):\n    return {'text': open('data/template.txt').read()}\n"
+    )
+    bundle = Bundle.write(
+        tmp_path / "reader",
+        FunctionMetadata(name="reader"),
+        code,
+        unique_requirements(),
+        data_files={"data/template.txt": str(source)},
+    )
+    run = builder.test(bundle, builder.build(bundle), {})
+    assert run.status == "success", run
+    assert run.result == {"text": "hello from a file"}
+
+
 def test_result_that_is_not_json_is_an_error(builder, tmp_path):
     code = "def main(args):\n    return {'when': {1, 2}} if args.get('set') else 'text'\n"
     bundle = make_bundle(tmp_path, code, unique_requirements())

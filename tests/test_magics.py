@@ -127,6 +127,41 @@ CELLS = [
         "    blocks = [bytearray(50 * 2**20) for _ in range(8)]\n    return {'n': len(blocks)}",
     ),
     ("ok-hog", "1+1"),
+    (
+        "noisy",
+        "%%faas noisy --ignore-keys time,stats.elapsed --test '{\"n\": 3}'\n"
+        "import random, time\n\ndef main(args):\n    start = time.time()\n"
+        "    noise = 1 + random.uniform(-1e-13, 1e-13)\n"
+        "    return {'n': args['n'], 'time': start,\n"
+        "            'stats': {'elapsed': time.time() - start + random.random(),\n"
+        "                      'mean': 0.1 * 3 * noise}}",
+    ),
+    ("noisy-line", "%faas test noisy '{\"n\": 3}'"),
+    ("strict", "%config FaaSWorkspace.float_tolerance = 0\n%faas test noisy '{\"n\": 3}'"),
+    (
+        "input-limit",
+        "%config FaaSWorkspace.max_payload_bytes = 100\n"
+        'try:\n    %faas test noisy \'{"n": 3, "pad": "' + "p" * 120 + "\"}'\n"
+        "finally:\n    %config FaaSWorkspace.max_payload_bytes = 1048576",
+    ),
+    ("ok-input-limit", "1+1"),
+    (
+        "huge",
+        "%%faas huge --test '{}'\ndef main(args):\n"
+        "    for i in range(300):\n        print('line', i, 'y' * 50)\n"
+        "    return {'s': 'x' * 900_000}",
+    ),
+    (
+        "huge-full",
+        "_ws = get_ipython().magics_manager.registry['FaaSMagics'].workspace\n"
+        "_report = _ws.test(_ws.load('huge'), {})\n"
+        "len(_report.container.result['s']), len(_report.container.logs), len(str(_report)), "
+        "len(_report._repr_html_())",
+    ),
+    (
+        "toobig",
+        "%%faas toobig --test '{}'\ndef main(args):\n    return {'s': 'x' * 1_100_000}",
+    ),
 ]
 
 
@@ -325,7 +360,7 @@ def test_usage_errors_leave_the_kernel_working(run, tag, words):
 
 def test_only_captured_cells_leave_bundles(run):
     bundles = {p.name for p in (run.workdir / "functions").iterdir()}
-    assert bundles == {"peaks", "tiny", "raiser", "arr", "slow", "hog"}
+    assert bundles == {"peaks", "tiny", "raiser", "arr", "slow", "hog", "noisy", "huge", "toobig"}
 
 
 def test_function_raising_shows_traceback_and_fix_reuses_the_container(run):
@@ -385,3 +420,85 @@ def test_kernel_removes_its_containers_at_exit(run, docker_client):
     owner = run.result("owner").strip("'")
     assert owner.startswith(f"{socket.gethostname()}-")
     assert list(engine.containers_with_label(docker_client, **{OWNER_LABEL: owner})) == []
+
+
+# -- issue 8: comparing with care, limits and long outputs ----------------------------------------
+
+
+def test_ignored_keys_and_float_noise_read_equal_within_tolerance(run):
+    report = _report(run, "noisy")
+    assert report.startswith('noisy({"n": 3}): equal within tolerance'), report
+    assert re.search(r"compared\s+floats to a relative 1e-09; ", report), report
+    assert "ignored keys: stats.elapsed, time" in report
+    html_out = run.outputs("noisy")[-1].data["text/html"]
+    assert "<b style='color:var(--jp-success-color1, green)'>equal within tolerance</b>" in html_out
+    meta = json.loads((run.workdir / "functions" / "noisy" / "faas.json").read_text())
+    assert meta["ignore_keys"] == ["time", "stats.elapsed"]
+
+
+def test_line_test_uses_the_stored_keys_and_the_kernel_twin(run):
+    report = _report(run, "noisy-line")
+    assert report.startswith('noisy({"n": 3}): equal within tolerance'), report
+    assert "ignored keys: stats.elapsed, time" in report
+
+
+def test_zero_tolerance_names_the_first_difference(run):
+    report = _report(run, "strict")
+    assert report.startswith('noisy({"n": 3}): different'), report
+    assert "floats to a relative 0; ignored keys: stats.elapsed, time" in report
+    assert re.search(r"first difference at stats\.mean: [\d.e-]+ in the kernel, ", report)
+    assert "> tolerance 0)" in report
+
+
+def test_report_states_the_limits_the_server_enforces(run):
+    report = _report(run, "noisy")
+    assert re.search(
+        r"limits\s+input 7 B of 1048576 B, result \d+ B of 1048576 B "
+        r"\(what the function server enforces: c\.FaaSWorkspace\.max_payload_bytes",
+        report,
+    ), report
+
+
+def test_input_over_the_payload_limit_is_refused_before_the_run(run):
+    text = run.text("input-limit")
+    assert "UsageError" in text and "Traceback" not in text, text
+    assert "The test input of noisy is 136 bytes of JSON, over the 100-byte input limit" in text
+    assert "c.FunctionServer.max_payload_bytes" in text
+    assert run.result("ok-input-limit") == "2"
+
+
+def test_huge_results_and_logs_are_shortened_with_the_full_value_an_attribute_away(run):
+    report = _report(run, "huge")
+    assert len(report) < 20_000, len(report)
+    assert "more characters; the whole value: report.container.result)" in report
+    assert "earlier lines left out; all are in report.container.logs" in report
+    html_out = run.outputs("huge")[-1].data["text/html"]
+    assert len(html_out) < 30_000, len(html_out)
+    sizes = run.result("huge-full")
+    assert sizes.startswith("(900000, 300, "), sizes
+    text_len, html_len = (int(n) for n in sizes.strip("()").split(", ")[2:])
+    assert text_len < 20_000 and html_len < 30_000
+
+
+def test_result_over_the_server_limit_fails_the_local_test(run):
+    report = _report(run, "toobig")
+    assert report.startswith("toobig({}): different"), report
+    assert re.search(r"status\s+container: application error", report)
+    assert (
+        "The action produced a response that exceeded the allowed length: 1100009 > 1048576 bytes."
+        in report
+    )
+
+
+def test_old_faas_json_without_ignore_keys_still_loads(tmp_path):
+    from jupyter_faas.bundle import Bundle
+    from jupyter_faas.errors import BundleError
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "handler.py").write_text("def main(args):\n    return {}\n")
+    (folder / "faas.json").write_text('{"name": "old", "handler": "main", "memory_mb": 256}')
+    assert Bundle.load(folder).metadata.ignore_keys == []
+    (folder / "faas.json").write_text('{"name": "old", "ignore_keys": ["a b"]}')
+    with pytest.raises(BundleError, match=r'Cannot ignore keys "a b": each must be a key name'):
+        Bundle.load(folder)

@@ -160,7 +160,12 @@ class DockerBuilder(FaaSBuilder):
             {"step": "test", "message": "Running the function in its container", "progress": None}
         )
         return run_test(
-            sandbox, bundle, args, reused, lambda: self._discard(image.image_id, memory)
+            sandbox,
+            bundle,
+            args,
+            reused,
+            lambda: self._discard(image.image_id, memory),
+            self.max_result_bytes,
         )
 
     def _warm_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from ..bundle import Bundle
+from ..runtime.faas_protocol import MAX_RESULT_BYTES
 from .sandbox import ContainerRun
 
 #: A progress event: {"step": "build"|"push"|"test", "message": str, "progress": 0..1 or None}.
@@ -66,6 +68,13 @@ class FaaSBuilder(LoggingConfigurable):
     notice = ""
 
     _required = ("build", "test", "push", "published")
+
+    max_result_bytes = Integer(
+        MAX_RESULT_BYTES,
+        help="""Largest result of a local test run, in bytes: a larger one is an application
+        error, as on the function server. Set from c.FaaSWorkspace.max_result_bytes before
+        every test (configure it there); 0 means no limit.""",
+    )
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

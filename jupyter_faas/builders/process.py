@@ -102,7 +102,7 @@ class ProcessBuilder(FaaSBuilder):
         def discard() -> None:
             self._discard(image.key, memory)
 
-        run = run_test(sandbox, bundle, args, reused, discard)
+        run = run_test(sandbox, bundle, args, reused, discard, self.max_result_bytes)
         if run.status == "error" and is_memory_error(run.result):
             # The address-space backstop refused an allocation: the same limit, reported the
             # same way as the watchdog's kill. The process may be left fragmented: replace it.

@@ -56,10 +56,19 @@ class Sandbox(Protocol):
         """After the sandbox stopped answering: (killed for memory, exit code)."""
 
 
-def run_test(sandbox: Sandbox, bundle: Bundle, args: dict, reused: bool, discard) -> ContainerRun:
+def run_test(
+    sandbox: Sandbox,
+    bundle: Bundle,
+    args: dict,
+    reused: bool,
+    discard,
+    max_result_bytes: int = protocol.MAX_RESULT_BYTES,
+) -> ContainerRun:
     """``/init`` ``bundle``'s code and ``/run`` it on ``args`` in ``sandbox``.
 
     Args:
+        max_result_bytes: A larger result is an application error, as on the function
+            server (c.FaaSWorkspace.max_result_bytes; 0: no limit).
         discard: Called (before the result is returned) when the sandbox must not be
             reused: its init failed, it timed out or it died.
     """
@@ -103,7 +112,7 @@ def run_test(sandbox: Sandbox, bundle: Bundle, args: dict, reused: bool, discard
             seconds,
         )
     seconds = time.perf_counter() - start
-    return _answer(resp, sandbox.logs(wait=True), seconds, reused)
+    return _answer(resp, sandbox.logs(wait=True), seconds, reused, max_result_bytes)
 
 
 def timeout_message(timeout_s: float) -> str:
@@ -120,8 +129,10 @@ def oom_message(memory_mb: int) -> str:
     )
 
 
-def _answer(resp: ActionResponse, logs: list[str], seconds: float, reused: bool) -> ContainerRun:
-    outcome, result = protocol.classify(resp.status, resp.body, len(resp.text.encode()))
+def _answer(
+    resp: ActionResponse, logs: list[str], seconds: float, reused: bool, limit: int
+) -> ContainerRun:
+    outcome, result = protocol.classify(resp.status, resp.body, len(resp.text.encode()), limit)
     status = {protocol.SUCCESS: "success", protocol.APPLICATION_ERROR: "application error"}.get(
         outcome, "error"
     )

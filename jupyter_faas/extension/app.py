@@ -225,6 +225,7 @@ class FaaSExtension(ExtensionApp):
         self._note(bundle, "tested" if container.ok else "built", built.ref)
         return {
             "verdict": report.verdict,
+            "limits": report.limits,
             "container": {
                 "status": container.status,
                 "result": container.result,

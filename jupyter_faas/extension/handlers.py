@@ -224,6 +224,7 @@ class InvokeHandler(FaaSHandler):
                 f"The field 'async' must be true or false, not {_kind(is_async)}.",
                 hint=f"Send e.g. {self._example}.",
             )
+        self.faas.workspace.check_payload(params, f"The input of {name}")  # 413 before sending
         deployer = self.faas.workspace.deployer
         record = await self.faas.call(deployer.invoke, name, params, not is_async)
         if isinstance(record, Accepted):

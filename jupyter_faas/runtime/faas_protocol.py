@@ -20,8 +20,13 @@ DURATION_HEADER = "X-Faas-Duration-Ms"
 ALLOW_REINIT_ENV = "FAAS_ALLOW_REINIT"
 #: Our runtime with no extra packages: the function server's default Python kind.
 RUNTIME_IMAGE = "jupyter-faas-runtime:latest"
-#: Results larger than this are an application error, as in OpenWhisk.
+#: Results larger than this are an application error, as in OpenWhisk (its default, 1 MB).
+#: The default of c.FaaSWorkspace.max_result_bytes (the local test) and of
+#: c.FunctionServer.max_payload_bytes (the server's limit on inputs and results).
 MAX_RESULT_BYTES = 1024 * 1024
+#: Invocation inputs larger than this are refused (413), as in OpenWhisk (1 MB): the default of
+#: c.FaaSWorkspace.max_payload_bytes and of c.FunctionServer.max_payload_bytes.
+MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Annotation key jupyter-faas puts on the actions it deploys (source hash, provenance).
 FAAS_ANNOTATION = "jupyter-faas"
 
@@ -68,11 +73,11 @@ def run_body(
     return body
 
 
-def classify(status, body, size):
+def classify(status, body, size, limit=MAX_RESULT_BYTES):
     """``(outcome, result)`` of a ``/run`` answer by OpenWhisk's rules.
 
     200 with an object or array is success, 200 with ``{"error"}`` an application
-    error; a result over ``MAX_RESULT_BYTES`` is an application error; any other
+    error; a result over ``limit`` bytes is an application error; any other
     status is a developer error carrying the body's ``error``; anything that is
     not a JSON object or array is a developer error.
 
@@ -80,11 +85,12 @@ def classify(status, body, size):
         status: The HTTP status of the answer.
         body: The parsed JSON body, or None when it was not JSON.
         size: The body's length in bytes.
+        limit: The largest result in bytes (the server's setting; OpenWhisk's default 1 MB).
     """
-    if status == 200 and size > MAX_RESULT_BYTES:
+    if status == 200 and limit and size > limit:
         return APPLICATION_ERROR, {
             "error": "The action produced a response that exceeded the allowed length: "
-            f"{size} > {MAX_RESULT_BYTES} bytes."
+            f"{size} > {limit} bytes."
         }
     if isinstance(body, dict):
         if status == 200:

@@ -31,6 +31,7 @@ from traitlets.config import Application
 from .. import __version__
 from ..errors import ConfigError, FaaSError
 from ..paths import default_server_data_dir
+from ..runtime.faas_protocol import MAX_PAYLOAD_BYTES
 from ..traits import AUTO, EntryPointType, backend_default
 from .activator import Activator
 from .alarms import SYSTEM_NAMESPACE, AlarmService
@@ -171,9 +172,12 @@ class FunctionServer(Application):
         1, config=True, help="Largest per-container concurrency an action may ask for (1: none)."
     )
     max_payload_bytes = Integer(
-        1024 * 1024,
+        MAX_PAYLOAD_BYTES,
         config=True,
-        help="Largest invocation payload, parameter set and result, in bytes (default 1 MB).",
+        help="Largest invocation payload, parameter set and result, in bytes: default "
+        "1048576 (1 MB, OpenWhisk's), e.g. 5242880 for 5 MB. The notebook side checks the "
+        "same limits before a test or an invoke with c.FaaSWorkspace.max_payload_bytes and "
+        "max_result_bytes (same default): change them together.",
     )
     max_code_bytes = Integer(
         48 * 1024 * 1024, config=True, help="Largest action code (or zip), in bytes (48 MB)."
@@ -234,6 +238,7 @@ class FunctionServer(Application):
         self._subjects: dict[str, tuple[str, str]] = {}
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retiring: set[asyncio.Task] = set()
 
     def initialize(self, argv=None) -> None:
         """Parse the command line and load the config file."""
@@ -383,6 +388,8 @@ class FunctionServer(Application):
             await self.alarms.stop()
         if self.activator is not None:
             await self.activator.stop(self.shutdown_grace_s)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         if self.invoker is not None:
             await self.invoker.stop()
         if self.http_server is not None:
@@ -390,6 +397,28 @@ class FunctionServer(Application):
             self.http_server = None
         if self.db is not None:
             self.db.close()
+
+    def retire(self, action: str) -> None:
+        """Remove the idle sandboxes of a deleted or replaced action, in the background.
+
+        ``action``: ``ns/[pkg/]name`` (delete) or ``ns/[pkg/]name@version`` (update). The
+        request answers at once; without this, the sandboxes would hold memory until the
+        invoker's idle timeout.
+        """
+        if self.invoker is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._retire(action))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, action: str) -> None:
+        try:
+            removed = await self.invoker.retire(action)
+        except Exception:  # a delete has succeeded; its clean-up must not fail it
+            self.log.exception("Removing the sandboxes of /%s failed", action)
+            return
+        if removed:
+            self.log.info("Removed %d idle sandbox(es) of /%s", removed, action)
 
     def stop(self) -> None:
         """Ask a server run by :meth:`start` to shut down (thread-safe)."""

@@ -67,6 +67,15 @@ def test_a_faas_cell_takes_name_and_options_from_its_line(shell, tmp_path):
     assert shell.user_ns["main"]({"x": 1}) == {"y": 11}
 
 
+def test_ignore_keys_on_the_line_are_stored_for_later_tests(shell, tmp_path):
+    source = "%%faas timed --ignore-keys time,stats.elapsed\ndef main(args):\n    return {}\n"
+    assert text_plain(shell, capture(None, source))["ok"] is True
+    bundle = Bundle.load(tmp_path / "functions" / "timed")
+    assert bundle.metadata.ignore_keys == ["time", "stats.elapsed"]
+    bad = text_plain(shell, capture(None, source.replace("time,", "a..b,")))
+    assert bad["ok"] is False and bad["error"].startswith('Cannot ignore keys "a..b"')
+
+
 def test_the_silent_request_path_returns_bare_json(shell):
     # What the sidebar sends: an import in the code and the call as a user expression.
     shell.run_cell("import jupyter_faas.sidebar_kernel as _faas", store_history=False)
@@ -156,7 +165,8 @@ def test_a_bad_faas_line_shows_the_usage(shell):
         shell, capture(None, "%%faas --memory 256\ndef main(args):\n    return {}\n")
     )
     assert answer["error"].endswith(
-        "Usage: %%faas NAME [--memory MB] [--timeout S] [--handler NAME] [--test 'JSON']"
+        "Usage: %%faas NAME [--memory MB] [--timeout S] [--handler NAME] [--test 'JSON'] "
+        "[--ignore-keys time,stats.elapsed]"
     )
 
 

@@ -432,3 +432,61 @@ def test_web_action_answers_without_a_key(server, guest):
     assert r.status_code == 200, r.text
     r = anonymous.get(f"/api/v1/web/guest/default/{name}.json", params={"who": "sfx"})
     assert (r.status_code, r.json()) == (200, {"hello": "sfx"})
+
+
+# ---- deleted and replaced actions free their containers ------------------------------------
+
+
+def test_delete_and_update_remove_the_idle_containers_at_once(guest, server_images, docker_client):
+    """Without retiring, they would hold memory until the idle timeout (10 minutes)."""
+    from jupyter_faas.server.pool.containers import ACTION_LABEL
+
+    v1 = "def main(args):\n    return {'version': 1}\n"
+    name = blackbox_action(guest, server_images.pushed, v1)
+
+    def containers(version: str) -> list:
+        key = f"guest/{name}@{version}"
+        return docker_client.containers.list(all=True, filters={"label": f"{ACTION_LABEL}={key}"})
+
+    def gone(version: str) -> bool:
+        deadline = time.monotonic() + 10
+        while containers(version):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    assert invoke(guest, name, result="true").json() == {"version": 1}
+    assert len(containers("0.0.1")) == 1
+    r = guest.put(
+        f"{A}/actions/{name}?overwrite=true",
+        json={
+            "exec": {
+                "kind": "blackbox",
+                "image": server_images.pushed,
+                "code": v1.replace("1", "2"),
+            }
+        },
+    )
+    assert r.status_code == 200 and r.json()["version"] == "0.0.2", r.text
+    assert gone("0.0.1"), "the replaced version's idle container is still there"
+    assert invoke(guest, name, result="true").json() == {"version": 2}
+    assert len(containers("0.0.2")) == 1
+    assert guest.delete(f"{A}/actions/{name}").status_code == 200
+    assert gone("0.0.2"), "the deleted action's idle container is still there"
+
+
+def test_result_over_max_payload_bytes_is_an_application_error(guest):
+    """The server's one result limit (c.FunctionServer.max_payload_bytes, 1 MB by default) is
+    applied by the activator; the local test applies the same default."""
+    code = "def main(args):\n    return {'s': 'x' * args['n']}\n"
+    name = python_action(guest, code, stem="bigres")
+    r = invoke(guest, name, {"n": MB + 100})
+    assert r.status_code == 502, r.text
+    response = r.json()["response"]
+    assert response["status"] == "application error"
+    assert re.fullmatch(
+        r"The action produced a response that exceeded the allowed length: \d+ > 1048576 bytes\.",
+        response["result"]["error"],
+    )
+    assert invoke(guest, name, {"n": MB - 100}).status_code == 200

@@ -76,6 +76,7 @@ class ActionHandler(BaseHandler):
         namespace = self.own_namespace(namespace, identity)
         split_name(name)
         doc = await crud.remove(self.faas.db, namespace, name, "actions")
+        self.faas.retire(f"{namespace}/{name}")
         self.send_json(doc)
 
     async def put(self, namespace: str, name: str) -> None:
@@ -105,8 +106,11 @@ class ActionHandler(BaseHandler):
         if body.get("parameters") is not None:
             check_params_size(body["parameters"], ranges)
         entity_ns = f"{namespace}/{pkg}" if pkg else namespace
+        replaced: list[str] = []
 
         def build(conn: sqlite3.Connection, old: dict | None) -> dict:
+            if old is not None:
+                replaced.append(old["version"])
             if old is None and exec_ is None:
                 raise BadRequest("exec undefined")
             new_exec = exec_ or old["exec"]
@@ -122,6 +126,8 @@ class ActionHandler(BaseHandler):
             return doc
 
         doc = await crud.save(self.faas.db, namespace, name, "actions", overwrite, build)
+        for version in replaced:  # a new version never reuses the old one's sandboxes
+            self.faas.retire(f"{namespace}/{name}@{version}")
         self.send_json(doc)
 
     async def _check_components(

@@ -48,8 +48,12 @@ def init_failed(resp: ActionResponse) -> tuple[int, dict]:
 
 
 def run_result(resp: ActionResponse) -> tuple[int, object]:
-    """The outcome of a ``/run`` answer, by the protocol's rules (``faas_protocol.classify``)."""
-    outcome, result = protocol.classify(resp.status, resp.body, len(resp.text.encode()))
+    """The outcome of a ``/run`` answer, by the protocol's rules (``faas_protocol.classify``).
+
+    No size limit here: the activator applies c.FunctionServer.max_payload_bytes to every
+    result, so that setting is the one limit (a fixed 1 MB here would undercut a larger one).
+    """
+    outcome, result = protocol.classify(resp.status, resp.body, len(resp.text.encode()), 0)
     if result is None:
         result = {
             "error": f"The action did not produce a valid JSON or JSON Array response: {resp.text}"

@@ -102,6 +102,8 @@ class Slot:
         self.state = state
         self.activations = 0
         self.last_used = time.monotonic()
+        #: Its action was deleted or replaced: removed when its run ends, never reused.
+        self.retired = False
 
     def ready(self, deadline: float) -> None:
         """Block until the sandbox listens (before a cold /init)."""
@@ -422,6 +424,10 @@ class SlotPool(FaaSInvoker):
     async def _release(self, slot: Slot) -> None:
         slot.activations += 1
         limit = getattr(self, self.limit_trait)
+        if slot.retired:
+            self.log.debug("removing %s: its action was deleted or replaced", slot.name)
+            await self._discard(slot)
+            return
         if limit and slot.activations >= limit:
             self.log.debug("recycling %s after %d activations", slot.name, slot.activations)
             await self._discard(slot)
@@ -429,6 +435,33 @@ class SlotPool(FaaSInvoker):
         slot.state = "idle"
         slot.last_used = time.monotonic()
         await self._notify()
+
+    async def retire(self, action: str) -> int:
+        """Remove the idle slots of ``action`` (``ns/name`` or ``ns/name@version``) now and its
+        busy ones when their run ends: a deleted action's containers free memory at once."""
+
+        def serves(key: str | None) -> bool:
+            return key is not None and (key == action or key.startswith(action + "@"))
+
+        doomed = []
+        for slot in list(self._slots.values()):
+            if not serves(slot.action_key):
+                continue
+            if slot.state == "idle":
+                self._forget(slot)  # at once, so no run takes it while it is being removed
+                doomed.append(slot)
+            else:
+                slot.retired = True
+        for key in [k for k, lock in self._action_locks.items() if serves(k) and not lock.locked()]:
+            del self._action_locks[key]
+        if doomed:
+            self.log.debug("removing %d idle %s of /%s", len(doomed), self.sandboxes, action)
+            await self._notify()
+            if self._calls is None:
+                await asyncio.gather(*(asyncio.to_thread(s.remove) for s in doomed))
+            else:
+                await asyncio.gather(*(self._calls.slow(s.remove) for s in doomed))
+        return len(doomed)
 
     async def _discard(self, slot: Slot) -> None:
         """Forget ``slot`` and remove its sandbox (idempotent, also after ``stop``)."""

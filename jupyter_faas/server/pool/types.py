@@ -129,3 +129,12 @@ class FaaSInvoker(LoggingConfigurable):
     async def run(self, job: ActivationJob) -> RunOutcome:
         """Run one activation to its outcome."""
         raise NotImplementedError
+
+    async def retire(self, action: str) -> int:
+        """Remove the idle sandboxes of a deleted or replaced action; returns how many.
+
+        ``action`` is ``ns/[pkg/]name`` (every version: a delete) or
+        ``ns/[pkg/]name@version`` (that version: an update). Busy ones are removed when
+        their run ends. Without it they would linger until the idle timeout. Default: none.
+        """
+        return 0
