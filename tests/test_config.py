@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 
 from jupyter_faas.builders.docker import DockerBuilder
 from jupyter_faas.config import load_jupyter_config
@@ -20,7 +20,7 @@ from jupyter_faas.workspace import FaaSWorkspace
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process
     ip.run_line_magic("load_ext", "jupyter_faas")
     return ip
 
