@@ -16,6 +16,29 @@ def backend_default() -> str:
     return os.environ.get("FAAS_BACKEND", "").strip() or AUTO
 
 
+class Pluggable:
+    """Base of a swappable part's interface (builder, deployer, invoker).
+
+    ``_required`` names the methods every implementation must define; one that misses
+    any fails when its class is defined, not when a scientist first presses a button.
+    A class with ``_abstract = True`` in its own body (a shared partial implementation)
+    is not checked; its subclasses are.
+    """
+
+    _required: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_abstract"):
+            return
+        interface = next((b for b in cls.__mro__[1:] if b.__dict__.get("_required")), None)
+        if interface is None:
+            return
+        missing = [m for m in interface._required if getattr(cls, m) is getattr(interface, m)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
+
+
 class EntryPointType(Type):
     """A class trait that also accepts the name of an entry point in ``entry_point_group``.
 

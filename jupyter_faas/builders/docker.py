@@ -7,15 +7,13 @@ started with ``FAAS_ALLOW_REINIT=1``: a code-only edit is one ``/init`` and one
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import socket
-import threading
 import time
 
 import docker.errors
-from traitlets import Dict, Float, Instance, Unicode, default
+from traitlets import Dict, Instance, Unicode, default
 
 from .. import engine, image, runtime
 from ..actionclient import ActionClient
@@ -23,38 +21,21 @@ from ..bundle import Bundle
 from ..errors import BuildError, RegistryError
 from ..registry import FaaSRegistry
 from ..runtime import protocol
-from ..site import FaaSSite
-from .interface import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
-from .sandbox import ContainerRun, run_test
+from .interface import BuiltImage, Progress, PushedImage, no_progress
+from .local import LocalBuilder
 
 _OWNER_LABEL = "org.jupyter-faas.owner"
 _FUNCTION_LABEL = "org.jupyter-faas.function"
 
 
-class DockerBuilder(FaaSBuilder):
+class DockerBuilder(LocalBuilder):
     """Builds, tests and pushes with the Docker engine next to the kernel."""
+
+    sandbox_word = "container"
 
     docker_url = Unicode(
         help="""Docker engine URL, e.g. "unix:///var/run/docker.sock" or
         "tcp://127.0.0.1:2375". Empty means $DOCKER_HOST, else the local socket.""",
-    ).tag(config=True)
-
-    start_timeout = Float(
-        30.0,
-        help="""Seconds a test container may take to start answering on port 8080 before
-        the test is reported as failed.""",
-    ).tag(config=True)
-
-    log_wait = Float(
-        2.0,
-        help="""Seconds to wait, after a run, for the end-of-activation markers in the
-        container's logs (the logs of a run are complete once both markers arrive).""",
-    ).tag(config=True)
-
-    api_host = Unicode(
-        "http://127.0.0.1:3233",
-        help="""Value of __OW_API_HOST inside test containers: the function server that
-        functions calling OpenWhisk would reach.""",
     ).tag(config=True)
 
     extra_labels = Dict(
@@ -62,17 +43,7 @@ class DockerBuilder(FaaSBuilder):
         {"org.example.project": "sfx"}, for a site's own bookkeeping and cleanup.""",
     ).tag(config=True)
 
-    site = Instance(FaaSSite, help="The site settings applied to builds and test containers.")
-    images = Instance(image.FaaSImages, help="Naming and base of dependency images.")
     registry = Instance(FaaSRegistry, help="Where push sends dependency images.")
-
-    @default("site")
-    def _site_default(self):
-        return FaaSSite(parent=self.parent or self)
-
-    @default("images")
-    def _images_default(self):
-        return image.FaaSImages(parent=self.parent or self)
 
     @default("registry")
     def _registry_default(self):
@@ -80,10 +51,7 @@ class DockerBuilder(FaaSBuilder):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._warm: dict[tuple[str, int], _TestContainer] = {}
-        self._lock = threading.Lock()
         self._owner = f"{socket.gethostname()}-{os.getpid()}"
-        atexit.register(self.close)
 
     @property
     def client(self):
@@ -151,28 +119,7 @@ class DockerBuilder(FaaSBuilder):
 
     # -- test --------------------------------------------------------------------------------
 
-    def test(
-        self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
-    ) -> ContainerRun:
-        memory = bundle.metadata.memory_mb
-        sandbox, reused = self._warm_sandbox(bundle, image, memory, progress)
-        progress(
-            {"step": "test", "message": "Running the function in its container", "progress": None}
-        )
-        return run_test(
-            sandbox,
-            bundle,
-            args,
-            reused,
-            lambda: self._discard(image.image_id, memory),
-            self.max_result_bytes,
-        )
-
-    def _warm_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
-        with self._lock:
-            sandbox = self._warm.get((built.image_id, memory))
-        if sandbox is not None:
-            return sandbox, True
+    def _start_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
         self.remove_stale_containers()
         progress(
             {
@@ -204,15 +151,7 @@ class DockerBuilder(FaaSBuilder):
         except Exception:
             engine.remove_container(container)
             raise
-        with self._lock:
-            self._warm[(built.image_id, memory)] = sandbox
-        return sandbox, False
-
-    def _discard(self, image_id: str, memory: int) -> None:
-        with self._lock:
-            sandbox = self._warm.pop((image_id, memory), None)
-        if sandbox is not None:
-            sandbox.remove()
+        return sandbox
 
     def remove_stale_containers(self) -> None:
         """Remove test containers of kernels on this host that are no longer running."""
@@ -222,15 +161,6 @@ class DockerBuilder(FaaSBuilder):
             name, _, pid = owner.rpartition("-")
             if name == host and pid.isdigit() and not _pid_alive(int(pid)):
                 engine.remove_container(container)
-
-    def close(self) -> None:
-        with self._lock:
-            keys = list(self._warm)
-        for image_id, memory in keys:
-            try:
-                self._discard(image_id, memory)
-            except Exception as err:  # the engine may be gone at interpreter exit
-                self.log.debug("Could not remove a test container: %s", err)
 
     # -- push --------------------------------------------------------------------------------
 
@@ -299,6 +229,10 @@ class _TestContainer:
 
     def mark(self) -> None:
         self._since = time.time()
+
+    def alive(self) -> bool:
+        # A container that died is found by its run (ContainerGone) and discarded then.
+        return True
 
     def logs(self, wait: bool) -> list[str]:
         deadline = time.monotonic() + (self._log_wait if wait else 0)

@@ -17,6 +17,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..bundle import Bundle
 from ..runtime.faas_protocol import MAX_RESULT_BYTES
+from ..traits import Pluggable
 from .sandbox import ContainerRun
 
 #: A progress event: {"step": "build"|"push"|"test", "message": str, "progress": 0..1 or None}.
@@ -56,7 +57,7 @@ class PushedImage:
     seconds: float = 0.0
 
 
-class FaaSBuilder(LoggingConfigurable):
+class FaaSBuilder(Pluggable, LoggingConfigurable):
     """Builds dependency environments, runs functions in test sandboxes, publishes them.
 
     Subclasses must implement every method below but ``close``; a subclass
@@ -75,12 +76,6 @@ class FaaSBuilder(LoggingConfigurable):
         error, as on the function server. Set from c.FaaSWorkspace.max_result_bytes before
         every test (configure it there); 0 means no limit.""",
     )
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        missing = [m for m in cls._required if getattr(cls, m) is getattr(FaaSBuilder, m)]
-        if missing:
-            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
 
     @classmethod
     def unavailable(cls) -> str:

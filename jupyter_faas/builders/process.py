@@ -11,74 +11,38 @@ environments, found by their tag.
 
 from __future__ import annotations
 
-import atexit
-import threading
 import time
 
-from traitlets import Float, Instance, Unicode, default
+from traitlets import Instance, default
 
-from .. import image
 from ..bundle import Bundle
 from ..environments import FaaSEnvironments, RuntimeProcess, is_memory_error, log_text, site_env
 from ..errors import BuildError, RegistryError
-from ..site import FaaSSite
-from .interface import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
-from .sandbox import ContainerRun, oom_message, run_test
+from .interface import BuiltImage, Progress, PushedImage, no_progress
+from .local import LocalBuilder
+from .sandbox import ContainerRun, oom_message
 
 #: Log bytes kept per test run, as the Docker sandbox's practical limit (OpenWhisk's is 10 MB).
 LOG_LIMIT_BYTES = 10 * 2**20
 
 
-class ProcessBuilder(FaaSBuilder):
+class ProcessBuilder(LocalBuilder):
     """Builds virtualenvs and tests functions in runtime processes on this machine."""
+
+    sandbox_word = "process"
 
     notice = (
         "container-less mode: functions run as plain processes with no isolation beyond a "
         "process; memory and time limits are still enforced."
     )
 
-    start_timeout = Float(
-        30.0,
-        help="""Seconds a test process may take to start listening on its port before the
-        test is reported as failed, e.g. 30. Its environment is built before this starts.""",
-    ).tag(config=True)
-
-    log_wait = Float(
-        2.0,
-        help="""Seconds to wait, after a run, for the end-of-activation markers in the test
-        process's output (the logs of a run are complete once both markers arrive), e.g. 2.
-        0 takes whatever was printed already.""",
-    ).tag(config=True)
-
-    api_host = Unicode(
-        "http://127.0.0.1:3233",
-        help="""Value of __OW_API_HOST for test processes: the function server that functions
-        calling OpenWhisk would reach, e.g. "http://127.0.0.1:3233". Empty leaves it unset.""",
-    ).tag(config=True)
-
-    site = Instance(FaaSSite, help="The site settings applied to pip and to test processes.")
-    images = Instance(image.FaaSImages, help="Naming of dependency images (the BuiltImage ref).")
     environments = Instance(
         FaaSEnvironments, help="Where dependency environments live and what Python makes them."
     )
 
-    @default("site")
-    def _site_default(self):
-        return FaaSSite(parent=self.parent or self)
-
-    @default("images")
-    def _images_default(self):
-        return image.FaaSImages(parent=self.parent or self)
-
     @default("environments")
     def _environments_default(self):
         return FaaSEnvironments(parent=self.parent or self)
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._warm: dict[tuple[str, int], _TestProcess] = {}
-        self._lock = threading.Lock()
-        atexit.register(self.close)
 
     # -- build -------------------------------------------------------------------------------
 
@@ -93,30 +57,16 @@ class ProcessBuilder(FaaSBuilder):
     def test(
         self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
     ) -> ContainerRun:
-        memory = bundle.metadata.memory_mb
-        sandbox, reused = self._warm_sandbox(bundle, image, memory, progress)
-        progress(
-            {"step": "test", "message": "Running the function in its process", "progress": None}
-        )
-
-        def discard() -> None:
-            self._discard(image.key, memory)
-
-        run = run_test(sandbox, bundle, args, reused, discard, self.max_result_bytes)
+        run = super().test(bundle, image, args, progress)
         if run.status == "error" and is_memory_error(run.result):
             # The address-space backstop refused an allocation: the same limit, reported the
             # same way as the watchdog's kill. The process may be left fragmented: replace it.
-            discard()
+            memory = bundle.metadata.memory_mb
+            self._discard(image.image_id, memory)
             run.status, run.result = "out of memory", {"error": oom_message(memory)}
         return run
 
-    def _warm_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
-        with self._lock:
-            sandbox = self._warm.get((built.key, memory))
-        if sandbox is not None and sandbox.runtime.alive():
-            return sandbox, True
-        if sandbox is not None:
-            self._discard(built.key, memory)
+    def _start_sandbox(self, bundle: Bundle, built: BuiltImage, memory: int, progress: Progress):
         path = self.environments.find(built.key[:24])
         if path is None:
             raise BuildError(
@@ -137,27 +87,7 @@ class ProcessBuilder(FaaSBuilder):
             name=f"test-{bundle.name}",
             timeout=self.start_timeout,
         )
-        sandbox = _TestProcess(process, self.log_wait)
-        with self._lock:
-            old, self._warm[(built.key, memory)] = self._warm.get((built.key, memory)), sandbox
-        if old is not None:  # another thread started one at the same time
-            old.runtime.kill()
-        return sandbox, False
-
-    def _discard(self, key: str, memory: int) -> None:
-        with self._lock:
-            sandbox = self._warm.pop((key, memory), None)
-        if sandbox is not None:
-            sandbox.runtime.kill()
-
-    def close(self) -> None:
-        with self._lock:
-            warm, self._warm = list(self._warm.values()), {}
-        for sandbox in warm:
-            try:
-                sandbox.runtime.kill()
-            except Exception as err:  # never let one stuck process keep the others alive
-                self.log.debug("Could not kill a test process: %s", err)
+        return _TestProcess(process, self.log_wait)
 
     # -- push --------------------------------------------------------------------------------
 
@@ -195,6 +125,12 @@ class _TestProcess:
 
     def mark(self) -> None:
         self.runtime.logs.discard()
+
+    def alive(self) -> bool:
+        return self.runtime.alive()
+
+    def remove(self) -> None:
+        self.runtime.kill()
 
     def logs(self, wait: bool) -> list[str]:
         """The run's output lines, as the Docker sandbox gives them (no timestamp, no stream)."""

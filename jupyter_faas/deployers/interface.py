@@ -15,6 +15,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..builders import PushedImage
 from ..bundle import Bundle
+from ..traits import Pluggable
 
 #: Activation statuses, as the displays name them.
 STATUSES = ("success", "application error", "developer error", "internal error")
@@ -101,7 +102,7 @@ class Schedule:
     cron: str
 
 
-class FaaSDeployer(LoggingConfigurable):
+class FaaSDeployer(Pluggable, LoggingConfigurable):
     """Puts bundles on a function server and runs, lists and schedules them.
 
     Subclasses must implement every method below; a subclass missing one fails
@@ -121,12 +122,6 @@ class FaaSDeployer(LoggingConfigurable):
         "function",
         "delete",
     )
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        missing = [m for m in cls._required if getattr(cls, m) is getattr(FaaSDeployer, m)]
-        if missing:
-            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
 
     @property
     def location(self) -> str:

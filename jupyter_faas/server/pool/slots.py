@@ -168,7 +168,7 @@ class SlotPool(FaaSInvoker):
     ``stop``, ``run``, :meth:`_new_slot` and :meth:`_dead_check`.
     """
 
-    _required = ()  # the abstract base: its subclasses are checked
+    _abstract = True  # a shared partial implementation: its subclasses are checked
     sandbox, sandboxes = "sandbox", "sandboxes"
     limit_trait = ""
     #: Seconds traits that must be more than 0.
@@ -177,11 +177,6 @@ class SlotPool(FaaSInvoker):
     nonzero_counts: tuple[str, ...] = ()
     #: Errors of a reaper round said as a warning (others are logged with their trace).
     reap_errors: tuple[type[BaseException], ...] = ()
-
-    def __init_subclass__(cls, **kwargs):
-        if "_required" not in cls.__dict__:
-            cls._required = FaaSInvoker._required
-        super().__init_subclass__(**kwargs)
 
     idle_timeout_s = Float(
         600.0,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from traitlets.config import LoggingConfigurable
 
 from ...runtime.faas_protocol import RUNTIME_IMAGE
+from ...traits import Pluggable
 
 #: RunOutcome.status_code values, as in OpenWhisk's ActivationResponse.
 SUCCESS = 0
@@ -87,7 +88,7 @@ class RunOutcome:
     peak_memory_bytes: int | None = None
 
 
-class FaaSInvoker(LoggingConfigurable):
+class FaaSInvoker(Pluggable, LoggingConfigurable):
     """Runs :class:`ActivationJob` s and reports :class:`RunOutcome` s.
 
     Subclasses must implement ``start``, ``stop`` and ``run``; a subclass missing
@@ -106,12 +107,6 @@ class FaaSInvoker(LoggingConfigurable):
     python_image = RUNTIME_IMAGE
 
     _required = ("start", "stop", "run")
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        missing = [m for m in cls._required if getattr(cls, m) is getattr(FaaSInvoker, m)]
-        if missing:
-            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)}")
 
     @classmethod
     def unavailable(cls) -> str:
