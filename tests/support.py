@@ -181,3 +181,34 @@ def running_function_server(
     finally:
         stop(proc)
         engine.remove_labelled(engine.docker_client(), **own)
+
+
+def unique_requirements(*pins: str) -> list[str]:
+    """Requirements whose dependency key is new in this run (pip ignores the comment)."""
+    return [f"# test {uuid.uuid4().hex}", *pins]
+
+
+def activation_job(
+    code: str | None, *, name="hello", version="0.0.1", params=None, kind="python:3.11", **limits
+):
+    """An ActivationJob for ``/guest/<name>`` with OpenWhisk's default limits."""
+    from jupyter_faas.server.pool import ActivationJob
+
+    exec_ = {"kind": kind, "binary": False}
+    if code is not None:
+        exec_["code"] = code
+    if "image" in limits:
+        exec_["image"] = limits.pop("image")
+    return ActivationJob(
+        activation_id=uuid.uuid4().hex,
+        namespace="guest",
+        action_name=f"/guest/{name}",
+        action_version=version,
+        exec=exec_,
+        params=params if params is not None else {"x": 1},
+        init_env={"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": f"/guest/{name}"},
+        limits={"timeout": 20000, "memory": 256, "logs": 10, "concurrency": 1, **limits},
+        deadline_ms=int(time.time() * 1000) + 20000,
+        api_key=None,
+        action_key=f"guest/{name}@{version}",
+    )

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 import requests
+from support import unique_requirements
 
 from jupyter_faas import engine
 from jupyter_faas.actionclient import ActionClient
@@ -43,11 +44,6 @@ def builder(base_image, registry, test_labels):
     made.registry.url = registry
     yield made
     made.close()
-
-
-def unique_requirements(*pins: str) -> list[str]:
-    """Requirements whose dependency key is new in this run (pip ignores the comment)."""
-    return [f"# test {uuid.uuid4().hex}", *pins]
 
 
 def test_rebuild_with_same_inputs_reuses_the_image(builder, tmp_path):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from support import unique_requirements
 
 from jupyter_faas.actionclient import ContainerGone
 from jupyter_faas.builders.docker import DockerBuilder
@@ -36,11 +36,6 @@ def main(args):
 
 def make_bundle(path: Path, code: str, requirements=(), name="peaks", **meta) -> Bundle:
     return Bundle.write(path / name, FunctionMetadata(name=name, **meta), code, list(requirements))
-
-
-def unique_requirements(*pins: str) -> list[str]:
-    """Requirements whose dependency key is new in this run (pip ignores the comment)."""
-    return [f"# test {uuid.uuid4().hex}", *pins]
 
 
 def process_builder(root: Path) -> ProcessBuilder:

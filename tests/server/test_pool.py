@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 
 import docker.errors
 import pytest
-from support import labelled_image
+from support import activation_job, labelled_image
 from traitlets import TraitError
 
 from jupyter_faas import engine, runtime
-from jupyter_faas.server.pool import ActivationJob
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
     escape_name,
@@ -89,26 +87,9 @@ def make_invoker(loop, runtime_image, run_label):
         loop.run_until_complete(invoker.stop())
 
 
-def job(code=HOST, *, name="hello", version="0.0.1", params=None, kind="python:3.11", **limits):
-    """An ActivationJob for ``/guest/<name>`` with OpenWhisk's default limits."""
-    exec_ = {"kind": kind, "binary": False}
-    if code is not None:
-        exec_["code"] = code
-    if "image" in limits:
-        exec_["image"] = limits.pop("image")
-    return ActivationJob(
-        activation_id=uuid.uuid4().hex,
-        namespace="guest",
-        action_name=f"/guest/{name}",
-        action_version=version,
-        exec=exec_,
-        params=params if params is not None else {"x": 1},
-        init_env={"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": f"/guest/{name}"},
-        limits={"timeout": 20000, "memory": 256, "logs": 10, "concurrency": 1, **limits},
-        deadline_ms=int(time.time() * 1000) + 20000,
-        api_key=None,
-        action_key=f"guest/{name}@{version}",
-    )
+def job(code=HOST, **settings):
+    """An ActivationJob for ``/guest/<name>`` (support.activation_job) running ``code``."""
+    return activation_job(code, **settings)
 
 
 def containers_of(client, **labels):

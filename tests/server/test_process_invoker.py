@@ -12,16 +12,15 @@ import asyncio
 import os
 import re
 import time
-import uuid
 
 import pytest
+from support import activation_job
 from traitlets import TraitError
 
 from jupyter_faas import environments
 from jupyter_faas.environments import FaaSEnvironments
 from jupyter_faas.runtime.faas_protocol import RUNTIME_IMAGE, SENTINEL
 from jupyter_faas.server.app import FunctionServer
-from jupyter_faas.server.pool import ActivationJob
 from jupyter_faas.server.pool.process import ProcessInvoker, environment_tag
 from jupyter_faas.site import FaaSSite
 
@@ -70,26 +69,9 @@ def make_invoker(loop, env_root):
         loop.run_until_complete(asyncio.wait_for(invoker.stop(), 30))
 
 
-def job(code=PID, *, name="hello", version="0.0.1", params=None, kind="python:3.11", **limits):
-    """An ActivationJob for ``/guest/<name>`` with OpenWhisk's default limits."""
-    exec_ = {"kind": kind, "binary": False}
-    if code is not None:
-        exec_["code"] = code
-    if "image" in limits:
-        exec_["image"] = limits.pop("image")
-    return ActivationJob(
-        activation_id=uuid.uuid4().hex,
-        namespace="guest",
-        action_name=f"/guest/{name}",
-        action_version=version,
-        exec=exec_,
-        params=params if params is not None else {"x": 1},
-        init_env={"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": f"/guest/{name}"},
-        limits={"timeout": 20000, "memory": 256, "logs": 10, "concurrency": 1, **limits},
-        deadline_ms=int(time.time() * 1000) + 20000,
-        api_key=None,
-        action_key=f"guest/{name}@{version}",
-    )
+def job(code=PID, **settings):
+    """An ActivationJob for ``/guest/<name>`` (support.activation_job) running ``code``."""
+    return activation_job(code, **settings)
 
 
 def run(loop, invoker, request, timeout=60.0):
