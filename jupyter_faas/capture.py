@@ -16,35 +16,25 @@ import ast
 import builtins
 import cmath
 import functools
-import importlib.metadata
-import importlib.util
 import inspect
 import io
 import os
-import re
 import socket
 import symtable
 import sys
-import sysconfig
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.markers import default_environment
-from packaging.requirements import InvalidRequirement, Requirement
-
+from .datafiles import BY_REFERENCE, call_name, local_files, quoted, take_data_files
 from .errors import CaptureError
+from .pinning import local_module_path
 
 #: Largest literal (length of its repr) written into handler.py for a captured constant.
 MAX_CONSTANT_BYTES = 64 * 1024
 
-#: Largest total size of the notebook-local files a function may take along in its bundle.
-MAX_DATA_BYTES = 1024 * 1024
-
 _LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes)
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_i", "_ii"}
-_NOT_DISTRIBUTIONS = {"jupyter_faas"}
-_NOT_PINNED = {"jupyter-faas"}
 
 #: Calls that read files, the network or other processes: a value built by one is not rebuilt
 #: by re-running its statement in the function's container.
@@ -70,18 +60,6 @@ _QUERY_METHODS = {
     "to_json", "tolist", "sum", "mean", "min", "max", "std", "startswith", "endswith", "find",
     "search", "match", "fullmatch", "findall", "finditer", "sub", "split", "strip", "lower",
     "upper", "encode", "decode", "dumps", "loads", "__repr__", "__str__",
-}  # fmt: skip
-#: Methods that write a file: their path (the object's for ``Path`` methods, else the first
-#: argument) is an output, not data the function reads.
-_PATH_WRITES = {"write_text", "write_bytes", "touch", "mkdir", "unlink"}
-_WRITE_METHODS = _PATH_WRITES | {
-    "to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_hdf", "savefig", "save",
-    "savez", "savetxt", "imwrite",
-}  # fmt: skip
-#: Calls whose first argument is a path: a folder named there is data the function reads.
-_PATH_CALLS = {
-    "Path", "PurePath", "PosixPath", "FileSystemLoader", "listdir", "scandir", "walk", "glob",
-    "iglob", "join", "open", "load", "loadtxt", "read_csv", "read_json", "read_parquet",
 }  # fmt: skip
 
 
@@ -167,136 +145,8 @@ def capture(
         )
     captured = CapturedFunction(handler=handler, cell_source=cell_source)
     _Resolver(captured, namespace, history or []).resolve(cell_source, tree)
-    _take_data_files(captured)
+    take_data_files(captured)
     return captured
-
-
-def _take_data_files(captured: CapturedFunction) -> None:
-    """Find the notebook-local files the code names; take them along, or refuse saying how."""
-    code = "\n\n".join([*captured.constants, *captured.definitions, captured.cell_source])
-    found = local_files(ast.parse(code))
-    if not found:
-        return
-    outside = [rel for rel in found if rel.startswith("..")]
-    if outside:
-        raise CaptureError(
-            f"The function reads {_quoted(outside)}, outside the notebook's folder "
-            f"({os.getcwd()}): such files are not taken into the function's bundle.",
-            hint=_BY_REFERENCE,
-        )
-    sizes = {rel: _tree_size(path) for rel, path in found.items()}
-    listing = ", ".join(f"{rel!r} ({_size(size)})" for rel, size in sizes.items())
-    if sum(sizes.values()) > MAX_DATA_BYTES:
-        raise CaptureError(
-            f"The function reads notebook-local files {listing}: together more than the "
-            f"{_size(MAX_DATA_BYTES)} a function takes along in its bundle.",
-            hint=_BY_REFERENCE,
-        )
-    captured.data_files.update(found)
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} kB"
-
-
-def _quoted(items) -> str:
-    return ", ".join(repr(i) for i in items)
-
-
-def _tree_size(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def local_files(tree: ast.AST, cwd: str | None = None) -> dict[str, str]:
-    """Files and folders in ``cwd`` named by relative path literals in ``tree``.
-
-    Any string literal naming an existing file counts; a folder counts when it is the first
-    argument of a path-taking call (``Path``, ``FileSystemLoader``, ``open``…) or is joined with
-    ``/`` or ``os.path.join``, so a key like ``args["data"]`` is not mistaken for a ``data``
-    folder. Returns the normalised relative path -> its absolute path.
-    """
-    cwd = cwd or os.getcwd()
-    candidates: dict[str, bool] = {}  # text -> whether a folder there counts
-
-    def note(text, as_path: bool) -> None:
-        if isinstance(text, str) and text:
-            candidates[text] = candidates.get(text, False) or as_path
-
-    written = {id(part) for node in ast.walk(tree) for part in _written_paths(node)}
-    for node in ast.walk(tree):
-        if id(node) in written:
-            continue
-        if isinstance(node, ast.Constant):
-            note(node.value, False)
-        elif (
-            isinstance(node, ast.Call)
-            and node.args
-            and id(node.args[0]) not in written
-            and _call_name(node) in _PATH_CALLS
-        ):
-            note(_path_text(node), True)
-            note(_path_text(node.args[0]), True)
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            note(_path_text(node), True)
-    found = {}
-    for text, as_path in candidates.items():
-        if len(text) > 1024 or any(c in text for c in "\n\0*?") or os.path.isabs(text):
-            continue
-        rel = os.path.normpath(text)
-        if rel in (".", ".."):
-            continue
-        path = os.path.join(cwd, rel)
-        try:
-            if os.path.isfile(path) or (as_path and os.path.isdir(path)):
-                found[rel] = os.path.abspath(path)
-        except (OSError, ValueError):
-            continue
-    # ``Path("data") / "x.json"`` names data/x.json, not all of data/.
-    return {
-        rel: path
-        for rel, path in found.items()
-        if not any(other.startswith(rel + os.sep) for other in found)
-    }
-
-
-def _written_paths(node: ast.AST) -> list[ast.AST]:
-    """The path expressions a call writes to (``open(p, "w")``, ``Path(p).write_text``,
-    ``df.to_csv(p)``): an output file the kernel made is not data the function reads."""
-    if not isinstance(node, ast.Call):
-        return []
-    name = _call_name(node)
-    if name == "open" and node.args:
-        mode = node.args[1] if len(node.args) > 1 else None
-        mode = next((k.value for k in node.keywords if k.arg == "mode"), mode)
-        if isinstance(mode, ast.Constant) and any(c in str(mode.value) for c in "wax"):
-            return list(ast.walk(node.args[0]))
-    if name in _WRITE_METHODS and isinstance(node.func, ast.Attribute):
-        target = node.func.value if name in _PATH_WRITES else (node.args or [None])[0]
-        return list(ast.walk(target)) if target is not None else []
-    return []
-
-
-def _call_name(node: ast.Call) -> str | None:
-    func = node.func
-    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-
-
-def _path_text(node: ast.AST) -> str | None:
-    """The path a constant expression spells: ``"a"``, ``Path("a") / "b"``, ``join("a", "b")``."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-        left, right = _path_text(node.left), _path_text(node.right)
-        return os.path.join(left, right) if left is not None and right is not None else None
-    if isinstance(node, ast.Call) and _call_name(node) in ("Path", "PurePath", "PosixPath", "join"):
-        parts = [_path_text(arg) for arg in node.args]
-        if parts and None not in parts and not node.keywords:
-            return os.path.join(*parts)
-    return None
 
 
 class _History:
@@ -553,7 +403,7 @@ class _Resolver:
             raise CaptureError(
                 f"{name!r} is a {type(value).__name__} of {len(text):,} characters, too "
                 f"large to write into the function's code (limit {MAX_CONSTANT_BYTES:,}).",
-                hint=_BY_REFERENCE,
+                hint=BY_REFERENCE,
             )
         elif _has_non_finite(value):
             raise CaptureError(
@@ -638,8 +488,8 @@ class _Resolver:
         if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(value)):
             return f"uses the earlier value of {name!r}"
         for sub in ast.walk(value):
-            if isinstance(sub, ast.Call) and _call_name(sub) in _OUTSIDE_CALLS:
-                return f"calls {_call_name(sub)}() (files, the network or other processes)"
+            if isinstance(sub, ast.Call) and call_name(sub) in _OUTSIDE_CALLS:
+                return f"calls {call_name(sub)}() (files, the network or other processes)"
             if isinstance(sub, ast.Name) and sub.id in self.namespace:
                 used = self.namespace[sub.id]
                 module = used.__name__ if isinstance(used, types.ModuleType) else ""
@@ -649,7 +499,7 @@ class _Resolver:
                     return f"uses the {module} module (the network or other processes)"
         files = local_files(value)
         if files:
-            return f"reads the notebook-local {_quoted(files)}"
+            return f"reads the notebook-local {quoted(files)}"
         checked, mentioned = None, False
         for cell, later in self.history.statements[index + 1 :]:
             if cell is not checked:  # a cell that does not mention the name cannot change it
@@ -718,13 +568,6 @@ class _Resolver:
             files = sorted(Path(path).rglob("*.py")) if os.path.isdir(path) else [Path(path)]
             for file in files:
                 self._note_imports(parse_cell(file.read_text(), where=str(file)))
-
-
-_BY_REFERENCE = (
-    "Pass data by reference instead: put it where the function can read it (a file on "
-    "shared storage, an object store, a URL), send its location in the input, "
-    'e.g. {"path": "/data/run42/frame.npy"}, and load it inside the function.'
-)
 
 
 def free_globals(source: str) -> set[str]:
@@ -796,7 +639,7 @@ def _changes(statement: ast.stmt, name: str) -> bool:
             if _root_name(call.func) == name and not _only_reads(call):
                 return True
             given = [*call.args, *(k.value for k in call.keywords)]
-            if _call_name(call) not in _SHOW_CALLS and any(
+            if call_name(call) not in _SHOW_CALLS and any(
                 isinstance(arg, ast.Name) and arg.id == name for arg in given
             ):
                 return True
@@ -857,7 +700,7 @@ def _uncapturable_hint(value, name: str) -> str:
         "strings, and lists/tuples/dicts of them) are captured as they are; anything else "
         "is built again in the function by re-running its defining statement."
     )
-    return f"{rebuild} For data: {_BY_REFERENCE}" if _is_data(value) else rebuild
+    return f"{rebuild} For data: {BY_REFERENCE}" if _is_data(value) else rebuild
 
 
 def _is_data(value) -> bool:
@@ -878,115 +721,3 @@ def _describe(value) -> str:
     if isinstance(nbytes, int):
         return f"a {kind} of {nbytes / 1e6:.1f} MB"
     return f"a {kind} object"
-
-
-def local_module_path(top: str) -> str | None:
-    """The file or package folder of ``top`` when it is the user's own code, not a distribution.
-
-    Raises:
-        CaptureError: the module is not installed in the kernel at all.
-    """
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        raise CaptureError(
-            f"The code imports {top!r}, which is not installed in this kernel.",
-            hint=f"Install it (`%pip install {top}`) and run the cell again, so the function "
-            "gets the version you tested with.",
-        )
-    if top in _distributions() or top in _NOT_DISTRIBUTIONS:
-        return None
-    origin = spec.origin if spec.origin not in (None, "built-in", "frozen") else None
-    if origin is None:
-        return None
-    site_dirs = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")}
-    if any(origin.startswith(d) for d in site_dirs):
-        return None
-    return os.path.dirname(origin) if origin.endswith("__init__.py") else origin
-
-
-_dist_cache: tuple[tuple, dict[str, list[str]]] | None = None
-#: Distribution name (normalised) -> the pins of it and everything it requires; reset with
-#: ``_dist_cache``.
-_closure_cache: dict[str, dict[str, str]] = {}
-
-
-def _path_fingerprint() -> tuple:
-    """The import path and its folders' modification times: a ``%pip install`` changes it."""
-    stamps = []
-    for entry in sys.path:
-        try:
-            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
-        except OSError:
-            stamps.append((entry, None))
-    return tuple(stamps)
-
-
-def _distributions() -> dict[str, list[str]]:
-    """Top-level module -> distributions; reread only when the import path changed (reading
-    every installed distribution's metadata costs ~100 ms in a full environment)."""
-    global _dist_cache
-    fingerprint = _path_fingerprint()
-    if _dist_cache is None or _dist_cache[0] != fingerprint:
-        _dist_cache = (fingerprint, importlib.metadata.packages_distributions())
-        _closure_cache.clear()
-    return _dist_cache[1]
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _closure(dist_name: str) -> dict[str, str]:
-    """``name==version`` of ``dist_name`` and of every distribution it requires, transitively.
-
-    ``Requires-Dist`` markers are evaluated against this kernel's environment, with the extras
-    each requirement asks for, so the image gets what the kernel has installed, not newer.
-    """
-    key = _normalise(dist_name)
-    if key in _closure_cache:
-        return _closure_cache[key]
-    environment = default_environment()
-    pins: dict[str, str] = {}
-    seen: set[tuple[str, str]] = set()
-    queue: list[tuple[str, frozenset[str]]] = [(dist_name, frozenset())]
-    while queue:
-        name, extras = queue.pop()
-        wanted = {e for e in extras if (_normalise(name), e) not in seen}
-        if _normalise(name) in pins and not wanted:
-            continue
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue  # an optional dependency that is not installed: the kernel runs without it
-        real = dist.metadata["Name"] or name
-        if _normalise(real) in _NOT_PINNED:
-            continue
-        pins[_normalise(real)] = f"{real}=={dist.version}"
-        seen.update((_normalise(name), e) for e in {"", *extras})
-        for text in dist.requires or []:
-            try:
-                req = Requirement(text)
-            except InvalidRequirement:
-                continue
-            if req.marker is not None and not any(
-                req.marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
-            ):
-                continue
-            queue.append((req.name, frozenset(req.extras)))
-    _closure_cache[key] = pins
-    return pins
-
-
-def pinned_requirements(modules: set[str]) -> list[str]:
-    """``name==version`` for the distributions that provide ``modules`` in this kernel and
-    everything they require, so a rebuild reproduces the kernel's environment."""
-    pins = {}
-    for top in sorted(modules):
-        if top in _NOT_DISTRIBUTIONS:
-            continue
-        for dist in _distributions().get(top, []):
-            pins.update(_closure(dist))
-    return [pins[k] for k in sorted(pins)]

@@ -16,10 +16,11 @@ from traitlets.config import LoggingConfigurable
 
 from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .bundle import Bundle, FunctionMetadata, check_ignore_keys, check_limits, check_name
-from .capture import capture, pinned_requirements
+from .capture import capture
 from .deployers import Accepted, ActivationRecord, Deployment, FaaSDeployer
 from .errors import ActivationFailed, BundleError, ConfigError, LimitExceeded
 from .localtest import FLOAT_TOLERANCE, KernelRun, TestReport, run_in_kernel
+from .pinning import pinned_requirements
 from .runtime.faas_protocol import MAX_PAYLOAD_BYTES, MAX_RESULT_BYTES
 from .traits import EntryPointType, backend_default
 

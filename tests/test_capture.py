@@ -17,8 +17,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from jupyter_faas.capture import capture, free_globals, local_module_path, pinned_requirements
+from jupyter_faas.capture import capture, free_globals
 from jupyter_faas.errors import CaptureError
+from jupyter_faas.pinning import local_module_path, pinned_requirements
 from jupyter_faas.workspace import FaaSWorkspace
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from IPython.testing import globalipapp
 
-from jupyter_faas import capture as capture_module
-from jupyter_faas.capture import capture, local_files, pinned_requirements
+from jupyter_faas import datafiles
+from jupyter_faas.capture import capture, local_files
 from jupyter_faas.errors import CaptureError
+from jupyter_faas.pinning import pinned_requirements
 from jupyter_faas.workspace import FaaSWorkspace
 
 
@@ -375,7 +376,7 @@ def test_notebook_local_files_travel_beside_handler(shell, notebook_dir, tmp_pat
 
 
 def test_large_or_outside_files_are_refused_by_reference(shell, notebook_dir, monkeypatch):
-    (notebook_dir / "big.bin").write_bytes(b"\0" * (capture_module.MAX_DATA_BYTES + 1))
+    (notebook_dir / "big.bin").write_bytes(b"\0" * (datafiles.MAX_DATA_BYTES + 1))
     message = refusal(
         shell, "def main(args):\n    return {'n': len(open('big.bin', 'rb').read())}\n"
     )
