@@ -7,12 +7,27 @@ connection rather than ``requests`` (about 1 ms less per call, machine.md).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
+import secrets
 import select
 import socket
 import time
 from dataclasses import dataclass, field
+
+from .runtime import protocol
+
+#: Per-process key that sandbox secrets are derived from (see ``ActionClient.for_sandbox``).
+_SANDBOX_KEY = secrets.token_bytes(32)
+
+
+def sandbox_secret(name: str) -> str:
+    """The secret of the sandbox called ``name``: HMAC of a per-process key, so an invoker can
+    give it to the container and to the client without storing it, and one container's secret
+    tells nothing about another's."""
+    return hmac.new(_SANDBOX_KEY, name.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -36,12 +51,24 @@ class ActionClient:
     Args:
         host: The container's address (its IP on a Docker network, or 127.0.0.1).
         port: The runtime's port (8080 for every OpenWhisk runtime).
+        secret: The runtime's ``FAAS_RUNTIME_SECRET``, sent on every request (None: none).
     """
 
-    def __init__(self, host: str, port: int = 8080):
+    def __init__(self, host: str, port: int = 8080, secret: str | None = None):
         self.host = host
         self.port = port
+        self.secret = secret
         self._conn: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def for_sandbox(cls, host: str, name: str, port: int = 8080) -> ActionClient:
+        """A client of the sandbox called ``name`` started with :meth:`secret_env` ``(name)``."""
+        return cls(host, port, secret=sandbox_secret(name))
+
+    @staticmethod
+    def secret_env(name: str) -> dict[str, str]:
+        """The environment entry that gives the sandbox called ``name`` its secret."""
+        return {protocol.SECRET_ENV: sandbox_secret(name)}
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the runtime accepts TCP connections, or raise ContainerGone after ``timeout`` s."""
@@ -58,18 +85,26 @@ class ActionClient:
                     ) from None
                 time.sleep(0.005)
 
-    def init(self, value: dict, timeout: float) -> ActionResponse:
-        """POST ``{"value": value}`` to ``/init``."""
-        return self.post("/init", {"value": value}, timeout)
+    def init(self, value: dict, timeout: float, token: str | None = None) -> ActionResponse:
+        """POST ``{"value": value}`` to ``/init``; ``token`` follows its log markers (if any)."""
+        body = {"value": value, **({protocol.LOG_TOKEN_KEY: token} if token else {})}
+        return self.post("/init", body, timeout)
 
-    def run(self, payload: dict, timeout: float) -> ActionResponse:
-        """POST an activation (``{"value": …, "activation_id": …, …}``) to ``/run``."""
+    def run(self, payload: dict, timeout: float, token: str | None = None) -> ActionResponse:
+        """POST an activation (``{"value": …, "activation_id": …, …}``) to ``/run``.
+
+        ``token`` is printed after its log markers, so the logs cannot be cut by the function.
+        """
+        if token:
+            payload = {**payload, protocol.LOG_TOKEN_KEY: token}
         return self.post("/run", payload, timeout)
 
     def post(self, path: str, body: object, timeout: float) -> ActionResponse:
         """POST JSON ``body`` to ``path``; raise TimeoutError or ContainerGone on failure."""
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        if self.secret:
+            headers[protocol.SECRET_HEADER] = self.secret
         start = time.perf_counter()
         try:
             conn = self._connection(timeout)

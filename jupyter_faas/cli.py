@@ -247,7 +247,9 @@ class BaseCommand(JupyterApp):
 
 class NamespaceCommand(JupyterApp):
     name = "jupyter-faas-namespace"
-    description = "Create namespaces and their keys on the function server: namespace create NAME."
+    description = (
+        "Manage the function server's namespaces and keys: namespace create|rotate|delete NAME."
+    )
 
     def parse_command_line(self, argv=None):
         """Its options are argparse's (see namespace_main), not traitlets'."""

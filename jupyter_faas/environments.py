@@ -408,6 +408,14 @@ class RuntimeProcess:
             child[runtime.protocol.ALLOW_REINIT_ENV] = "1"
         else:
             child.pop(runtime.protocol.ALLOW_REINIT_ENV, None)
+        # A fresh secret on an inherited pipe, never in the environment: other processes on
+        # this machine cannot /init or /run it, and its function cannot read it from /proc.
+        child.pop(runtime.protocol.SECRET_ENV, None)
+        secret = runtime.protocol.new_secret()
+        read_end, write_end = os.pipe()
+        os.write(write_end, secret.encode())
+        os.close(write_end)
+        child[runtime.protocol.SECRET_FD_ENV] = str(read_end)
         try:
             # -s: no user site-packages, so the host's ~/.local does not leak into functions.
             self._proc = subprocess.Popen(
@@ -418,16 +426,19 @@ class RuntimeProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=(read_end,),
                 preexec_fn=_limits(address_space_limit(memory_mb)),
             )
         except OSError as err:
             shutil.rmtree(self._folder, ignore_errors=True)
             raise ContainerGone(f"The runtime of {name} could not be started: {err}") from err
+        finally:
+            os.close(read_end)
         self.pid = self._proc.pid
         # Imported here: the server package is heavy, and a kernel that only builds needs none.
         from .server.pool.logs import LogCollector
 
-        self.action = ActionClient("127.0.0.1", self.port)
+        self.action = ActionClient("127.0.0.1", self.port, secret=secret)
         self.logs = LogCollector.pipes(self._proc.stdout, self._proc.stderr, name)
         _WATCHDOG.add(self)
 

@@ -9,17 +9,47 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import re
+import shlex
 import tarfile
 
-from traitlets import Unicode, default
+from traitlets import Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import runtime
-from .site import CONTAINER_CA_PATH, FaaSSite
+from .errors import ConfigError
+from .site import CONTAINER_CA_PATH, FaaSSite, check_setting_text
 
 #: Label carrying the dependency key on every dependency image.
 KEY_LABEL = "org.jupyter-faas.key"
+
+#: An image reference as Docker accepts it: [registry[:port]/]path[:tag][@digest].
+_IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"  # registry host[:port]
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"  # first path component
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # further path components
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # digest
+)
+
+
+def check_image_ref(setting: str, ref: str) -> str:
+    """Refuse anything but a Docker image reference (no spaces, newlines or options).
+
+    Raises:
+        ConfigError: ``ref`` is not an image reference.
+    """
+    check_setting_text(setting, ref)
+    if not _IMAGE_REF.match(ref) or len(ref) > 255:
+        raise ConfigError(
+            f"{setting} = {ref!r} is not a Docker image reference "
+            "([registry[:port]/]name[:tag][@sha256:digest], lower-case name, no spaces).",
+            hint=f"Set {setting} to an image such as 'python:3.11-slim' or "
+            "'registry.example.org:5000/team/python:3.11'.",
+        )
+    return ref
 
 
 class FaaSImages(LoggingConfigurable):
@@ -43,6 +73,21 @@ class FaaSImages(LoggingConfigurable):
     def _base_image_default(self):
         return os.environ.get("FAAS_BASE_IMAGE", "jupyter-faas-base:bookworm")
 
+    @validate("base_image")
+    def _check_base_image(self, proposal):
+        return check_image_ref("c.FaaSImages.base_image", proposal["value"].strip())
+
+    @validate("repository")
+    def _check_repository(self, proposal):
+        value = proposal["value"].strip()
+        if ":" in value.rsplit("/", 1)[-1] or "@" in value:
+            raise ConfigError(
+                f"c.FaaSImages.repository = {value!r} holds a tag or digest; the tag is the "
+                "dependency key.",
+                hint="Set it to a repository name only, e.g. 'jupyter-faas/deps'.",
+            )
+        return check_image_ref("c.FaaSImages.repository", value)
+
     def local_ref(self, key: str) -> str:
         """The local name of the dependency image with ``key``."""
         return f"{self.repository}:{key[:24]}"
@@ -61,14 +106,25 @@ def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
     """The Dockerfile of a dependency image.
 
     The CA bundle and index settings apply to the pip step only: they are build
-    inputs of the site, not part of what the function image promises.
+    inputs of the site, not part of what the function image promises. Every value is
+    checked to be one line and shell-quoted, so a space-separated
+    ``pip_extra_index_url`` reaches pip as one variable and no value can add a
+    Dockerfile instruction or a shell command.
+
+    Raises:
+        ConfigError: ``base_image`` is not an image reference, or a setting holds a newline.
     """
-    pip_env = " ".join(f"{k}={v!s}" for k, v in site.pip_env().items())
+    check_image_ref("c.FaaSImages.base_image", base_image)
+    env = site.pip_env()
+    for name, value in env.items():
+        check_setting_text(f"pip build variable {name}", value)
+    pip_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     ca_copy = f"COPY site-ca.crt {CONTAINER_CA_PATH}\n" if site.ca_bundle else ""
     ca_remove = f" && rm -f {CONTAINER_CA_PATH}" if site.ca_bundle else ""
     return (
         f"FROM {base_image}\n"
-        f'LABEL org.jupyter-faas="1" org.jupyter-faas.role="deps" {KEY_LABEL}="{key}"\n'
+        'LABEL org.jupyter-faas="1" org.jupyter-faas.role="deps" '
+        f"{KEY_LABEL}={json.dumps(key)}\n"
         f"{ca_copy}"
         "COPY requirements.txt /faas/requirements.txt\n"
         "RUN python3 -m venv /faas/venv"

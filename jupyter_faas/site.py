@@ -9,7 +9,9 @@ forget one.
 from __future__ import annotations
 
 import os
+import re
 import ssl
+from urllib.parse import urlsplit
 
 from traitlets import Unicode, default, validate
 from traitlets.config import LoggingConfigurable
@@ -20,6 +22,57 @@ from .errors import ConfigError
 CONTAINER_CA_PATH = "/faas/site-ca.crt"
 
 _CA_ENV = ("FAAS_CA_BUNDLE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a no_proxy entry may hold: host names, domains (".example.org"), addresses, CIDRs,
+#: ports and "*".
+_NO_PROXY_ENTRY = re.compile(r"^[A-Za-z0-9.*:\[\]/_-]+$")
+
+
+def check_setting_text(setting: str, value: str) -> str:
+    """Refuse control characters (newlines above all) in a setting that reaches a Dockerfile.
+
+    Raises:
+        ConfigError: ``value`` holds a control character.
+    """
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ConfigError(
+            f"{setting} = {value!r} contains the control character {bad.group()!r} "
+            f"at position {bad.start()}; settings that go into image builds must be one "
+            "line of printable text.",
+            hint=f"Remove the newline or control character from {setting}.",
+        )
+    return value
+
+
+def check_url(setting: str, url: str) -> str:
+    """Refuse anything but an ``http(s)://host[:port][/path]`` URL without spaces or quotes.
+
+    Raises:
+        ConfigError: ``url`` is not such a URL.
+    """
+    check_setting_text(setting, url)
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as err:
+        problem = str(err)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "the scheme must be http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif re.search(r"[\s\"'`\\]", url):
+            problem = "it contains a space, quote or backslash"
+    if problem:
+        raise ConfigError(
+            f"{setting} = {url!r} is not a valid URL: {problem}.",
+            hint=f"Set {setting} to a URL such as 'https://pypi.example.org/simple', "
+            "or to '' for none.",
+        )
+    return url
 
 
 class FaaSSite(LoggingConfigurable):
@@ -55,7 +108,9 @@ class FaaSSite(LoggingConfigurable):
     ).tag(config=True)
 
     pip_extra_index_url = Unicode(
-        help="""Additional package index(es) for pip, space separated. Empty means none.
+        help="""Additional package index(es) for pip, space separated (pip's own
+        PIP_EXTRA_INDEX_URL form), e.g. "https://a.example.org/simple
+        https://b.example.org/simple". Each must be an http(s) URL. Empty means none.
         Default: $FAAS_PIP_EXTRA_INDEX_URL.""",
     ).tag(config=True)
 
@@ -101,6 +156,35 @@ class FaaSSite(LoggingConfigurable):
                 "/etc/ssl/certs/ca-certificates.crt, or to '' to use none.",
             )
         return path
+
+    @validate("http_proxy", "https_proxy", "pip_index_url")
+    def _check_url(self, proposal):
+        value = proposal["value"].strip()
+        if value:
+            check_url(f"c.FaaSSite.{proposal['trait'].name}", value)
+        return value
+
+    @validate("pip_extra_index_url")
+    def _check_extra_urls(self, proposal):
+        setting = "c.FaaSSite.pip_extra_index_url"
+        check_setting_text(setting, proposal["value"])
+        urls = proposal["value"].split()
+        for url in urls:
+            check_url(setting, url)
+        return " ".join(urls)
+
+    @validate("no_proxy")
+    def _check_no_proxy(self, proposal):
+        setting = "c.FaaSSite.no_proxy"
+        value = check_setting_text(setting, proposal["value"]).strip()
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            if not _NO_PROXY_ENTRY.match(entry):
+                raise ConfigError(
+                    f"{setting} = {value!r}: entry {entry!r} is not a host, domain, address "
+                    "or '*'.",
+                    hint="Use comma-separated hosts, e.g. 'localhost,.example.org,10.0.0.0/8'.",
+                )
+        return value
 
     def proxy_env(self) -> dict[str, str]:
         """Proxy variables, in both spellings, for builds and containers."""

@@ -128,13 +128,19 @@ class DockerBuilder(LocalBuilder):
                 "progress": None,
             }
         )
+        # Confined as the server's action containers (the same code runs there); imported
+        # here so a kernel that never tests pays nothing for the server's modules.
+        from ..server.pool.containers import Hardening
+
         container = self.client.containers.run(
             built.ref,
             detach=True,
             mem_limit=f"{memory}m",
             memswap_limit=f"{memory}m",
+            **Hardening().run_options(),
             environment={
                 protocol.ALLOW_REINIT_ENV: "1",
+                protocol.SECRET_ENV: (secret := protocol.new_secret()),  # only we /init, /run it
                 "__OW_API_HOST": self.api_host,
                 **self.site.container_env(),
             },
@@ -146,7 +152,7 @@ class DockerBuilder(LocalBuilder):
             ),
         )
         try:
-            sandbox = _TestContainer(container, self.log_wait)
+            sandbox = _TestContainer(container, self.log_wait, secret)
             sandbox.action.wait_ready(self.start_timeout)
         except Exception:
             engine.remove_container(container)
@@ -221,9 +227,9 @@ class DockerBuilder(LocalBuilder):
 class _TestContainer:
     """A warm test container as a ``Sandbox``: its runtime's client and its logs."""
 
-    def __init__(self, container, log_wait: float):
+    def __init__(self, container, log_wait: float, secret: str | None = None):
         self.container = container
-        self.action = ActionClient(engine.container_address(container))
+        self.action = ActionClient(engine.container_address(container), secret=secret)
         self._log_wait = log_wait
         self._since = time.time()
 
@@ -234,16 +240,17 @@ class _TestContainer:
         # A container that died is found by its run (ContainerGone) and discarded then.
         return True
 
-    def logs(self, wait: bool) -> list[str]:
+    def logs(self, wait: bool, token: str | None = None) -> list[str]:
         deadline = time.monotonic() + (self._log_wait if wait else 0)
+        end = protocol.marker(token)
         while True:
             try:
                 raw = self.container.logs(stdout=True, stderr=True, since=self._since)
             except docker.errors.NotFound:
                 return []
             lines = raw.decode("utf-8", errors="replace").splitlines()
-            if lines.count(protocol.SENTINEL) >= 2 or time.monotonic() >= deadline:
-                return [line for line in lines if line != protocol.SENTINEL]
+            if lines.count(end) >= 2 or time.monotonic() >= deadline:
+                return [line for line in lines if line != end]
             time.sleep(0.005)
 
     def exit_state(self) -> tuple[bool, object]:

@@ -132,8 +132,9 @@ class _TestProcess:
     def remove(self) -> None:
         self.runtime.kill()
 
-    def logs(self, wait: bool) -> list[str]:
+    def logs(self, wait: bool, token: str | None = None) -> list[str]:
         """The run's output lines, as the Docker sandbox gives them (no timestamp, no stream)."""
+        self.runtime.logs.token = token
         lines = self.runtime.logs.take(self._log_wait if wait else 0, LOG_LIMIT_BYTES)
         return [log_text(line) for line in lines]
 

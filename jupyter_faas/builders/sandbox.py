@@ -48,9 +48,10 @@ class Sandbox(Protocol):
     def mark(self) -> None:
         """Note the start of a run: ``logs`` returns what was printed after it."""
 
-    def logs(self, wait: bool) -> list[str]:
+    def logs(self, wait: bool, token: str | None = None) -> list[str]:
         """Lines printed since ``mark``, without the end-of-activation markers; with
-        ``wait``, first wait (briefly) for the markers of the run that just ended."""
+        ``wait``, first wait (briefly) for the markers of the run that just ended (those
+        carrying ``token``, when given: output imitating a marker ends nothing)."""
 
     def exit_state(self) -> tuple[bool, object]:
         """After the sandbox stopped answering: (killed for memory, exit code)."""
@@ -76,10 +77,13 @@ def run_test(
     memory = bundle.metadata.memory_mb
     sandbox.mark()
     start = time.perf_counter()
+    token = protocol.new_log_token()
     try:
-        init = sandbox.action.init(bundle.init_value(), timeout=timeout)
+        init = sandbox.action.init(bundle.init_value(), timeout=timeout, token=token)
+        if protocol.header(init.headers, protocol.LOG_TOKEN_HEADER) is None:
+            token = None  # a runtime without log tokens prints the plain marker
         if init.status != 200:
-            logs = sandbox.logs(wait=True)
+            logs = sandbox.logs(wait=True, token=token)
             discard()
             return ContainerRun("error", init.body or init.text, logs, time.perf_counter() - start)
         resp = sandbox.action.run(
@@ -92,15 +96,16 @@ def run_test(
                 deadline_ms=(time.time() + timeout) * 1000,
             ),
             timeout=timeout,
+            token=token,
         )
     except TimeoutError:
         seconds = time.perf_counter() - start
-        logs = sandbox.logs(wait=False)
+        logs = sandbox.logs(wait=False, token=token)
         discard()
         return ContainerRun("timeout", {"error": timeout_message(timeout)}, logs, seconds)
     except ContainerGone:
         seconds = time.perf_counter() - start
-        logs = sandbox.logs(wait=False)
+        logs = sandbox.logs(wait=False, token=token)
         oom, code = sandbox.exit_state()
         discard()
         if oom:
@@ -112,7 +117,7 @@ def run_test(
             seconds,
         )
     seconds = time.perf_counter() - start
-    return _answer(resp, sandbox.logs(wait=True), seconds, reused, max_result_bytes)
+    return _answer(resp, sandbox.logs(wait=True, token=token), seconds, reused, max_result_bytes)
 
 
 def timeout_message(timeout_s: float) -> str:

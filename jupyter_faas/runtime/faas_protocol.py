@@ -8,6 +8,7 @@ only, Python 3.9+, like the runtime.
 """
 
 import json
+import secrets
 
 #: Printed on stdout and on stderr after every activation; the logs of one activation
 #: are what came before it (protocols.md B.4).
@@ -18,6 +19,25 @@ PEAK_MEMORY_HEADER = "X-Faas-Peak-Memory"
 DURATION_HEADER = "X-Faas-Duration-Ms"
 #: Environment variable that lets a runtime accept a second /init (local tests only).
 ALLOW_REINIT_ENV = "FAAS_ALLOW_REINIT"
+#: Environment variable giving a runtime its per-sandbox secret (hex). Set only by our invokers
+#: and local builders; the runtime hides it from the function and then requires it on every
+#: POST, so a neighbouring sandbox cannot /init or /run it. Unset (real OpenWhisk, OpenFaaS,
+#: Knative), the runtime answers anyone, as those platforms expect.
+SECRET_ENV = "FAAS_RUNTIME_SECRET"
+#: Alternative to SECRET_ENV: an inherited file descriptor to read the secret from (no trace in
+#: the environment at all; RuntimeProcess uses it, and so does the runtime's own re-exec).
+SECRET_FD_ENV = "FAAS_RUNTIME_SECRET_FD"
+#: Request header carrying the secret.
+SECRET_HEADER = "X-Faas-Secret"
+#: Key of the /init and /run bodies carrying the activation's log token: the runtime removes it
+#: before the function sees the body (it never becomes an ``__OW_`` variable) and prints it after
+#: the end-of-activation marker, so output that imitates the marker cannot cut the logs.
+LOG_TOKEN_KEY = "faas_log_token"
+#: Response header of /init and /run: this runtime prints the log token after its markers.
+LOG_TOKEN_HEADER = "X-Faas-Log-Token"
+#: Environment variable: the largest request body the runtime reads, in bytes.
+MAX_REQUEST_ENV = "FAAS_MAX_REQUEST_BYTES"
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 #: Our runtime with no extra packages: the function server's default Python kind.
 RUNTIME_IMAGE = "jupyter-faas-runtime:latest"
 #: Results larger than this are an application error, as in OpenWhisk (its default, 1 MB).
@@ -34,6 +54,21 @@ FAAS_ANNOTATION = "jupyter-faas"
 SUCCESS = "success"
 APPLICATION_ERROR = "application error"
 DEVELOPER_ERROR = "developer error"
+
+
+def new_secret():
+    """A fresh sandbox secret (32 random bytes, hex)."""
+    return secrets.token_hex(32)
+
+
+def new_log_token():
+    """A fresh log token for one activation (16 random bytes, hex)."""
+    return secrets.token_hex(16)
+
+
+def marker(token=None):
+    """The end-of-activation line: OpenWhisk's plain marker, or the marker and ``token``."""
+    return f"{SENTINEL} {token}" if token else SENTINEL
 
 
 def init_value(name, main, code, binary, env=None):

@@ -32,13 +32,25 @@ Baked code, in order: ``$__OW_ACTION_CODE`` (with ``__OW_ACTION_MAIN``, ``__OW_A
 executable ``$FAAS_ACTION_DIR/exec``. Other settings: ``PORT`` (8080), ``FAAS_BIND`` (0.0.0.0),
 ``FAAS_ACTION_DIR`` (/action), ``FAAS_FUNCTION_DIR`` (/faas/function), ``FAAS_LOCK_FILE``
 (/tmp/.lock). Activations run one at a time (OpenWhisk concurrency 1).
+
+Tenant isolation, under our own invokers only (both are off on the platforms above):
+    * ``FAAS_RUNTIME_SECRET`` (or ``FAAS_RUNTIME_SECRET_FD``): every POST must carry it in
+      ``X-Faas-Secret`` or gets 403, so a neighbouring sandbox cannot /init or /run this one.
+      The runtime re-executes itself without the variable, so neither ``os.environ`` nor
+      /proc/<pid>/environ shows it to the function.
+    * ``faas_log_token`` in a /init or /run body is removed before the function sees the
+      body and printed after the marker, so output imitating the marker cannot cut the logs.
+    * A request is read in full (``FAAS_MAX_REQUEST_BYTES``, default 64 MB; 10 s once started)
+      before the activation lock is taken, so a stalled client delays no one else.
 """
 
 import base64
+import hmac
 import http.server
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,6 +73,10 @@ ARGV_LIMIT = 131071  # larger arguments go to a native executable on stdin only
 ACTION_DIR = os.environ.get("FAAS_ACTION_DIR", "/action")
 FUNCTION_DIR = os.environ.get("FAAS_FUNCTION_DIR", "/faas/function")
 KNATIVE = os.environ.get("__OW_RUNTIME_PLATFORM", "").lower() == "knative"
+#: Seconds a started request may take to arrive in full (headers and body); idle kept-alive
+#: connections wait without limit, as before.
+READ_TIMEOUT_S = float(os.environ.get("FAAS_READ_TIMEOUT_S") or 10)
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 NO_CODE = "The action has no code: call /init with code first."
 
 
@@ -83,12 +99,65 @@ def env_string(value):
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def print_sentinels():
-    """Mark the end of an activation's logs on both streams, after the function's own output."""
+def print_sentinels(token=None):
+    """Mark the end of an activation's logs on both streams, after the function's own output.
+
+    With the invoker's ``token`` after the marker, output imitating it cannot end the logs.
+    """
+    line = protocol.marker(token) + "\n"
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-        stream.write(SENTINEL + "\n")
+        stream.write(line)
         stream.flush()
+
+
+def pop_token(message):
+    """Remove the log token from a request body (the function never sees it); None if absent."""
+    token = message.pop(protocol.LOG_TOKEN_KEY, None) if isinstance(message, dict) else None
+    return token if isinstance(token, str) and TOKEN_RE.fullmatch(token) else None
+
+
+def max_request_bytes():
+    try:
+        return int(os.environ.get(protocol.MAX_REQUEST_ENV) or protocol.MAX_REQUEST_BYTES)
+    except ValueError:
+        return protocol.MAX_REQUEST_BYTES
+
+
+def read_secret():
+    """The sandbox secret, kept out of the environment the function can read.
+
+    From ``FAAS_RUNTIME_SECRET_FD`` (read and closed), or ``FAAS_RUNTIME_SECRET``: then the
+    runtime re-executes itself without it and hands it over on a pipe, because the initial
+    environment stays readable in /proc/<pid>/environ for the life of a process. None when
+    neither is set (real OpenWhisk, OpenFaaS, Knative): requests are not checked.
+    """
+    fd = os.environ.pop(protocol.SECRET_FD_ENV, None)
+    if fd is not None:
+        try:
+            with os.fdopen(int(fd), "rb") as f:
+                secret = f.read(4096).strip()
+        except (OSError, ValueError) as err:
+            sys.exit(f"faas runtime: cannot read the secret from fd {fd}: {err}")
+        if not secret:
+            sys.exit("faas runtime: the secret passed on a file descriptor is empty")
+        return secret
+    secret = os.environ.pop(protocol.SECRET_ENV, None)
+    if not secret:
+        return None
+    read_end, write_end = os.pipe()
+    os.write(write_end, secret.encode())
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    env = {**os.environ, protocol.SECRET_FD_ENV: str(read_end)}
+    argv = getattr(sys, "orig_argv", None) or [
+        sys.executable,
+        *subprocess._args_from_interpreter_flags(),
+        *sys.argv,
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)
 
 
 def reset_peak():
@@ -418,6 +487,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "faas-runtime"
     runtime = None
     lock = threading.Lock()
+    #: The sandbox secret (bytes) every POST must carry; None: requests are not checked.
+    secret = None
+    max_request = protocol.MAX_REQUEST_BYTES
 
     def setup(self):
         super().setup()
@@ -435,31 +507,68 @@ class Handler(http.server.BaseHTTPRequestHandler):
             404, {"error": f"No such endpoint: GET {self.path}. Use POST /init, /run or /."}
         )
 
+    def handle_one_request(self):
+        """Wait as long as it takes for a request, then give it READ_TIMEOUT_S to arrive."""
+        self.connection.settimeout(None)
+        try:
+            waiting = self.rfile.peek(1)
+        except OSError:
+            waiting = b""
+        if not waiting:
+            self.close_connection = True
+            return
+        self.connection.settimeout(READ_TIMEOUT_S)
+        super().handle_one_request()
+
     def do_POST(self):
+        # The whole request is read and checked before the lock: a slow or silent client
+        # holds only its own connection, never the activations of the others.
+        path = self.path.split("?", 1)[0]
+        try:
+            self.authenticate()
+            data = self.read_body()
+        except ActionError as err:
+            self.close_connection = True  # its body may be unread
+            return self.respond(err.status, {"error": str(err)})
         with self.lock:
             try:
-                status, body, headers = self.route(self.path.split("?", 1)[0])
+                status, body, headers = self.route(path, data)
             except ActionError as err:
                 status, body, headers = err.status, {"error": str(err)}, {}
             except Exception as err:  # a runtime bug: say so, keep serving
                 traceback.print_exc()
                 status, body, headers = 500, {"error": f"The runtime failed: {describe(err)}"}, {}
+        if path in ("/init", "/run"):
+            headers = {**headers, protocol.LOG_TOKEN_HEADER: "1"}
         self.respond(status, body, headers)
 
-    def route(self, path):
-        data = self.read_body()
+    def authenticate(self):
+        """Refuse a request without this sandbox's secret (when it has one)."""
+        if self.secret is None:
+            return
+        given = (self.headers.get(protocol.SECRET_HEADER) or "").encode("latin-1", "replace")
+        if not hmac.compare_digest(given, self.secret):
+            raise ActionError(403, "Forbidden: this runtime answers its own invoker only.")
+
+    def route(self, path, data):
         if path == "/init":
+            token = None
             try:
-                self.runtime.init(parse_json(data, path))
+                message = parse_json(data, path)
+                token = pop_token(message)
+                self.runtime.init(message)
             except ActionError:
-                print_sentinels()
+                print_sentinels(token)
                 raise
             return 200, {"ok": True}, {}
         if path == "/run":
+            token = None
             try:
-                return self.runtime.activate(parse_json(data, path))
+                payload = parse_json(data, path)
+                token = pop_token(payload)
+                return self.runtime.activate(payload)
             finally:
-                print_sentinels()
+                print_sentinels(token)
         message = parse_json(data, path, empty={})
         if KNATIVE and path == "/" and isinstance(message, dict):
             if message.keys() & {"init", "activation", "value"}:
@@ -470,20 +579,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.runtime.invoke(message)
 
     def read_body(self):
+        """The request body, at most ``max_request_bytes`` (413 beyond)."""
+        limit = self.max_request
+        too_large = ActionError(413, f"The request body exceeds {limit} bytes.")
         try:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
+                chunks, total = [], 0
                 while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+                    if size < 0:
+                        raise ValueError(size)
                     if size == 0:
-                        while self.rfile.readline().strip():
+                        while self.rfile.readline(65537).strip():
                             pass
                         return b"".join(chunks)
+                    total += size
+                    if total > limit:
+                        raise too_large
                     chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    self.rfile.readline(1024)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
+            if length > limit:
+                raise too_large
+            data = self.rfile.read(length)
+            if len(data) < length:
+                self.close_connection = True
+                raise ActionError(400, "The request body ended early.")
+            return data
         except ValueError:
-            self.close_connection = True
             raise ActionError(400, "Bad Content-Length or chunk size in the request.") from None
 
     def respond(self, status, body, headers=None):
@@ -509,6 +634,8 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def main():
+    Handler.secret = read_secret()  # first: before the function's code is loaded
+    Handler.max_request = max_request_bytes()
     Handler.runtime = Runtime()
     lock_file = os.environ.get("FAAS_LOCK_FILE", "/tmp/.lock")
     try:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import FaaSError
 from ..runtime.faas_protocol import annotation
@@ -353,7 +354,11 @@ class Activator:
             limits=dict(limits),
             deadline_ms=deadline,
             api_key=api_key,
-            action_key=f"{target.path}@{doc['version']}",
+            # Warm containers are never shared between callers (OpenWhisk keys them by the
+            # invoking namespace too): module-level state stays with one caller. The caller
+            # comes last, escaped so it holds no "@": retiring "ns/name[@version]" still
+            # finds the containers of every caller by prefix.
+            action_key=f"{target.path}@{doc['version']}@{quote(identity.namespace, safe='')}",
         )
 
     # -- records ----------------------------------------------------------------------

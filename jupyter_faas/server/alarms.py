@@ -29,6 +29,7 @@ from .entities import BUILTIN_KIND, Identity, now_ms, split_path
 from .errors import WhiskError
 from .pool.types import APPLICATION_ERROR, SUCCESS
 from .store import Database, queries
+from .store.keys import verify_key
 
 SYSTEM_NAMESPACE = "whisk.system"
 PACKAGE = "alarms"
@@ -190,8 +191,18 @@ class AlarmService:
         activator: Activator,
         allow_seconds: bool = False,
         log: logging.Logger | None = None,
+        keys: Any = None,
+        fire_throttle: Any = None,
+        max_alarms: int = 0,
     ):
         self.log = log or logging.getLogger(__name__)
+        #: What checks keys: the FunctionServer (``check_key``, ``known_key``); None
+        #: checks against the database directly.
+        self.keys = keys
+        #: MinuteThrottle of trigger fires (alarm fires count like POST /triggers); or None.
+        self.fire_throttle = fire_throttle
+        #: Most alarms per namespace; 0: no limit.
+        self.max_alarms = max_alarms
         self.db = db
         self.activator = activator
         self.allow_seconds = allow_seconds
@@ -254,10 +265,10 @@ class AlarmService:
         if not isinstance(auth, str) or ":" not in auth:
             raise FeedError("alarms trigger feed is missing the authKey parameter")
         uuid, _, key = auth.partition(":")
-        subject = await self.db.read(queries.subject_by_uuid, uuid)
-        if subject is None or subject[1] != key:
+        namespace = await self._check_key(uuid, key)
+        if namespace is None:
             raise FeedError("The supplied authKey is invalid")
-        owner = Identity(subject[0], uuid, key)
+        owner = Identity(namespace, uuid, key)
         try:
             namespace, name = split_path(trigger_name, owner.namespace)
         except WhiskError:
@@ -265,6 +276,13 @@ class AlarmService:
         if namespace != owner.namespace or "/" in name:
             raise FeedError(f"The supplied authKey is not authorized for trigger {trigger_name}")
         return owner, namespace, name
+
+    async def _check_key(self, uuid: str, key: str) -> str | None:
+        """The namespace whose key ``uuid:key`` is, or None (constant-time comparison)."""
+        if self.keys is not None:
+            return await self.keys.check_key(uuid, key)
+        subject = await self.db.read(queries.subject_digest, uuid)
+        return subject[0] if subject and verify_key(subject[1], key) else None
 
     async def lifecycle(self, kind: str, params: dict) -> dict:
         """Handle one feed invocation (``lifecycleEvent`` CREATE, READ, UPDATE or DELETE).
@@ -295,6 +313,14 @@ class AlarmService:
             )
         if event == "CREATE" and stored is not None:
             raise FeedError(f"trigger {label} already has an alarm; delete it first")
+        if event == "CREATE" and self.max_alarms:
+            count = await self.db.read(queries.count_alarms, namespace)
+            if count >= self.max_alarms:
+                raise FeedError(
+                    f"namespace {namespace} has {count} alarms, the most allowed "
+                    f"(c.FunctionServer.max_alarms_per_namespace = {self.max_alarms}); delete "
+                    "an alarm trigger first, or ask the server's operator to raise the limit"
+                )
         if event == "UPDATE":
             merged = {**stored["config"], **{k: v for k, v in params.items() if v is not None}}
             # "" is the package's default trigger_payload: it means "not given" here.
@@ -375,12 +401,26 @@ class AlarmService:
         config = entry["config"]
         entry["next"] = next_fire(config, now)
         subject = await self.db.read(queries.subject_by_uuid, entry["owner"])
-        trigger = await self.activator.entity(namespace, name, "triggers") if subject else None
-        if subject is None or trigger is None:
+        if subject is None or subject[0] != namespace:
+            # The namespace was deleted: forget the alarm (writing its status back would
+            # bring its row back).
+            self._alarms.pop(key, None)
+            await self.db.write(queries.delete_alarm, namespace, name)
+            self.log.info("Alarm for /%s/%s dropped: its namespace is gone", namespace, name)
+            return
+        trigger = await self.activator.entity(namespace, name, "triggers")
+        if trigger is None:
             await self._disable(key, entry, f"Trigger /{namespace}/{name} no longer exists")
             return
-        owner = Identity(subject[0], entry["owner"], subject[1])
-        await self.activator.fire(owner, trigger, dict(config["payload"]), {})
+        known = self.keys.known_key(entry["owner"]) if self.keys is not None else ""
+        owner = Identity(subject[0], entry["owner"], known)
+        try:
+            if self.fire_throttle is not None:
+                self.fire_throttle.admit(namespace)
+        except WhiskError as err:
+            self.log.warning("Alarm for /%s/%s skipped a fire: %s", namespace, name, err)
+        else:
+            await self.activator.fire(owner, trigger, dict(config["payload"]), {})
         entry["fired"] += 1
         max_triggers = config.get("maxTriggers", -1)
         if config["kind"] == "once":

@@ -33,13 +33,12 @@ from ..errors import ConfigError, FaaSError
 from ..paths import default_server_data_dir
 from ..runtime.faas_protocol import MAX_PAYLOAD_BYTES
 from ..traits import AUTO, EntryPointType, backend_default
-from .activator import Activator
 from .alarms import SYSTEM_NAMESPACE, AlarmService
-from .api import NotFoundHandler, base, routes
+from .api import NotFoundHandler, routes
 from .entities import LimitRanges, check_name, now_ms
 from .pool import FaaSInvoker
-from .store import Database, queries
-from .throttle import MinuteThrottle
+from .store import Database, connect, keys, queries
+from .throttle import LimitedActivator, MinuteThrottle
 
 GUEST = "guest"
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -66,9 +65,21 @@ def create_namespace(db: Database, name: str) -> str | None:
     return f"{subject_uuid}:{key}" if created else None
 
 
+def rotate_namespace(db: Database, name: str) -> str | None:
+    """Give namespace ``name`` a new key; return ``uuid:key``, or None if there is none.
+
+    The old key stops working at once, also on a running server: its subject cache
+    follows the database's ``auth_epoch`` (see :meth:`FunctionServer.check_key`).
+    """
+    _, key = new_subject()
+    subject_uuid = db.write_sync(queries.rotate_key, name, key)
+    return f"{subject_uuid}:{key}" if subject_uuid else None
+
+
 def write_auth_file(path: Path, api_key: str) -> None:
     """Write ``uuid:key`` to ``path``, readable by the owner only."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as f:
         f.write(api_key + "\n")
 
@@ -213,6 +224,50 @@ class FunctionServer(Application):
         help="Trigger fires a namespace may make per minute; more get 429. 0 means no limit "
         "(OpenWhisk's own default is 60).",
     )
+    action_sequence_limit = Integer(
+        50,
+        config=True,
+        help="Most atomic actions one sequence invocation may run in all, nested sequences "
+        "included (OpenWhisk's actionSequenceLimit, default 50); the component that would go "
+        'over ends the sequence with "Too many actions in the sequence.". Each component also '
+        "counts against invocations_per_minute. 0 means no limit (a sequence of 50 sequences "
+        "of 50 then runs 2500 actions), e.g. 200 for long pipelines.",
+    )
+    max_alarms_per_namespace = Integer(
+        100,
+        config=True,
+        help="Most alarm feeds (alarm, interval, once) a namespace may have at once; "
+        "creating one more fails with a message naming this setting. Default 100; 0 means "
+        "no limit, e.g. 1000 for a namespace that schedules many jobs.",
+    )
+    activation_max_age_hours = Float(
+        720.0,
+        config=True,
+        help="How long activation records are kept, in hours: older ones are deleted by the "
+        "periodic clean-up (activation_cleanup_interval_s). Default 720 (30 days); 0 means "
+        "keep them however old, e.g. 24 to keep one day.",
+    )
+    activation_max_count = Integer(
+        10000,
+        config=True,
+        help="Most activation records kept per namespace: the periodic clean-up deletes the "
+        "oldest beyond it. Default 10000; 0 means no limit, e.g. 1000 on a small disk.",
+    )
+    activation_cleanup_interval_s = Float(
+        600.0,
+        config=True,
+        help="Seconds between two runs of the activation clean-up (activation_max_age_hours, "
+        "activation_max_count); it also runs at start. Default 600 (10 minutes); 0 means "
+        "never (records are then kept for ever), e.g. 60.",
+    )
+    max_activation_list_bytes = Integer(
+        8 * 1024 * 1024,
+        config=True,
+        help="Largest sum of stored records one `GET activations?docs=true` answer holds, in "
+        "bytes: a page stops before the record that would pass it (the first record is "
+        "always sent), so list with skip= for the rest. Default 8388608 (8 MB); 0 means no "
+        "bound (up to 200 records of up to 1 MB result and 10 MB logs each), e.g. 1048576.",
+    )
     alarm_allow_seconds = Bool(
         False,
         config=True,
@@ -231,14 +286,18 @@ class FunctionServer(Application):
         super().__init__(**kwargs)
         self.db: Database | None = None
         self.invoker: FaaSInvoker | None = None
-        self.activator: Activator | None = None
+        self.activator: LimitedActivator | None = None
         self.alarms: AlarmService | None = None
         self.http_server: httpserver.HTTPServer | None = None
         self.bound_port: int | None = None
         self._subjects: dict[str, tuple[str, str]] = {}
+        self._plain_keys: dict[str, str] = {}
+        self._auth_epoch: int | None = None
+        self._auth_conn = None
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._retiring: set[asyncio.Task] = set()
+        self._cleanup: asyncio.Task | None = None
 
     def initialize(self, argv=None) -> None:
         """Parse the command line and load the config file."""
@@ -269,9 +328,49 @@ class FunctionServer(Application):
         """What runs Python and native actions, as the invoker names it."""
         return self.invoker.python_image
 
-    async def lookup_subject(self, subject_uuid: str) -> tuple[str, str] | None:
-        """``(namespace, key)`` of a subject (cached; subjects never change)."""
-        return await base.lookup_subject(self.db, self._subjects, subject_uuid)
+    def _follow_auth_epoch(self) -> None:
+        """Drop cached subjects when a key was created, rotated or a namespace deleted.
+
+        Keys change from other processes (`jupyter faas namespace rotate/delete`), so
+        every check reads the database's ``auth_epoch``: one primary-key lookup on a
+        connection of the event loop's own (WAL readers never wait for the writer),
+        a few microseconds, so a rotated key is refused from the next request on.
+        """
+        if self._auth_conn is None:
+            self._auth_conn = connect(self.db.path, busy_timeout_ms=1000)
+        epoch = queries.auth_epoch(self._auth_conn)
+        if epoch != self._auth_epoch:
+            self._subjects.clear()
+            self._plain_keys.clear()
+            self._auth_epoch = epoch
+
+    async def check_key(self, subject_uuid: str, key: str) -> str | None:
+        """The namespace of ``subject_uuid`` if ``key`` is its key, else None.
+
+        Subjects (namespace and key digest) are cached until the auth epoch changes;
+        checking a key is one salted SHA-256 and a constant-time comparison.
+        """
+        self._follow_auth_epoch()
+        subject = self._subjects.get(subject_uuid)
+        if subject is None:
+            subject = await self.db.read(queries.subject_digest, subject_uuid)
+            if subject is None:
+                return None
+            self._subjects[subject_uuid] = subject
+        if not keys.verify_key(subject[1], key):
+            return None
+        self._plain_keys[subject_uuid] = key
+        return subject[0]
+
+    def known_key(self, subject_uuid: str) -> str:
+        """The key of ``subject_uuid`` if a request showed it since the last key change.
+
+        The database holds digests only, so work started without a caller's key (web
+        actions, alarms, recovered activations) can pass ``__OW_API_KEY`` only when the
+        owner's key was seen; otherwise it is "" and the action gets none.
+        """
+        self._follow_auth_epoch()
+        return self._plain_keys.get(subject_uuid, "")
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -280,8 +379,11 @@ class FunctionServer(Application):
         api_key = create_namespace(self.db, name)
         if api_key is None:
             if not path.exists():
-                subject_uuid, key = self.db.read_sync(queries.namespace_subject, name)
-                write_auth_file(path, f"{subject_uuid}:{key}")
+                # Only the key's digest is stored: a lost auth file means a new key.
+                write_auth_file(path, rotate_namespace(self.db, name))
+                self.log.warning("%s was missing: namespace %s has a new key", path, name)
+            else:
+                os.chmod(path, 0o600)
             self.log.info("Namespace %s: key (uuid:key) in %s", name, path)
             return
         write_auth_file(path, api_key)
@@ -298,6 +400,7 @@ class FunctionServer(Application):
     def _open_db(self) -> None:
         data = Path(self.data_dir)
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(data, 0o700)  # it holds the database and the auth files
         setup = Database(data / DB_FILE, inline=True)
         setup.open()
         self.db = setup
@@ -357,19 +460,31 @@ class FunctionServer(Application):
             self.log.warning("%s", self.invoker.notice)
         self._check_namespaces()
         await self.invoker.start()
-        self.activator = Activator(
+        self.invocation_throttle = MinuteThrottle(self.invocations_per_minute, "requests")
+        self.fire_throttle = MinuteThrottle(self.fires_per_minute, "trigger fires")
+        self.activator = LimitedActivator(
             self.db,
             self.invoker,
             self.ranges,
             self.python_image,
             self.max_running_activations,
             log=self.log,
+            invocations=self.invocation_throttle,
+            sequence_limit=self.action_sequence_limit,
         )
-        self.alarms = AlarmService(self.db, self.activator, self.alarm_allow_seconds, log=self.log)
-        self.invocation_throttle = MinuteThrottle(self.invocations_per_minute, "requests")
-        self.fire_throttle = MinuteThrottle(self.fires_per_minute, "trigger fires")
+        self.alarms = AlarmService(
+            self.db,
+            self.activator,
+            self.alarm_allow_seconds,
+            log=self.log,
+            keys=self,
+            fire_throttle=self.fire_throttle,
+            max_alarms=self.max_alarms_per_namespace,
+        )
         await self.activator.recover()
         await self.alarms.start()
+        if self.activation_cleanup_interval_s > 0:
+            self._cleanup = asyncio.get_running_loop().create_task(self._clean_activations())
         app = web.Application(
             routes(), faas=self, default_handler_class=NotFoundHandler, compress_response=False
         )
@@ -384,6 +499,10 @@ class FunctionServer(Application):
         """Stop listening, let activations finish (up to the grace time), stop everything."""
         if self.http_server is not None:
             self.http_server.stop()
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            await asyncio.gather(self._cleanup, return_exceptions=True)
+            self._cleanup = None
         if self.alarms is not None:
             await self.alarms.stop()
         if self.activator is not None:
@@ -397,6 +516,28 @@ class FunctionServer(Application):
             self.http_server = None
         if self.db is not None:
             self.db.close()
+        if self._auth_conn is not None:
+            self._auth_conn.close()
+            self._auth_conn = None
+
+    async def prune_activations(self) -> int:
+        """Delete activation records past activation_max_age_hours / activation_max_count."""
+        age_ms = int(self.activation_max_age_hours * 3600 * 1000)
+        before = now_ms() - age_ms if age_ms > 0 else None
+        removed = await self.db.write(
+            queries.prune_activations, before, max(self.activation_max_count, 0)
+        )
+        if removed:
+            self.log.info("Activation clean-up: removed %d old record(s)", removed)
+        return removed
+
+    async def _clean_activations(self) -> None:
+        while True:
+            try:
+                await self.prune_activations()
+            except Exception:  # the next run tries again
+                self.log.exception("Activation clean-up failed")
+            await asyncio.sleep(self.activation_cleanup_interval_s)
 
     def retire(self, action: str) -> None:
         """Remove the idle sandboxes of a deleted or replaced action, in the background.
@@ -450,7 +591,12 @@ class FunctionServer(Application):
 
 
 def namespace_main(argv: list[str] | None = None) -> int:
-    """``jupyter faas namespace create NAME [--data-dir DIR]``: print the new ``uuid:key``.
+    """``jupyter faas namespace create|rotate|delete NAME [--data-dir DIR]``.
+
+    ``create`` and ``rotate`` print the new ``uuid:key``. ``delete`` removes the
+    namespace with its entities, activations and alarms; it refuses ``guest`` (whose key
+    the server writes to ``auth.guest``: rotate it instead) and ``whisk.system``.
+    Both take effect at once on a running server on the same data directory.
 
     Returns:
         The process exit status.
@@ -461,37 +607,75 @@ def namespace_main(argv: list[str] | None = None) -> int:
         prog="jupyter faas namespace", description="Manage the function server's namespaces."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    create = sub.add_parser("create", help="Create a namespace and print its key (uuid:key).")
-    create.add_argument("name", help="Namespace name, e.g. alice.")
-    create.add_argument(
-        "--data-dir", default=default_server_data_dir(), help="The server's data directory."
-    )
+    helps = {
+        "create": "Create a namespace and print its key (uuid:key).",
+        "rotate": "Give a namespace a new key and print it; the old key is refused at once.",
+        "delete": "Delete a namespace with its actions, triggers, rules, packages, "
+        "activations and alarms (not guest or whisk.system).",
+    }
+    for command, text in helps.items():
+        p = sub.add_parser(command, help=text, description=text)
+        p.add_argument("name", help="Namespace name, e.g. alice.")
+        p.add_argument(
+            "--data-dir", default=default_server_data_dir(), help="The server's data directory."
+        )
     args = parser.parse_args(argv)
-    single = Path(args.data_dir) / SINGLE_NAMESPACE_FILE
-    if single.exists():
+    if args.command == "create":
+        single = Path(args.data_dir) / SINGLE_NAMESPACE_FILE
+        if single.exists():
+            print(
+                f"error: cannot create namespace {args.name!r}: {single.read_text().strip()} "
+                "Serve it with c.FunctionServer.invoker_class = 'docker' to have namespaces "
+                "kept apart, or start another server with its own --data-dir for another user.",
+                file=sys.stderr,
+            )
+            return 1
+    if args.command == "delete" and args.name in (GUEST, SYSTEM_NAMESPACE):
         print(
-            f"error: cannot create namespace {args.name!r}: {single.read_text().strip()} "
-            "Serve it with c.FunctionServer.invoker_class = 'docker' to have namespaces "
-            "kept apart, or start another server with its own --data-dir for another user.",
+            f"error: namespace {args.name!r} cannot be deleted: the server recreates it on "
+            f"every start. Use `jupyter faas namespace rotate {args.name}` to revoke its key.",
             file=sys.stderr,
         )
         return 1
-    db = Database(Path(args.data_dir) / DB_FILE, inline=True)
+    db_path = Path(args.data_dir) / DB_FILE
+    if args.command != "create" and not db_path.exists():
+        print(
+            f"error: no function server database at {db_path}; check --data-dir.", file=sys.stderr
+        )
+        return 1
+    db = Database(db_path, inline=True)
     try:
         db.open()
-        api_key = create_namespace(db, args.name)
+        if args.command == "create":
+            result = create_namespace(db, args.name)
+        elif args.command == "rotate":
+            result = rotate_namespace(db, args.name)
+        else:
+            result = db.write_sync(queries.delete_namespace, args.name)
     except Exception as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
         db.close()
-    if api_key is None:
+    if result is None:
+        problem = "exists already" if args.command == "create" else "does not exist"
+        fix = "pick another name" if args.command == "create" else "check the name"
         print(
-            f"error: namespace {args.name!r} exists already in {args.data_dir}; pick another name.",
-            file=sys.stderr,
+            f"error: namespace {args.name!r} {problem} in {args.data_dir}; {fix}.", file=sys.stderr
         )
         return 1
-    print(api_key)
+    if args.command == "delete":
+        (Path(args.data_dir) / f"auth.{args.name}").unlink(missing_ok=True)
+        print(
+            f"Deleted namespace {args.name}: {result['entities']} entities, "
+            f"{result['activations']} activations, {result['alarms']} alarms, "
+            f"{result['pending']} pending activations."
+        )
+        return 0
+    auth_file = Path(args.data_dir) / f"auth.{args.name}"
+    if args.command == "rotate" and auth_file.exists():
+        write_auth_file(auth_file, result)
+    print(result)
     return 0
 
 

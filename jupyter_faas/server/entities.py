@@ -50,8 +50,9 @@ class Identity:
 
     @property
     def api_key(self) -> str:
-        """``uuid:key``, as clients and ``__OW_API_KEY`` spell it."""
-        return f"{self.uuid}:{self.key}"
+        """``uuid:key``, as clients and ``__OW_API_KEY`` spell it; "" when the key is unknown
+        (work started without the caller's key: the server stores key digests only)."""
+        return f"{self.uuid}:{self.key}" if self.key else ""
 
 
 @dataclass(frozen=True)

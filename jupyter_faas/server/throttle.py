@@ -1,11 +1,17 @@
-"""Per-namespace rate limits: OpenWhisk's invocations and trigger fires per minute."""
+"""Per-namespace rate limits: OpenWhisk's invocations and trigger fires per minute, and the
+activator that applies them (and the sequence length limit) on every path of invocation."""
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import defaultdict, deque
+from typing import Any
 
-from .errors import WhiskError
+from .activator import Activator, Target
+from .entities import Identity, now_ms
+from .errors import BadRequest, WhiskError
+from .pool.types import APPLICATION_ERROR, RunOutcome
 
 
 class TooManyRequests(WhiskError):
@@ -42,3 +48,85 @@ class MinuteThrottle:
                 "c.FunctionServer.invocations_per_minute / fires_per_minute.",
             )
         events.append(now)
+
+
+#: The atomic actions run so far by the sequence invocation of the current task
+#: (a one-item list so nested calls share it); None outside sequences.
+_SEQUENCE_COUNT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "faas_sequence_count", default=None
+)
+#: Set while a trigger fire invokes its rules' actions.
+_IN_FIRE: contextvars.ContextVar[bool] = contextvars.ContextVar("faas_in_fire", default=False)
+
+
+class RuleThrottled(BadRequest):
+    """A rule's action was not invoked: its namespace is over its per-minute limit."""
+
+    status = 429
+    reason = "throttled"
+
+
+class LimitedActivator(Activator):
+    """The Activator with the limits every path of invocation must respect.
+
+    * A sequence invocation runs at most ``sequence_limit`` atomic actions in all,
+      nested sequences included (OpenWhisk's ``actionSequenceLimit``); the component
+      that would go over ends the sequence with OpenWhisk's "Too many actions in the
+      sequence." application error.
+    * Every sequence component, and every action a trigger's rules invoke, counts
+      against ``invocations`` (the per-minute limit), like a direct invocation.
+    """
+
+    def __init__(self, *args, invocations: MinuteThrottle, sequence_limit: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.invocations = invocations
+        self.sequence_limit = sequence_limit
+
+    async def execute(
+        self,
+        identity: Identity,
+        target: Target,
+        params: Any,
+        activation_id: str,
+        cause: str | None,
+        depth: int = 0,
+    ) -> dict:
+        if depth == 0:
+            if target.kind != "sequence":
+                return await super().execute(identity, target, params, activation_id, cause)
+            token = _SEQUENCE_COUNT.set([0])
+            try:
+                return await super().execute(identity, target, params, activation_id, cause)
+            finally:
+                _SEQUENCE_COUNT.reset(token)
+        count = _SEQUENCE_COUNT.get()
+        error = None
+        if count is not None and target.kind != "sequence":
+            count[0] += 1
+            if self.sequence_limit and count[0] > self.sequence_limit:
+                error = "Too many actions in the sequence."
+        if error is None:
+            try:
+                self.invocations.admit(identity.namespace)
+            except TooManyRequests as err:
+                error = str(err)
+        if error is not None:
+            now = now_ms()
+            outcome = RunOutcome(APPLICATION_ERROR, {"error": error}, now, now)
+            return self._record(identity, target, activation_id, outcome, cause)
+        return await super().execute(identity, target, params, activation_id, cause, depth)
+
+    async def fire(self, owner: Identity, trigger: dict, payload: dict, headers: dict):
+        token = _IN_FIRE.set(True)
+        try:
+            return await super().fire(owner, trigger, payload, headers)
+        finally:
+            _IN_FIRE.reset(token)
+
+    async def invoke(self, identity: Identity, target: Target, payload: dict, **kwargs):
+        if _IN_FIRE.get():
+            try:
+                self.invocations.admit(identity.namespace)
+            except TooManyRequests as err:
+                raise RuleThrottled(str(err)) from None
+        return await super().invoke(identity, target, payload, **kwargs)

@@ -19,6 +19,7 @@ from traitlets import TraitError
 from jupyter_faas import engine, runtime
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
+    OWNER_LABEL,
     escape_name,
     registry_host,
     wants_refresh,
@@ -462,11 +463,12 @@ def test_recycle_after_max_activations(loop, make_invoker):
 def test_start_removes_orphans_and_stop_removes_ours(
     loop, make_invoker, docker_client, runtime_image, run_label
 ):
-    labels = engine.labels("server", **{RUN_LABEL: run_label})
+    owner = f"pool-{run_label}"  # the crashed server's: only its orphans are removed
+    labels = engine.labels("server", **{RUN_LABEL: run_label, OWNER_LABEL: owner})
     orphan = docker_client.containers.run(
         runtime_image, detach=True, labels=labels, name=f"faas-orphan-{run_label}"
     )
-    invoker = make_invoker(prewarm_count=1)
+    invoker = make_invoker(prewarm_count=1, owner=owner)
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(orphan.id)
     wait_until(loop, lambda: any(s.state == "prewarm" for s in invoker._slots.values()))
@@ -475,3 +477,69 @@ def test_start_removes_orphans_and_stop_removes_ours(
     loop.run_until_complete(invoker.stop())
     loop.run_until_complete(invoker.stop())  # idempotent
     assert containers_of(docker_client, **{RUN_LABEL: run_label}) == []
+
+
+# ---- tenant isolation: forged markers and huge lines (issue 9) ----------------------------
+
+FORGER = """
+import sys
+
+def main(args):
+    if args.get("forge"):
+        for stream in (sys.stdout, sys.stderr):
+            print("before", file=stream)
+            print("XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX", file=stream)
+            print("XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX 0123456789abcdef0123456789abcdef",
+                  file=stream)
+            print("after", file=stream, flush=True)
+    if args.get("huge"):
+        sys.stdout.write("y" * args["huge"])  # no newline at all
+        sys.stdout.flush()
+    print("run", args["n"])
+    print("err", args["n"], file=sys.stderr)
+    return {"n": args["n"]}
+"""
+
+
+def own_lines(outcome):
+    """(stream, message) pairs of an outcome's logs, without the runtime's start-up line."""
+    return sorted(
+        LINE_RE.match(line).groups() for line in outcome.logs if "faas runtime:" not in line
+    )
+
+
+@pytest.mark.docker
+def test_forged_markers_do_not_shift_the_next_activations_logs(loop, make_invoker):
+    invoker = make_invoker()
+    forged = loop.run_until_complete(invoker.run(job(FORGER, params={"n": 1, "forge": True})))
+    assert forged.status_code == 0, forged.result
+    plain = SENTINEL
+    guessed = f"{SENTINEL} 0123456789abcdef0123456789abcdef"
+    expected = [
+        (stream, message)
+        for stream in ("stdout", "stderr")
+        for message in ("before", plain, guessed, "after")
+    ] + [("stdout", "run 1"), ("stderr", "err 1")]
+    assert own_lines(forged) == sorted(expected)
+    after = loop.run_until_complete(invoker.run(job(FORGER, params={"n": 2})))
+    assert own_lines(after) == [("stderr", "err 2"), ("stdout", "run 2")]
+
+
+@pytest.mark.docker
+def test_a_huge_line_is_cut_and_the_next_activations_logs_are_right(loop, make_invoker):
+    invoker = make_invoker()
+    huge = 32 * 1024 * 1024
+    start = time.monotonic()
+    outcome = loop.run_until_complete(invoker.run(job(FORGER, params={"n": 1, "huge": huge})))
+    elapsed = time.monotonic() - start
+    assert outcome.status_code == 0, outcome.result
+    assert outcome.logs[-1].endswith(
+        "stderr: Logs were truncated because the total bytes size exceeds the limit "
+        "of 10485760 bytes."
+    )
+    assert sum(len(line) for line in outcome.logs) < 11 * 1024 * 1024
+    # The cold start, 32 MB through Docker's attach stream and the collector (linear time;
+    # the old quadratic re-copy alone took 13 s) on a loaded 2-core machine.
+    assert elapsed < 15, f"{elapsed:.1f} s"
+    after = loop.run_until_complete(invoker.run(job(FORGER, params={"n": 2})))
+    assert own_lines(after) == [("stderr", "err 2"), ("stdout", "run 2")]

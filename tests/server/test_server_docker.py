@@ -445,7 +445,7 @@ def test_delete_and_update_remove_the_idle_containers_at_once(guest, server_imag
     name = blackbox_action(guest, server_images.pushed, v1)
 
     def containers(version: str) -> list:
-        key = f"guest/{name}@{version}"
+        key = f"guest/{name}@{version}@guest"
         return docker_client.containers.list(all=True, filters={"label": f"{ACTION_LABEL}={key}"})
 
     def gone(version: str) -> bool:

@@ -6,6 +6,7 @@ import sqlite3
 
 from ...runtime.faas_protocol import annotation
 from ..entities import (
+    Identity,
     action_summary,
     action_view,
     activation_extended,
@@ -46,7 +47,12 @@ class ActionListHandler(BaseHandler):
             namespace = self.namespace_for(namespace, identity)
             pkg = await self.faas.activator.package(identity, namespace, check_name(package))
             if pkg.get("binding"):
-                namespace, package = pkg["binding"]["namespace"], pkg["binding"]["name"]
+                # The bound package must be readable by the binding's namespace now: a
+                # package unpublished after the binding was made lists nothing through it.
+                bound = pkg["binding"]
+                owner = Identity(namespace, identity.uuid, identity.key)
+                await self.faas.activator.package(owner, bound["namespace"], bound["name"])
+                namespace, package = bound["namespace"], bound["name"]
             prefix = f"{package}/"
         if count:
             total = await self.faas.db.read(queries.count_entities, namespace, "actions", prefix)
@@ -60,6 +66,12 @@ class ActionListHandler(BaseHandler):
 
 class ActionHandler(BaseHandler):
     """``/actions/[{pkg}/]{name}``: PUT, GET, DELETE and POST (invoke)."""
+
+    def body_limit(self) -> int:
+        ranges = self.faas.ranges
+        if self.request.method == "PUT":
+            return ranges.max_code + 4 * ranges.max_payload
+        return ranges.max_payload
 
     async def get(self, namespace: str, name: str) -> None:
         identity = await self.authenticate()
@@ -114,7 +126,7 @@ class ActionHandler(BaseHandler):
             if old is None and exec_ is None:
                 raise BadRequest("exec undefined")
             new_exec = exec_ or old["exec"]
-            doc = crud.meta(old, body, entity_ns, simple)
+            doc = crud.meta(old, body, entity_ns, simple, ranges.max_payload)
             doc["exec"] = new_exec
             doc["parameters"] = crud.parameters(old, body)
             base = old["limits"] if old else ranges.defaults()

@@ -31,8 +31,15 @@ class ActivationListHandler(BaseHandler):
             total = await db.read(queries.count_activations, namespace, name, since, upto)
             self.send_json({"activations": total})
             return
-        docs = await db.read(queries.list_activations, namespace, name, since, upto, limit, skip)
-        if self.bool_arg("docs"):
+        with_docs = self.bool_arg("docs")
+        budget = self.faas.max_activation_list_bytes if with_docs else 0
+        docs = await db.read(
+            queries.list_activations, namespace, name, since, upto, limit, skip, budget
+        )
+        if with_docs:
+            if len(docs) < limit and budget:
+                # Maybe cut short by the byte budget: say so, the next page starts here.
+                self.set_header("X-Faas-List-Bytes-Limit", str(budget))
             self.send_json([activation_extended(doc) for doc in docs])
         else:
             self.send_json([activation_summary(doc) for doc in docs])

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import uuid
 from typing import Any
 
-from tornado import web
+from tornado import httputil, web
 
 from ..entities import Identity, check_name
 from ..errors import (
@@ -30,7 +29,6 @@ from ..errors import (
     Unauthorized,
     WhiskError,
 )
-from ..store import queries
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -42,6 +40,9 @@ CORS_HEADERS = {
 REALM = 'Basic realm="OpenWhisk secure realm"'
 LIST_MAX = 200
 LIST_DEFAULT = 30
+#: Body size limit set on a connection whose request was refused before its body: the body
+#: is never passed on, and the connection closes once the refusal is sent.
+UNREAD_BODY_MAX = 2**62
 
 
 def dumps(obj: Any) -> str:
@@ -49,10 +50,71 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+@web.stream_request_body
 class BaseHandler(web.RequestHandler):
-    """Base of every route: OpenWhisk error shape, Basic auth, JSON bodies, CORS."""
+    """Base of every route: OpenWhisk error shape, Basic auth, JSON bodies, CORS.
+
+    Bodies are streamed: :meth:`prepare` runs on the headers alone, so a request
+    with a body is refused before any of it is read when its credentials are
+    missing or wrong (401) or its declared ``Content-Length`` is over the route's
+    limit (413, OpenWhisk's message). Tornado then closes the connection instead of
+    reading the rest.
+    """
 
     request_id = ""
+    #: Whether a request with a body needs valid credentials before the body is read.
+    auth_before_body = True
+    _identity: Identity | None = None
+    _body_buf: bytearray | None = None
+
+    def body_limit(self) -> int:
+        """The largest body this route takes for this request's method, in bytes."""
+        return self.faas.ranges.max_payload
+
+    async def prepare(self) -> None:
+        """Check credentials and the declared body size before the body is read."""
+        headers = self.request.headers
+        length = headers.get("Content-Length")
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        try:
+            declared = int(length) if length else None
+        except ValueError:
+            declared = None  # tornado answers 400 for it
+        if not declared and not chunked:
+            return
+        try:
+            if self.auth_before_body:
+                self._identity = await self.authenticate()
+            limit = self.body_limit()
+            if declared is not None and declared > limit:
+                raise TooLarge(f"Request larger than allowed: {declared} > {limit} bytes.")
+        except WhiskError:
+            # Answered before the body: keep tornado from answering its own 400 for a length
+            # over the server-wide maximum; it closes the connection after our answer and
+            # passes none of the body on.
+            self.request.connection.set_max_body_size(UNREAD_BODY_MAX)
+            raise
+        self.request.connection.set_max_body_size(limit)
+        self._body_buf = bytearray()
+        self.request._body_future.add_done_callback(self._body_complete)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_buf is not None and not self._finished:
+            self._body_buf += chunk
+
+    def _body_complete(self, future) -> None:
+        # Runs before the handler method: this callback was added before tornado awaited it.
+        if future.cancelled() or future.exception() is not None or self._body_buf is None:
+            return
+        self.request.body = bytes(self._body_buf)
+        self._body_buf = None
+        httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""),
+            self.request.body,
+            self.request.body_arguments,
+            self.request.files,
+            self.request.headers,
+        )
 
     @property
     def faas(self):
@@ -146,13 +208,15 @@ class BaseHandler(web.RequestHandler):
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized(AUTH_INVALID) from None
         uuid_, _, key = decoded.partition(":")
-        subject = await self.faas.lookup_subject(uuid_)
-        if subject is None or not hmac.compare_digest(subject[1].encode(), key.encode()):
+        namespace = await self.faas.check_key(uuid_, key)
+        if namespace is None:
             raise Unauthorized(AUTH_INVALID)
-        return Identity(subject[0], uuid_, key)
+        return Identity(namespace, uuid_, key)
 
     async def authenticate(self) -> Identity:
         """The caller's identity; 401 (with WWW-Authenticate) when missing or invalid."""
+        if self._identity is not None:
+            return self._identity
         identity = await self.identity_from_header()
         if identity is None:
             raise Unauthorized(AUTH_MISSING)
@@ -222,18 +286,28 @@ class BaseHandler(web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """Any path the server does not serve: 404 in the error shape."""
+    """Any path the server does not serve: 404 in the error shape.
 
-    def prepare(self) -> None:
-        if self.request.method != "OPTIONS":
+    With a body, the 404 comes before the body is read (and the connection closes);
+    without one, it comes from the method, so the connection stays open for the next
+    request.
+    """
+
+    auth_before_body = False
+
+    def body_limit(self) -> int:
+        return 0
+
+    async def prepare(self) -> None:
+        headers = self.request.headers
+        if self.request.method != "OPTIONS" and (
+            headers.get("Content-Length", "0") not in ("", "0")
+            or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        ):
+            self.request.connection.set_max_body_size(UNREAD_BODY_MAX)
             raise web.HTTPError(404)
 
+    def _not_found(self, *args: str) -> None:
+        raise web.HTTPError(404)
 
-async def lookup_subject(db, cache: dict, uuid_: str) -> tuple[str, str] | None:
-    """``(namespace, key)`` for ``uuid_``, cached (subjects never change once created)."""
-    if uuid_ in cache:
-        return cache[uuid_]
-    subject = await db.read(queries.subject_by_uuid, uuid_)
-    if subject is not None:
-        cache[uuid_] = subject
-    return subject
+    get = head = post = put = delete = patch = _not_found

@@ -7,18 +7,19 @@ merges annotations, and bumps the patch version unless one is given.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
 from ..entities import check_key_values, check_version, merge_annotations, now_ms, up_patch
-from ..errors import EXISTS, NOT_FOUND, WRONG_COLLECTION, Conflict, NotFound
+from ..errors import EXISTS, NOT_FOUND, WRONG_COLLECTION, Conflict, NotFound, TooLarge
 from ..store import Database, queries
 
 #: ``build(conn, old_doc_or_None) -> new doc`` run inside the write transaction.
 Builder = Callable[[sqlite3.Connection, "dict | None"], dict]
 
 
-def meta(old: dict | None, body: dict, namespace: str, name: str) -> dict:
+def meta(old: dict | None, body: dict, namespace: str, name: str, max_annotations: int = 0) -> dict:
     """The fields every entity shares, merged for create or update.
 
     Args:
@@ -26,6 +27,11 @@ def meta(old: dict | None, body: dict, namespace: str, name: str) -> dict:
         body: The PUT body.
         namespace: The entity's ``namespace`` field (``ns`` or ``ns/pkg``).
         name: The entity's simple name.
+        max_annotations: Largest size of the merged annotations as JSON, in bytes (the
+            payload limit, as for parameters); 0: no check.
+
+    Raises:
+        TooLarge: the merged annotations are over ``max_annotations``.
     """
     annotations = (
         check_key_values(body["annotations"], "annotations")
@@ -37,14 +43,19 @@ def meta(old: dict | None, body: dict, namespace: str, name: str) -> dict:
     else:
         version = up_patch(old["version"]) if old else "0.0.1"
     publish = body.get("publish")
+    merged = merge_annotations(
+        (old or {}).get("annotations") or [], annotations, body.get("delAnnotations")
+    )
+    if max_annotations:
+        size = len(json.dumps(merged, separators=(",", ":")).encode())
+        if size > max_annotations:
+            raise TooLarge(f"annotations larger than allowed: {size} > {max_annotations} bytes.")
     return {
         "namespace": namespace,
         "name": name,
         "version": version,
         "publish": bool(publish) if publish is not None else bool(old and old.get("publish")),
-        "annotations": merge_annotations(
-            (old or {}).get("annotations") or [], annotations, body.get("delAnnotations")
-        ),
+        "annotations": merged,
         "updated": max(now_ms(), (old or {}).get("updated", 0) + 1),
     }
 

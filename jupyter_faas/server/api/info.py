@@ -12,6 +12,11 @@ BUILD = "jupyter-faas"
 class InfoHandler(BaseHandler):
     """``GET /``: what this server is, its API paths, limits and runtimes."""
 
+    auth_before_body = False
+
+    def body_limit(self) -> int:
+        return 0
+
     def get(self) -> None:
         ranges = self.faas.ranges
         self.send_json(
@@ -47,6 +52,11 @@ class InfoHandler(BaseHandler):
 
 class ApiInfoHandler(BaseHandler):
     """``GET /api/v1``: the API version document."""
+
+    auth_before_body = False
+
+    def body_limit(self) -> int:
+        return 0
 
     def get(self) -> None:
         self.send_json(

@@ -49,6 +49,9 @@ class PackageListHandler(BaseHandler):
 class PackageHandler(BaseHandler):
     """``/packages/{name}``: PUT (package or binding), GET (with contents), DELETE."""
 
+    def body_limit(self) -> int:
+        return 4 * self.faas.ranges.max_payload
+
     async def get(self, namespace: str, name: str) -> None:
         identity = await self.authenticate()
         namespace = self.namespace_for(namespace, identity)
@@ -94,7 +97,7 @@ class PackageHandler(BaseHandler):
                 new_binding = binding or {}
             if new_binding and queries.count_entities(conn, namespace, "actions", f"{name}/"):
                 raise BadRequest(f"Package {name} holds actions and cannot become a binding.")
-            doc = crud.meta(old, body, namespace, name)
+            doc = crud.meta(old, body, namespace, name, ranges.max_payload)
             doc["parameters"] = crud.parameters(old, body)
             doc["binding"] = new_binding
             return doc

@@ -67,6 +67,10 @@ async def rule_status(db, namespace: str, rule: dict) -> str:
 class TriggerHandler(BaseHandler):
     """``/triggers/{name}``: PUT, GET, DELETE, and POST to fire."""
 
+    def body_limit(self) -> int:
+        ranges = self.faas.ranges
+        return 4 * ranges.max_payload if self.request.method == "PUT" else ranges.max_payload
+
     async def get(self, namespace: str, name: str) -> None:
         identity = await self.authenticate()
         namespace = self.own_namespace(namespace, identity)
@@ -85,7 +89,7 @@ class TriggerHandler(BaseHandler):
             check_params_size(body["parameters"], ranges)
 
         def build(conn: sqlite3.Connection, old: dict | None) -> dict:
-            doc = crud.meta(old, body, namespace, name)
+            doc = crud.meta(old, body, namespace, name, ranges.max_payload)
             doc["parameters"] = crud.parameters(old, body)
             doc["limits"] = {}
             for item in doc["annotations"]:
@@ -170,7 +174,7 @@ class RuleHandler(BaseHandler):
             rules[rule_key] = {"action": action, "status": "active"}
             new_trigger["rules"] = rules
             queries.put_entity(conn, namespace, trigger_name, "triggers", new_trigger)
-            doc = crud.meta(old, body, namespace, name)
+            doc = crud.meta(old, body, namespace, name, self.faas.ranges.max_payload)
             doc.update({"trigger": trigger, "action": action})
             return doc
 

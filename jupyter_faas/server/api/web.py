@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -48,6 +49,9 @@ def _split(rest: str) -> tuple[str, str, str]:
 class WebActionHandler(BaseHandler):
     """Every HTTP method on a web action."""
 
+    #: Web actions may be public: the body is read without credentials (up to max_payload).
+    auth_before_body = False
+
     async def _handle(self, namespace: str, package: str, rest: str) -> None:
         name, ext, extra = _split(rest)
         check_name(namespace)
@@ -59,7 +63,7 @@ class WebActionHandler(BaseHandler):
         subject = await self.faas.db.read(queries.namespace_subject, namespace)
         if subject is None:
             raise NotFound(NOT_FOUND)
-        owner = Identity(namespace, *subject)
+        owner = Identity(namespace, subject[0], self.faas.known_key(subject[0]))
         target = await self.faas.activator.resolve(owner, namespace, action)
         if annotation(target.doc, "web-export") not in (True, "true"):
             raise NotFound(NOT_FOUND)
@@ -71,6 +75,7 @@ class WebActionHandler(BaseHandler):
             self.finish()
             return
         params = self._params(target.doc, extra, user)
+        self.faas.invocation_throttle.admit(namespace)  # counts against the owner's limit
         activation_id, record = await self.faas.activator.invoke(
             owner, target, params, blocking=True, wait_ms=self.faas.ranges.max_wait
         )
@@ -108,7 +113,8 @@ class WebActionHandler(BaseHandler):
             if identity is None:
                 raise Unauthorized(AUTH_INVALID)
             return identity.namespace
-        if self.request.headers.get("X-Require-Whisk-Auth") != str(required):
+        given = self.request.headers.get("X-Require-Whisk-Auth", "")
+        if not hmac.compare_digest(given.encode(), str(required).encode()):
             raise Unauthorized(AUTH_INVALID)
         return identity.namespace if identity else None
 

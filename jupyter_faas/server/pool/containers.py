@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import docker.errors
 import requests.exceptions
+from docker.types import LogConfig
 from docker.utils import parse_repository_tag
 
 from ... import engine
@@ -29,6 +31,9 @@ ACTION_LABEL = "org.jupyter-faas.action"
 INSTANCE_LABEL = "org.jupyter-faas.invoker"
 #: Label marking a container started without code, waiting for a Python action.
 PREWARM_LABEL = "org.jupyter-faas.prewarm"
+#: Label naming the server (its data directory's stable id) that owns a container, across
+#: restarts: its crash cleanup removes only containers with its own owner.
+OWNER_LABEL = "org.jupyter-faas.owner"
 #: How long to wait for an exited container's state to settle before reading OOMKilled.
 EXIT_SETTLE_S = 2.0
 
@@ -99,6 +104,50 @@ def ensure_image(client, ref: str, registry: str, refresh: bool) -> dict:
         ) from err
 
 
+@dataclass(frozen=True)
+class Hardening:
+    """How a container is confined; the defaults assume the code and its neighbours are hostile.
+
+    Each value 0 or empty turns its confinement off (see the c.DockerInvoker settings).
+    """
+
+    user: str = "65534:65534"
+    read_only: bool = True
+    tmp_mb: int = 64
+    pids_limit: int = 256
+    cpus: float = 1.0
+    log_max_mb: int = 10
+    log_max_files: int = 3
+    cap_drop: tuple[str, ...] = ("ALL",)
+    security_opt: tuple[str, ...] = ("no-new-privileges",)
+
+    def run_options(self) -> dict:
+        """The docker-py ``containers.run`` arguments for this confinement.
+
+        /tmp is a size-bounded tmpfs (its pages count against the memory limit), mounted
+        ``exec`` against Docker's ``noexec`` default: native actions run their ``exec`` there.
+        """
+        options: dict = {
+            "read_only": self.read_only,
+            "cap_drop": list(self.cap_drop),
+            "security_opt": list(self.security_opt),
+        }
+        if self.user:
+            options["user"] = self.user
+        if self.tmp_mb:
+            options["tmpfs"] = {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmp_mb}m,mode=1777"}
+        if self.pids_limit:
+            options["pids_limit"] = self.pids_limit
+        if self.cpus:
+            options["nano_cpus"] = round(self.cpus * 1e9)
+        if self.log_max_mb:
+            options["log_config"] = LogConfig(
+                type="json-file",
+                config={"max-size": f"{self.log_max_mb}m", "max-file": str(self.log_max_files)},
+            )
+        return options
+
+
 class ActionContainer(Slot):
     """A running container, its connection and its log follower (a prewarm one at first).
 
@@ -110,7 +159,7 @@ class ActionContainer(Slot):
         super().__init__(container.id, container.name, memory_mb, None, "prewarm")
         self.container = container
         self.address = address
-        self.client = self.action = ActionClient(address)
+        self.client = self.action = ActionClient.for_sandbox(address, container.name)
         self.logs = logs
         self.image = image
         self.sentinelled = False
@@ -128,21 +177,24 @@ class ActionContainer(Slot):
         labels: dict,
         network: str,
         volumes: dict | None = None,
+        hardening: Hardening | None = None,
     ) -> ActionContainer:
         """``docker run`` the image detached with its own CMD and attach to its output.
 
-        The memory limit is also the swap limit (no swap), as OpenWhisk sets it.
+        The memory limit is also the swap limit (no swap), as OpenWhisk sets it;
+        ``hardening`` (default: :class:`Hardening`'s defaults) confines the rest.
         """
         container = client.containers.run(
             image,
             detach=True,
             name=name,
-            environment=env,
+            environment={**env, **ActionClient.secret_env(name)},
             volumes=volumes or {},
             labels=labels,
             network=network,
             mem_limit=f"{memory_mb}m",
             memswap_limit=f"{memory_mb}m",
+            **(hardening or Hardening()).run_options(),
         )
         try:
             address = engine.container_address(container, network)

@@ -10,6 +10,11 @@ a cold start → ``busy`` (one activation) → ``idle`` (warm, reusable by the
 same ``action_key``) → ``busy`` … → removed (idle too long, evicted, recycled
 after ``max_activations_per_container``, or failed). Any failure of a
 container (timeout, death, init refused) removes it.
+
+Every container is confined as if its code and its neighbours were hostile
+(:class:`~.containers.Hardening`: not root, no capabilities, read-only root, bounded
+/tmp, pids, CPU and logs), joins a network without inter-container traffic, and
+carries its server's owner id, so servers sharing an engine leave each other alone.
 """
 
 from __future__ import annotations
@@ -20,20 +25,35 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import docker.errors
 import requests.exceptions
-from traitlets import Dict, Instance, Integer, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Instance,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 
 from ... import engine
+from ...errors import ConfigError
 from ...runtime import protocol
 from ...site import FaaSSite
 from .containers import (
     ACTION_LABEL,
     INSTANCE_LABEL,
+    OWNER_LABEL,
     PREWARM_LABEL,
     ActionContainer,
+    Hardening,
     PullFailed,
     ensure_image,
     wants_refresh,
@@ -55,6 +75,16 @@ from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
 PREWARM_MEMORY_MB = 256
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NAME_FIELDS = {"namespace": "guest", "action": "pkg-hello", "n": 1, "instance": "0a1b2c3d"}
+#: File in the server's data directory holding the id its containers are labelled with.
+OWNER_FILE = "invoker-owner"
+_OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+_CAP_RE = re.compile(r"^[A-Za-z_]+$")
+_HARDENED = Hardening()
+#: Fewer processes than this cannot run the runtime (its threads count as processes).
+MIN_PIDS = 16
+#: Name prefix of the network an invoker makes for its containers (c.DockerInvoker.network "").
+OWN_NETWORK_PREFIX = "faas-net-"
 
 
 @dataclass
@@ -96,11 +126,14 @@ class DockerInvoker(SlotPool):
     ).tag(config=True)
 
     network = Unicode(
-        "bridge",
-        help="""Docker network the action containers join. The server reaches each
+        help=f"""Docker network the action containers join. The server reaches each
         container at its IP on this network, port 8080 (no ports are published), so the
-        server must be able to route to it: "bridge" works for a server on the Docker
-        host. Example: "faas-net".""",
+        server must be able to route to it (a server on the Docker host can). Empty (the
+        default): a bridge network "{OWN_NETWORK_PREFIX}<owner>" (c.DockerInvoker.owner)
+        that the invoker creates and labels, with inter-container communication disabled,
+        so an action cannot reach its neighbours; it is removed at stop. A name: that
+        existing network, as it is (never removed). Example: "bridge" (Docker's default
+        network, where containers reach one another).""",
     ).tag(config=True)
 
     api_host = Unicode(
@@ -132,10 +165,89 @@ class DockerInvoker(SlotPool):
 
     extra_labels = Dict(
         value_trait=Unicode(),
-        help="""Extra Docker labels put on every action container. They also scope the
-        crash cleanup at start: only containers with role "server" AND these labels are
-        removed, so two servers on one engine can keep apart by giving each its own label.
+        help="""Extra Docker labels put on every action container. They also narrow the
+        crash cleanup at start: only containers with role "server", this invoker's owner
+        (c.DockerInvoker.owner) AND these labels are removed.
         Example: {"org.jupyter-faas.site": "lab1"}.""",
+    ).tag(config=True)
+
+    owner = Unicode(
+        help=f"""Id put on every action container as the label {OWNER_LABEL}; the crash
+        cleanup at start removes only containers with this id, so servers sharing one
+        Docker engine never remove each other's containers, while a restarted server still
+        removes the orphans of its crashed predecessor. 1-64 letters, digits, "_", "." or
+        "-". Default: a random id stored in the server's data directory (file
+        {OWNER_FILE}), i.e. one per data directory; without a server (no data directory)
+        a new id per invoker, which then removes no earlier containers.
+        Example: "lab1-server".""",
+    ).tag(config=True)
+
+    user = Unicode(
+        _HARDENED.user,
+        help="""User (and group) the action containers run as, "uid[:gid]" or a name the
+        image knows. Not root: a process that escapes its action then holds no privileges.
+        Empty: the image's own USER (often root). Example: "1000:1000".""",
+    ).tag(config=True)
+
+    read_only_root = Bool(
+        _HARDENED.read_only,
+        help="""Mount the action containers' root filesystem read-only, so an action cannot
+        alter the runtime or leave files for the next activation outside /tmp; /tmp is a
+        tmpfs (c.DockerInvoker.tmp_size_mb) and the runtime keeps action code in
+        /tmp/faas-action. Images that must write elsewhere need False. Example: False.""",
+    ).tag(config=True)
+
+    tmp_size_mb = Integer(
+        _HARDENED.tmp_mb,
+        help="""Size in MB of the writable tmpfs mounted at /tmp in every action container;
+        what is written there counts against the action's memory limit. 0: no tmpfs (/tmp
+        is then the image's own, which only works with c.DockerInvoker.read_only_root =
+        False). Example: 256.""",
+    ).tag(config=True)
+
+    pids_limit = Integer(
+        _HARDENED.pids_limit,
+        help=f"""Most processes and threads an action container may hold at once, so a fork
+        bomb stops there instead of exhausting the host. 0: unlimited. At least {MIN_PIDS}
+        otherwise (the runtime's own threads count). Example: 1024.""",
+    ).tag(config=True)
+
+    cpus = Float(
+        _HARDENED.cpus,
+        help="""CPUs each action container may use at most (CPU time per wall time, e.g.
+        0.5 is half a core), so one action cannot starve the others or the server. It must
+        not exceed the Docker host's CPU count. 0: unlimited. Example: 2.""",
+    ).tag(config=True)
+
+    log_max_mb = Integer(
+        _HARDENED.log_max_mb,
+        help="""Size in MB after which the engine rotates an action container's json-file log
+        (the activation logs are read from the container's output stream, not from this
+        file), so a chatty action cannot fill the host's disk. 0: the engine's default log
+        driver and options (often unbounded). Example: 50.""",
+    ).tag(config=True)
+
+    log_max_files = Integer(
+        _HARDENED.log_max_files,
+        help="""Rotated json-file logs kept per action container (with
+        c.DockerInvoker.log_max_mb; a disk bound of their product). At least 1.
+        Example: 5.""",
+    ).tag(config=True)
+
+    cap_drop = List(
+        Unicode(),
+        list(_HARDENED.cap_drop),
+        help="""Linux capabilities removed from action containers ("ALL", or names such as
+        "NET_RAW"). Default ["ALL"]: an action needs none to serve HTTP on port 8080.
+        Empty: Docker's default set stays. Example: ["NET_RAW", "MKNOD"].""",
+    ).tag(config=True)
+
+    security_opt = List(
+        Unicode(),
+        list(_HARDENED.security_opt),
+        help="""Docker security options of action containers. Default
+        ["no-new-privileges"]: setuid programs cannot regain privileges. Empty: none.
+        Example: ["no-new-privileges", "seccomp=/etc/docker/strict.json"].""",
     ).tag(config=True)
 
     site = Instance(
@@ -166,6 +278,92 @@ class DockerInvoker(SlotPool):
     @default("api_host")
     def _api_host_default(self):
         return _env("FAAS_API_HOST")
+
+    @default("owner")
+    def _owner_default(self):
+        data_dir = getattr(self.parent, "data_dir", "")
+        if not data_dir:
+            return uuid.uuid4().hex[:16]
+        return stored_owner(Path(data_dir) / OWNER_FILE)
+
+    @validate("owner")
+    def _validate_owner(self, proposal):
+        value = proposal["value"]
+        if not _OWNER_RE.match(value):
+            raise TraitError(
+                f"c.DockerInvoker.owner {value!r} is not a valid owner id: use 1-64 letters, "
+                'digits, "_", "." or "-", starting with a letter or digit, e.g. "lab1-server".'
+            )
+        return value
+
+    @validate("user")
+    def _validate_user(self, proposal):
+        value = proposal["value"]
+        if value and not _USER_RE.match(value):
+            raise TraitError(
+                f"c.DockerInvoker.user {value!r} is not a Docker user: give uid[:gid] or "
+                'names, e.g. "65534:65534", or "" for the image\'s own user.'
+            )
+        return value
+
+    @validate("tmp_size_mb", "log_max_mb")
+    def _validate_mb(self, proposal):
+        value = proposal["value"]
+        if value < 0:
+            raise TraitError(
+                f"c.DockerInvoker.{proposal['trait'].name} is {value}, a negative size; give "
+                "MB (e.g. 64), or 0 to turn the bound off."
+            )
+        return value
+
+    @validate("log_max_files")
+    def _validate_log_files(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError(
+                f"c.DockerInvoker.log_max_files is {proposal['value']}; at least 1 file must "
+                "be kept (e.g. 3)."
+            )
+        return proposal["value"]
+
+    @validate("pids_limit")
+    def _validate_pids(self, proposal):
+        value = proposal["value"]
+        if value != 0 and value < MIN_PIDS:
+            raise TraitError(
+                f"c.DockerInvoker.pids_limit is {value}; the runtime needs at least {MIN_PIDS} "
+                "processes and threads (e.g. 256), or 0 for no limit."
+            )
+        return value
+
+    @validate("cpus")
+    def _validate_cpus(self, proposal):
+        value = proposal["value"]
+        if value != 0 and not value >= 0.01:
+            raise TraitError(
+                f"c.DockerInvoker.cpus is {value}; give at least 0.01 CPUs (e.g. 1.0), "
+                "or 0 for no limit."
+            )
+        return value
+
+    @validate("cap_drop")
+    def _validate_cap_drop(self, proposal):
+        for cap in proposal["value"]:
+            if not _CAP_RE.match(cap):
+                raise TraitError(
+                    f"c.DockerInvoker.cap_drop holds {cap!r}, not a capability name; use "
+                    'names like "ALL", "NET_RAW" or "CAP_NET_RAW".'
+                )
+        return proposal["value"]
+
+    @validate("security_opt")
+    def _validate_security_opt(self, proposal):
+        for option in proposal["value"]:
+            if not option.strip():
+                raise TraitError(
+                    "c.DockerInvoker.security_opt holds an empty option; remove it, e.g. "
+                    '["no-new-privileges"].'
+                )
+        return proposal["value"]
 
     @validate("container_name_template")
     def _validate_template(self, proposal):
@@ -207,11 +405,17 @@ class DockerInvoker(SlotPool):
         self._client = None
         self._stream_client = None
         self._last_prewarm_error = ""
+        self._hardening: Hardening | None = None
+        #: The network the containers join, and whether it is ours to remove at stop.
+        self._network = self.network or "bridge"
+        self._own_network = False
 
     # ---- start / stop -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Remove containers a crashed server left behind, then start prewarming and reaping."""
+        self._hardening = self.hardening()
+        await asyncio.to_thread(lambda: self.owner)  # the default reads or writes a file
         self._capacity = asyncio.Condition()
         self._calls = BlockingCalls(
             self.docker_slow_threads,
@@ -222,6 +426,8 @@ class DockerInvoker(SlotPool):
         await self._calls.slow(self._ensure_runtime_image)
         # Attached output streams stay silent for as long as a container idles: no read timeout.
         self._stream_client = await self._calls.quick(docker.from_env, timeout=None)
+        self._network = self.network or await self._calls.slow(self._ensure_own_network)
+        self._own_network = not self.network
         orphans = await self._calls.quick(
             lambda: list(engine.containers_with_label(self._client, **self._scope_labels()))
         )
@@ -232,12 +438,14 @@ class DockerInvoker(SlotPool):
         self._refill_prewarm()
         self._start_reaper("faas-invoker-reaper")
         self.log.info(
-            "invoker %s started: budget %d MB, %d prewarm, idle timeout %g s, network %s",
+            "invoker %s (owner %s) started: budget %d MB, %d prewarm, idle timeout %g s, "
+            "network %s",
             self.instance,
+            self.owner,
             self.memory_budget_mb,
             self.prewarm_count,
             self.idle_timeout_s,
-            self.network,
+            self._network,
         )
 
     async def stop(self) -> None:
@@ -251,12 +459,73 @@ class DockerInvoker(SlotPool):
             await asyncio.gather(
                 *(self._calls.slow(engine.remove_container, c) for c in stragglers)
             )
+        if self._own_network:
+            await self._calls.slow(self._remove_own_network)
         if self._stream_client is not None:
             self._stream_client.close()
             self._stream_client = None
         self._calls.shutdown()
         self._calls = None
         self.log.info("invoker %s stopped; removed %d containers", self.instance, len(slots))
+
+    def _ensure_own_network(self) -> str:
+        """Our bridge network without inter-container traffic; a crashed predecessor's
+        (same owner) is reused."""
+        name = OWN_NETWORK_PREFIX + self.owner
+        found = self._client.networks.list(names=[name])
+        if any(n.name == name for n in found):
+            return name
+        try:
+            self._client.networks.create(
+                name,
+                driver="bridge",
+                options={"com.docker.network.bridge.enable_icc": "false"},
+                labels=engine.labels("server", **{**self.extra_labels, OWNER_LABEL: self.owner}),
+            )
+        except docker.errors.APIError as err:
+            if err.status_code == 409:  # another start of the same owner made it
+                return name
+            raise ConfigError(
+                f"The Docker network {name} for the action containers could not be created "
+                f"({str(err.explanation or err).strip()[:300]}).",
+                hint="Remove unused networks (`docker network prune`), or set "
+                'c.DockerInvoker.network to an existing network, e.g. "bridge".',
+            ) from err
+        return name
+
+    def _remove_own_network(self) -> None:
+        """Remove our network; one still in use (a restarted server of the same owner
+        runs) or already gone stays as it is."""
+        try:
+            self._client.networks.get(self._network).remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as err:
+            self.log.info("network %s not removed: %s", self._network, err)
+
+    def hardening(self) -> Hardening:
+        """The confinement of every action container, from the settings.
+
+        Raises:
+            TraitError: the settings contradict each other.
+        """
+        if self.read_only_root and not self.tmp_size_mb:
+            raise TraitError(
+                "c.DockerInvoker.tmp_size_mb is 0 while c.DockerInvoker.read_only_root is True: "
+                "the runtime then has no writable /tmp. Give /tmp a size (e.g. 64) or set "
+                "read_only_root = False."
+            )
+        return Hardening(
+            user=self.user,
+            read_only=self.read_only_root,
+            tmp_mb=self.tmp_size_mb,
+            pids_limit=self.pids_limit,
+            cpus=self.cpus,
+            log_max_mb=self.log_max_mb,
+            log_max_files=self.log_max_files,
+            cap_drop=tuple(self.cap_drop),
+            security_opt=tuple(self.security_opt),
+        )
 
     def _ensure_runtime_image(self) -> None:
         """Build our runtime image (base image + runtime, no extra packages) when it is missing."""
@@ -397,8 +666,9 @@ class DockerInvoker(SlotPool):
                 memory_mb=spec.memory_mb,
                 env=self._env(),
                 labels=self._labels(**{ACTION_LABEL: job.action_key}),
-                network=self.network,
+                network=self._network,
                 volumes=self.site.container_volumes(),
+                hardening=self._hardening,
             ),
         )
         slot.action_key = job.action_key
@@ -447,8 +717,9 @@ class DockerInvoker(SlotPool):
                 memory_mb=PREWARM_MEMORY_MB,
                 env=self._env(),
                 labels=self._labels(**{PREWARM_LABEL: "1"}),
-                network=self.network,
+                network=self._network,
                 volumes=self.site.container_volumes(),
+                hardening=self._hardening,
             )
             await self._calls.activation(
                 slot.wait_listening, time.monotonic() + self.start_timeout_s
@@ -504,12 +775,45 @@ class DockerInvoker(SlotPool):
         return {"__OW_API_HOST": self.api_host, **self.site.container_env()}
 
     def _scope_labels(self) -> dict:
-        return {engine.ROLE_LABEL: "server", **self.extra_labels}
+        return {engine.ROLE_LABEL: "server", **self.extra_labels, OWNER_LABEL: self.owner}
 
     def _labels(self, **extra: str) -> dict:
         return engine.labels(
-            "server", **{INSTANCE_LABEL: self.instance, **self.extra_labels, **extra}
+            "server",
+            **{
+                INSTANCE_LABEL: self.instance,
+                **self.extra_labels,
+                OWNER_LABEL: self.owner,
+                **extra,
+            },
         )
+
+
+def stored_owner(path: Path) -> str:
+    """The owner id kept in ``path``, made on first use so that it survives restarts.
+
+    Raises:
+        TraitError: the file holds something else; the message says to delete it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Written aside and linked in: a concurrent start reads a whole id or makes none.
+        fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        fresh.write_text(uuid.uuid4().hex[:16] + "\n", encoding="utf-8")
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            pass  # another start won: use its id
+        finally:
+            fresh.unlink()
+    value = path.read_text(encoding="utf-8").strip()
+    if not _OWNER_RE.match(value):
+        raise TraitError(
+            f"{path} holds {value[:80]!r}, not an owner id. Delete the file (a new id is made; "
+            "containers left by the earlier server are then not cleaned up) or set "
+            "c.DockerInvoker.owner."
+        )
+    return value
 
 
 def _env(name: str) -> str:

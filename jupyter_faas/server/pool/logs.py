@@ -5,6 +5,12 @@ after every activation (protocols.md B.4). Daemon threads follow a
 container's attached output (or a runtime process's pipes) into a buffer, so
 a warm activation collects its logs without any Docker API call: it only
 waits (briefly) until both sentinels are in the buffer.
+
+Our runtime prints the activation's log token after the marker (``marker(token)``);
+while a collector expects a token, other marker lines (a function printing the plain
+marker, or a guessed token) are ordinary log lines. Lines longer than
+``MAX_LINE_BYTES`` are split, so output without newlines costs linear time and
+bounded memory.
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 
-from ...runtime.faas_protocol import SENTINEL
+from ...runtime.faas_protocol import SENTINEL, marker
 
 #: Output kept between activations beyond this is dropped (and reported as truncated).
 BUFFER_LIMIT_BYTES = 16 * 1024 * 1024
+#: Longer lines are split into pieces of at most this many bytes.
+MAX_LINE_BYTES = 64 * 1024
+#: Bytes of an unfinished line held back when it is split, so a marker arriving in pieces
+#: stays whole.
+_TAIL_BYTES = 256
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +65,14 @@ class LogCollector:
         self.name = name
         self.saw_sentinel = False
         self.ended = False
+        #: The log token of the running activation; None: the plain marker ends the logs.
+        self.token: str | None = None
         self._cond = threading.Condition()
         self._lines: list[tuple[str, str, str]] = []
-        self._pending = {"stdout": 0, "stderr": 0}
-        self._partial = {"stdout": b"", "stderr": b""}
+        #: How many lines of each marker text (plain or with a token) each stream holds.
+        self._markers = {"stdout": Counter(), "stderr": Counter()}
+        self._partial: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        self._partial_len = {"stdout": 0, "stderr": 0}
         self._bytes = 0
         self._dropped = False
         self._open = 0
@@ -86,7 +102,7 @@ class LogCollector:
         collector._follow(_chunks(stderr, 1), stderr.close)
         return collector
 
-    def take(self, wait_s: float, limit_bytes: int) -> list[str]:
+    def take(self, wait_s: float, limit_bytes: int, token: str | None = None) -> list[str]:
         """The formatted log lines of the activation that just ended, sentinels stripped.
 
         Args:
@@ -94,26 +110,28 @@ class LogCollector:
                 print none); returns early once the container's output ends.
             limit_bytes: The action's log limit; beyond it lines are dropped
                 and OpenWhisk's truncation note is appended.
+            token: The activation's log token (default: ``self.token``); only markers
+                carrying it end the logs.
 
         Returns:
             Lines of the form ``<timestamp padded to 30> stdout: <message>``.
         """
         with self._cond:
+            end = marker(token or self.token)
             if wait_s > 0:
-                self._cond.wait_for(self._complete, timeout=wait_s)
+                self._cond.wait_for(lambda: self._complete(end), timeout=wait_s)
             done = {"stdout": False, "stderr": False}
             taken, kept = [], []
             for entry in self._lines:
                 stream = entry[1]
                 if done[stream]:
                     kept.append(entry)
-                elif entry[2] == SENTINEL:
+                elif entry[2] == end:
                     done[stream] = True
-                    self._pending[stream] -= 1
                 else:
                     taken.append(entry)
             self._lines = kept
-            self._bytes = sum(len(e[2]) for e in kept)
+            self._recount()
             dropped, self._dropped = self._dropped, False
         out, size = [], 0
         for ts, stream, message in taken:
@@ -131,8 +149,8 @@ class LogCollector:
     def discard(self) -> None:
         """Drop what the container printed so far (its runtime's start-up lines)."""
         with self._cond:
-            self._lines = [e for e in self._lines if e[2] == SENTINEL]
-            self._bytes = 0
+            self._lines = [e for e in self._lines if _is_marker(e[2])]
+            self._recount()
             self._dropped = False
 
     def wait_ended(self, timeout: float) -> None:
@@ -148,8 +166,18 @@ class LogCollector:
             except (OSError, ValueError) as err:
                 log.debug("closing the log stream of %s: %s", self.name, err)
 
-    def _complete(self) -> bool:
-        return self.ended or (self._pending["stdout"] > 0 and self._pending["stderr"] > 0)
+    def _complete(self, end: str | None = None) -> bool:
+        """Whether the output ended or both streams hold the marker ``end`` (default: expected)."""
+        end = end or marker(self.token)
+        return self.ended or (self._markers["stdout"][end] > 0 and self._markers["stderr"][end] > 0)
+
+    def _recount(self) -> None:
+        self._markers = {"stdout": Counter(), "stderr": Counter()}
+        self._bytes = 0
+        for _, stream, text in self._lines:
+            self._bytes += len(text)
+            if _is_marker(text):
+                self._markers[stream][text] += 1
 
     def _follow(self, chunks, close) -> None:
         """Read ``(stdout bytes, stderr bytes)`` pairs from ``chunks`` on a daemon thread."""
@@ -173,35 +201,99 @@ class LogCollector:
             with self._cond:
                 self._open -= 1
                 if self._open == 0:
-                    for stream, rest in self._partial.items():
-                        if rest:
-                            self._add(stream, rest, time.time_ns())
-                    self._partial = {"stdout": b"", "stderr": b""}
+                    for stream, parts in self._partial.items():
+                        if parts:
+                            for piece in _pieces(b"".join(parts)):
+                                self._add(stream, piece, time.time_ns())
+                    self._partial = {"stdout": [], "stderr": []}
+                    self._partial_len = {"stdout": 0, "stderr": 0}
                     self.ended = True
                     self._cond.notify_all()
 
     def _feed(self, stream: str, chunk: bytes) -> None:
+        """Add the complete lines of ``chunk``; an unfinished line waits in pieces (no re-copy)."""
         now = time.time_ns()
-        data = self._partial[stream] + chunk
-        *lines, rest = data.split(b"\n")
+        parts = self._partial[stream]
+        lines, start = [], 0
+        while (newline := chunk.find(b"\n", start)) >= 0:
+            parts.append(chunk[start:newline])
+            lines.append(b"".join(parts))
+            parts.clear()
+            start = newline + 1
+        if start == 0:
+            parts.append(chunk)
+            size = self._partial_len[stream] + len(chunk)
+        else:
+            rest = chunk[start:]
+            parts[:] = [rest] if rest else []
+            size = len(rest)
+        if size > MAX_LINE_BYTES + _TAIL_BYTES:
+            # A line this long is logged in pieces now; its tail waits for the newline.
+            data = b"".join(parts)
+            cut = _utf8_cut(data, len(data) - _TAIL_BYTES)
+            lines.append(data[:cut])
+            parts[:] = [data[cut:]]
+            size = len(data) - cut
+        self._partial_len[stream] = size
         with self._cond:
-            self._partial[stream] = rest
+            marked = False
             for line in lines:
-                self._add(stream, line, now)
-            if self._complete():
+                for piece in _pieces(line):
+                    marked = self._add(stream, piece, now) or marked
+            if marked:  # a waiter may expect any token (take's argument): let it check
                 self._cond.notify_all()
 
-    def _add(self, stream: str, raw: bytes, ns: int) -> None:
+    def _add(self, stream: str, raw: bytes, ns: int) -> bool:
+        """Buffer one line; True when it is a marker line."""
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if text == SENTINEL:
-            self._pending[stream] += 1
+        is_marker = _is_marker(text)
+        limit = BUFFER_LIMIT_BYTES
+        if is_marker:
             self.saw_sentinel = True
-        elif self._bytes + len(text) > BUFFER_LIMIT_BYTES:
+            # Markers are kept beyond the limit (the expected one always), so a flood of
+            # imitations can neither push the real one out nor fill memory.
+            limit = None if text == marker(self.token) else 2 * BUFFER_LIMIT_BYTES
+        if limit is not None and self._bytes + len(text) > limit:
             self._dropped = True
-            return
-        else:
-            self._bytes += len(text)
+            return False
+        if is_marker:
+            self._markers[stream][text] += 1
+        self._bytes += len(text)
         self._lines.append((timestamp(ns), stream, text))
+        return is_marker
+
+
+def _is_marker(text: str) -> bool:
+    """Whether a line is the plain marker or the marker with a token (forged or not)."""
+    return text.startswith(SENTINEL) and (len(text) == len(SENTINEL) or text[len(SENTINEL)] == " ")
+
+
+def _utf8_cut(data: bytes, at: int) -> int:
+    """``at``, moved back (at most 3 bytes) so it does not split a UTF-8 character."""
+    at = max(0, min(at, len(data)))
+    for _ in range(3):
+        if at <= 0 or at >= len(data) or (data[at] & 0xC0) != 0x80:
+            return at
+        at -= 1
+    return at
+
+
+def _pieces(line: bytes):
+    """``line`` split before a marker at its end (output lacking a final newline before the
+    runtime's marker) and into pieces of at most MAX_LINE_BYTES."""
+    found = line.rfind(SENTINEL.encode())
+    if found > 0 and _is_marker(line[found:].decode("utf-8", errors="replace")):
+        line, end = line[:found], line[found:]
+    else:
+        end = None
+    while len(line) > MAX_LINE_BYTES:
+        cut = _utf8_cut(line, MAX_LINE_BYTES) or MAX_LINE_BYTES
+        yield line[:cut]
+        line = line[cut:]
+    if line or end is None:
+        yield line
+    if end is not None:
+        yield end
 
 
 def _chunks(pipe, index: int):

@@ -104,6 +104,8 @@ class Slot:
         self.last_used = time.monotonic()
         #: Its action was deleted or replaced: removed when its run ends, never reused.
         self.retired = False
+        #: Its runtime prints log tokens after its markers (known from its /init answer).
+        self.log_tokens = False
 
     def ready(self, deadline: float) -> None:
         """Block until the sandbox listens (before a cold /init)."""
@@ -123,23 +125,32 @@ class Slot:
         """``/init`` (when ``init_value`` is given) then ``/run``, both within ``timeout_s``.
 
         Logs are collected here only when the slot answered; after a timeout or a
-        death the invoker collects them with ``final_logs``.
+        death the invoker collects them with ``final_logs``. Each activation gets a fresh
+        log token (when the runtime supports them), so output imitating the end-of-activation
+        marker cannot end its logs early nor shift the next activation's.
         """
         result = Exchange()
         clock = time.monotonic()
         deadline = clock + timeout_s
         result.start_ms = now_ms()
         phase = "init"
+        token = protocol.new_log_token()
         try:
             if init_value is not None:
                 self.ready(deadline)
                 # The activation's logs start with its /init (import-time output included).
                 self.logs.discard()
-                result.init = self.action.init(init_value, remaining(deadline))
+                self.logs.token = token
+                result.init = self.action.init(init_value, remaining(deadline), token=token)
                 result.init_ms = int((time.monotonic() - clock) * 1000)
+                self.log_tokens = (
+                    protocol.header(result.init.headers, protocol.LOG_TOKEN_HEADER) is not None
+                )
+            token = token if self.log_tokens else None
+            self.logs.token = token
             if result.init is None or result.init.status == 200:
                 phase = "run"
-                result.run = self.action.run(run_body, remaining(deadline))
+                result.run = self.action.run(run_body, remaining(deadline), token=token)
         except TimeoutError:
             result.timed_out_in = phase
         except ContainerGone:

@@ -42,8 +42,9 @@ class ActivationJob:
         deadline_ms: Epoch ms by which the activation must have finished.
         api_key: ``uuid:key`` of the invoker, only when the action has
             ``provide-api-key`` set true; otherwise None.
-        action_key: Identity for container reuse, ``ns/pkg/name@version``: a
-            changed action never reuses an older action's containers.
+        action_key: Identity for container reuse, ``ns/pkg/name@version@caller``
+            (the invoking namespace, %-escaped): a changed action never reuses an older
+            action's containers, and no caller reuses another namespace's.
     """
 
     activation_id: str

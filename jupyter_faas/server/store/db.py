@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -88,7 +89,10 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
             )
         while version < SCHEMA_VERSION:
             for statement in UPGRADES[version]:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
             version += 1
             log.info("Upgraded %s to schema version %d", path, version)
         conn.execute(
@@ -118,16 +122,29 @@ class Database:
         self._inline_conn: sqlite3.Connection | None = None
 
     def open(self) -> None:
-        """Create the file and schema (or upgrade it), start the threads."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file (owner-only) and schema (or upgrade it), start the threads."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+        # mode of the database file.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = connect(self.path)
         _apply_schema(conn, self.path)
+        self.restrict_files()
         if self.inline:
             self._inline_conn = conn
             return
         conn.close()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="faas-db-writer")
         self._reader = ThreadPoolExecutor(self.readers, thread_name_prefix="faas-db-reader")
+
+    def restrict_files(self) -> None:
+        """Make the database file and its -wal / -shm readable by the owner only."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = self.path.with_name(self.path.name + suffix)
+            try:
+                os.chmod(path, 0o600)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         """Stop the threads and close every connection; safe to call twice."""

@@ -11,6 +11,8 @@ import json
 import sqlite3
 from typing import Any
 
+from .keys import hash_key
+
 
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"))
@@ -20,18 +22,24 @@ def _dumps(doc: Any) -> str:
 
 
 def add_namespace(conn: sqlite3.Connection, name: str, uuid: str, key: str, now: int) -> bool:
-    """Create namespace ``name`` with subject ``uuid:key``; False if it exists already."""
+    """Create namespace ``name`` with subject ``uuid:key`` (the key stored as a salted digest);
+    False if it exists already."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO namespaces (name, uuid, key, created) VALUES (?, ?, ?, ?)",
-        (name, uuid, key, now),
+        (name, uuid, hash_key(key), now),
     )
+    if cur.rowcount == 1:
+        _bump_auth_epoch(conn)
     return cur.rowcount == 1
 
 
 def namespace_subject(conn: sqlite3.Connection, name: str) -> tuple[str, str] | None:
-    """``(uuid, key)`` of namespace ``name``, or None."""
-    row = conn.execute("SELECT uuid, key FROM namespaces WHERE name = ?", (name,)).fetchone()
-    return (row["uuid"], row["key"]) if row else None
+    """``(uuid, "")`` of namespace ``name``, or None.
+
+    The key itself is not stored (only its digest), so the second item is always empty.
+    """
+    row = conn.execute("SELECT uuid FROM namespaces WHERE name = ?", (name,)).fetchone()
+    return (row["uuid"], "") if row else None
 
 
 def namespace_names(conn: sqlite3.Connection) -> list[str]:
@@ -40,9 +48,63 @@ def namespace_names(conn: sqlite3.Connection) -> list[str]:
 
 
 def subject_by_uuid(conn: sqlite3.Connection, uuid: str) -> tuple[str, str] | None:
-    """``(namespace, key)`` of the subject ``uuid``, or None."""
+    """``(namespace, "")`` of the subject ``uuid``, or None (the key is not stored)."""
+    row = conn.execute("SELECT name FROM namespaces WHERE uuid = ?", (uuid,)).fetchone()
+    return (row["name"], "") if row else None
+
+
+def subject_digest(conn: sqlite3.Connection, uuid: str) -> tuple[str, str] | None:
+    """``(namespace, key digest)`` of the subject ``uuid``, for checking a key; or None."""
     row = conn.execute("SELECT name, key FROM namespaces WHERE uuid = ?", (uuid,)).fetchone()
     return (row["name"], row["key"]) if row else None
+
+
+def auth_epoch(conn: sqlite3.Connection) -> int:
+    """A number that changes whenever a key is created, rotated or a namespace deleted."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'auth_epoch'").fetchone()
+    return int(row["value"]) if row else 0
+
+
+def _bump_auth_epoch(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('auth_epoch', '1') ON CONFLICT(key) "
+        "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+    )
+
+
+def rotate_key(conn: sqlite3.Connection, name: str, key: str) -> str | None:
+    """Give namespace ``name`` the new ``key`` (same uuid); its uuid, or None if no such one."""
+    cur = conn.execute(
+        "UPDATE namespaces SET key = ?, generation = generation + 1 WHERE name = ?",
+        (hash_key(key), name),
+    )
+    if cur.rowcount != 1:
+        return None
+    _bump_auth_epoch(conn)
+    return conn.execute("SELECT uuid FROM namespaces WHERE name = ?", (name,)).fetchone()[0]
+
+
+def delete_namespace(conn: sqlite3.Connection, name: str) -> dict[str, int] | None:
+    """Remove namespace ``name`` with its entities, activations, pending work and alarms.
+
+    Returns:
+        How many rows of each kind went, or None when there is no such namespace.
+    """
+    row = conn.execute("SELECT uuid FROM namespaces WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    pending = [
+        r["id"]
+        for r in conn.execute("SELECT id, job FROM pending")
+        if json.loads(r["job"]).get("subject") == row["uuid"]
+    ]
+    conn.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in pending])
+    counts = {"pending": len(pending)}
+    for table in ("entities", "activations", "alarms"):
+        counts[table] = conn.execute(f"DELETE FROM {table} WHERE namespace = ?", (name,)).rowcount
+    conn.execute("DELETE FROM namespaces WHERE name = ?", (name,))
+    _bump_auth_epoch(conn)
+    return counts
 
 
 # -- entities ---------------------------------------------------------------------------
@@ -173,14 +235,44 @@ def list_activations(
     upto: int | None = None,
     limit: int = 30,
     skip: int = 0,
+    max_bytes: int = 0,
 ) -> list[dict]:
-    """Stored records, newest start first, filtered by action name and start time."""
+    """Stored records, newest start first, filtered by action name and start time.
+
+    ``max_bytes`` (0: no bound) stops the list before the stored records it holds would
+    pass that many bytes (the first record is always included), without reading the rest.
+    """
     where, args = _activation_filter(namespace, name, since, upto)
     rows = conn.execute(
         "SELECT doc" + where + " ORDER BY start DESC, rowid DESC LIMIT ? OFFSET ?",
         [*args, limit, skip],
     )
-    return [json.loads(row["doc"]) for row in rows]
+    docs, total = [], 0
+    for row in rows:
+        total += len(row["doc"])
+        if max_bytes and docs and total > max_bytes:
+            break
+        docs.append(json.loads(row["doc"]))
+    return docs
+
+
+def prune_activations(conn: sqlite3.Connection, before: int | None, keep: int) -> int:
+    """Delete records that started before ``before`` (ms; None: any age) and all but the
+    newest ``keep`` of each namespace (0: any number); return how many went."""
+    removed = 0
+    if before is not None:
+        removed += conn.execute("DELETE FROM activations WHERE start < ?", (before,)).rowcount
+    if keep:
+        crowded = conn.execute(
+            "SELECT namespace FROM activations GROUP BY namespace HAVING count(*) > ?", (keep,)
+        ).fetchall()
+        for (namespace,) in crowded:
+            removed += conn.execute(
+                "DELETE FROM activations WHERE rowid IN (SELECT rowid FROM activations "
+                "WHERE namespace = ? ORDER BY start DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                (namespace, keep),
+            ).rowcount
+    return removed
 
 
 def count_activations(
@@ -259,6 +351,13 @@ def delete_alarm(conn: sqlite3.Connection, namespace: str, trigger: str) -> bool
         "DELETE FROM alarms WHERE namespace = ? AND trigger = ?", (namespace, trigger)
     )
     return cur.rowcount == 1
+
+
+def count_alarms(conn: sqlite3.Connection, namespace: str) -> int:
+    """How many alarms feed triggers of ``namespace``."""
+    return conn.execute("SELECT count(*) FROM alarms WHERE namespace = ?", (namespace,)).fetchone()[
+        0
+    ]
 
 
 def list_alarms(conn: sqlite3.Connection) -> list[dict]:

@@ -7,20 +7,29 @@ upgrades in order and refuses a database written by a newer version.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+
+from .keys import hash_key, is_hashed
+
 #: Version of the schema this code writes; stored in ``meta`` under ``schema_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Statements creating the current schema on an empty database.
 CREATE = (
     """CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL)""",
-    # One row per namespace; a namespace has exactly one subject (uuid:key).
+    # One row per namespace; a namespace has exactly one subject (uuid:key). "key" holds
+    # the salted digest of the key (store.keys), never the key; "generation" counts the
+    # key's rotations. meta's "auth_epoch" changes with every rotation or deletion, so a
+    # running server knows to drop the subjects it has cached.
     """CREATE TABLE IF NOT EXISTS namespaces (
         name TEXT PRIMARY KEY,
         uuid TEXT NOT NULL UNIQUE,
         key TEXT NOT NULL,
-        created INTEGER NOT NULL)""",
+        created INTEGER NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 0)""",
     # Actions, triggers, rules and packages share one name space per namespace,
     # as in OpenWhisk (an action and a trigger cannot share a name). Actions in
     # packages are stored under "pkg/name".
@@ -63,5 +72,19 @@ CREATE = (
         PRIMARY KEY (namespace, trigger))""",
 )
 
-#: Upgrade steps: ``{from_version: (statements...)}``, applied in order.
-UPGRADES: dict[int, tuple[str, ...]] = {}
+
+def _hash_plain_keys(conn: sqlite3.Connection) -> None:
+    """Version 1 stored keys in plain text: replace each by its digest (the key still works)."""
+    rows = conn.execute("SELECT name, key FROM namespaces").fetchall()
+    for name, key in rows:
+        if not is_hashed(key):
+            conn.execute("UPDATE namespaces SET key = ? WHERE name = ?", (hash_key(key), name))
+
+
+#: Upgrade steps: ``{from_version: (SQL statement or callable(conn), ...)}``, in order.
+UPGRADES: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
+    1: (
+        "ALTER TABLE namespaces ADD COLUMN generation INTEGER NOT NULL DEFAULT 0",
+        _hash_plain_keys,
+    ),
+}
