@@ -520,15 +520,15 @@ def edit_loop(server: ServerProcess, folder: Path, edits: int) -> dict:
             t2 = time.perf_counter()
             activation = workspace.invoke("edited", {"x": i})
             t3 = time.perf_counter()
-            if activation["response"]["result"] != {"scale": i, "x": i}:
-                raise RuntimeError(f"edit {i} answered {activation['response']}")
+            if activation.result != {"scale": i, "x": i}:
+                raise RuntimeError(f"edit {i} answered {activation.result}")
             if i == 0:  # the first deploy may push the image: not an edit
-                ref = record["image"]
+                ref = record.image
                 continue
             for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
                 phases[key].append(value * 1000)
     finally:
-        workspace.builder.close()
+        workspace.close()
     return {"phases": phases, "image": ref}
 
 
@@ -575,18 +575,18 @@ def prewarmed_starts(server: ServerProcess, docker, run: str, count: int) -> dic
     for i in range(count):
         deadline = time.monotonic() + 60
         while True:
-            fresh = [
-                c
-                for c in engine.containers_with_label(
-                    docker, **{RUN_LABEL: run, PREWARM_LABEL: "1"}
-                )
-                if c.id not in used and c.status == "running"
-            ]
             try:
+                fresh = [
+                    c
+                    for c in engine.containers_with_label(
+                        docker, **{RUN_LABEL: run, PREWARM_LABEL: "1"}
+                    )
+                    if c.id not in used and c.status == "running"
+                ]
                 if fresh and _listening(engine.container_address(fresh[0])):
                     break
             except docker_errors.NotFound:
-                pass  # removed since the listing (e.g. a failed start): look again
+                pass  # removed while listed (e.g. a failed start): look again
             if time.monotonic() > deadline:
                 raise RuntimeError("no prewarm container came up within 60 s")
             time.sleep(0.05)
