@@ -25,9 +25,10 @@ import docker.errors
 import pytest
 import requests
 from fake_invoker import FakeInvoker
-from support import free_port
+from support import free_port, labelled_image
 from traitlets.config import Config
 
+from jupyter_faas import runtime
 from jupyter_faas.server.app import FunctionServer
 
 HERE = Path(__file__).parent
@@ -305,3 +306,28 @@ __all__ = [
     "ServerThread",
     "free_port",
 ]
+
+
+@pytest.fixture(scope="session")
+def runtime_image(docker_client, base_image, test_labels, run_label):
+    """Our runtime (/faas/runtime.py and faas_protocol.py) on the offline base image, for this run."""
+    tag = f"jupyter-faas-runtime:test-{run_label}"
+    files = {
+        "Dockerfile": (
+            f"FROM {base_image}\n"
+            "COPY runtime.py faas_protocol.py /faas/\n"
+            "ENV PYTHONUNBUFFERED=1\n"
+            'CMD ["python3", "/faas/runtime.py"]\n'
+        ).encode(),
+        **runtime.runtime_file_bytes(),
+    }
+    with labelled_image(docker_client, tag, files, test_labels) as image:
+        yield image
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """An event loop of the module's own, for tests that drive an invoker directly."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

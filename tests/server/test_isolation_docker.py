@@ -20,11 +20,11 @@ import time
 
 import pytest
 from conftest import REAL_START_TIMEOUT, Client, ServerProcess
-from support import activation_job, free_port, labelled_image
+from support import activation_job, free_port
 from traitlets import TraitError, Unicode
 from traitlets.config import Configurable
 
-from jupyter_faas import engine, runtime
+from jupyter_faas import engine
 from jupyter_faas.server import namespace_main
 from jupyter_faas.server.pool.containers import ACTION_LABEL, OWNER_LABEL
 from jupyter_faas.server.pool.docker import OWNER_FILE, DockerInvoker
@@ -120,30 +120,6 @@ def main(args):
 
 
 # ---- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def runtime_image(docker_client, base_image, test_labels, run_label):
-    """Our runtime on the offline base image, for this module (as test_pool's)."""
-    tag = f"jupyter-faas-runtime:isolation-{run_label}"
-    files = {
-        "Dockerfile": (
-            f"FROM {base_image}\n"
-            "COPY runtime.py faas_protocol.py /faas/\n"
-            "ENV PYTHONUNBUFFERED=1\n"
-            'CMD ["python3", "/faas/runtime.py"]\n'
-        ).encode(),
-        **runtime.runtime_file_bytes(),
-    }
-    with labelled_image(docker_client, tag, files, test_labels) as image:
-        yield image
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

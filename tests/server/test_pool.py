@@ -13,10 +13,10 @@ import time
 
 import docker.errors
 import pytest
-from support import activation_job, labelled_image
+from support import activation_job
 from traitlets import TraitError
 
-from jupyter_faas import engine, runtime
+from jupyter_faas import engine
 from jupyter_faas.server.pool.containers import (
     ACTION_LABEL,
     OWNER_LABEL,
@@ -40,30 +40,6 @@ def main(args):
 
 
 # ---- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def runtime_image(docker_client, base_image, test_labels, run_label):
-    """Our runtime (/faas/runtime.py and faas_protocol.py) on the offline base image, for this run."""
-    tag = f"jupyter-faas-runtime:test-{run_label}"
-    files = {
-        "Dockerfile": (
-            f"FROM {base_image}\n"
-            "COPY runtime.py faas_protocol.py /faas/\n"
-            "ENV PYTHONUNBUFFERED=1\n"
-            'CMD ["python3", "/faas/runtime.py"]\n'
-        ).encode(),
-        **runtime.runtime_file_bytes(),
-    }
-    with labelled_image(docker_client, tag, files, test_labels) as image:
-        yield image
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

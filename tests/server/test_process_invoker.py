@@ -46,13 +46,6 @@ def env_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 @pytest.fixture
 def make_invoker(loop, env_root):
     """Start ProcessInvokers on the session's environments; stop them afterwards."""
