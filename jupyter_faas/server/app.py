@@ -218,6 +218,14 @@ class FunctionServer(Application):
         '"Too many requests in the last minute". 0 means no limit (the default of this '
         "single-user server; OpenWhisk's own default is 120).",
     )
+    concurrent_invocations = Integer(
+        0,
+        config=True,
+        help="Invocations a namespace may have in flight at once (accepted and not yet "
+        "finished, blocking or not, from the API, web actions and rules); one more gets 429 "
+        '"Too many concurrent requests in flight". 0 means no limit (the default of this '
+        "single-user server; OpenWhisk's own default is 30). Example: 30.",
+    )
     fires_per_minute = Integer(
         0,
         config=True,
@@ -471,6 +479,7 @@ class FunctionServer(Application):
             log=self.log,
             invocations=self.invocation_throttle,
             sequence_limit=self.action_sequence_limit,
+            concurrent=self.concurrent_invocations,
         )
         self.alarms = AlarmService(
             self.db,

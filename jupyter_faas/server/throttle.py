@@ -57,6 +57,23 @@ _SEQUENCE_COUNT: contextvars.ContextVar[list[int] | None] = contextvars.ContextV
 )
 #: Set while a trigger fire invokes its rules' actions.
 _IN_FIRE: contextvars.ContextVar[bool] = contextvars.ContextVar("faas_in_fire", default=False)
+#: The in-flight slot an invocation holds, seen by the activation task it starts (tasks copy
+#: the context they are created in); None for activations no invocation counted (recovery).
+_SLOT: contextvars.ContextVar[_InFlight | None] = contextvars.ContextVar("faas_slot", default=None)
+
+
+class _InFlight:
+    """One counted activation of ``namespace``; released exactly once."""
+
+    def __init__(self, counts: dict[str, int], namespace: str):
+        self.counts, self.namespace = counts, namespace
+        self.started = self.released = False
+        counts[namespace] += 1
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.counts[self.namespace] -= 1
 
 
 class RuleThrottled(BadRequest):
@@ -75,12 +92,24 @@ class LimitedActivator(Activator):
       sequence." application error.
     * Every sequence component, and every action a trigger's rules invoke, counts
       against ``invocations`` (the per-minute limit), like a direct invocation.
+    * A namespace has at most ``concurrent`` invocations in flight (accepted and not yet
+      finished, blocking or not; OpenWhisk's ``concurrentInvocations``); one more gets 429
+      with OpenWhisk's message. 0 means no limit.
     """
 
-    def __init__(self, *args, invocations: MinuteThrottle, sequence_limit: int, **kwargs):
+    def __init__(
+        self,
+        *args,
+        invocations: MinuteThrottle,
+        sequence_limit: int,
+        concurrent: int = 0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.invocations = invocations
         self.sequence_limit = sequence_limit
+        self.concurrent = concurrent
+        self.in_flight: dict[str, int] = defaultdict(int)
 
     async def execute(
         self,
@@ -127,6 +156,41 @@ class LimitedActivator(Activator):
         if _IN_FIRE.get():
             try:
                 self.invocations.admit(identity.namespace)
+                self._admit_concurrent(identity.namespace)
             except TooManyRequests as err:
                 raise RuleThrottled(str(err)) from None
-        return await super().invoke(identity, target, payload, **kwargs)
+        else:
+            self._admit_concurrent(identity.namespace)
+        if not self.concurrent:
+            return await super().invoke(identity, target, payload, **kwargs)
+        slot = _InFlight(self.in_flight, identity.namespace)
+        token = _SLOT.set(slot)
+        try:
+            return await super().invoke(identity, target, payload, **kwargs)
+        except BaseException:
+            if not slot.started:  # no activation task took the slot over
+                slot.release()
+            raise
+        finally:
+            _SLOT.reset(token)
+
+    async def _activate(self, identity, target, params, activation_id, cause):
+        slot = _SLOT.get()
+        if slot is None:
+            return await super()._activate(identity, target, params, activation_id, cause)
+        slot.started = True
+        try:
+            return await super()._activate(identity, target, params, activation_id, cause)
+        finally:
+            slot.release()
+
+    def _admit_concurrent(self, namespace: str) -> None:
+        """Raise TooManyRequests when ``namespace`` has ``concurrent`` invocations in flight."""
+        count = self.in_flight[namespace]
+        if self.concurrent and count >= self.concurrent:
+            raise TooManyRequests(
+                f"Too many concurrent requests in flight (count: {count}, "
+                f"allowed: {self.concurrent}).",
+                hint="Wait for running activations to finish and retry, or ask the server's "
+                "operator to raise c.FunctionServer.concurrent_invocations.",
+            )

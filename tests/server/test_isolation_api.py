@@ -443,3 +443,28 @@ def test_a_binding_lists_nothing_once_its_package_is_unpublished(fresh_server):
         )
     assert bob.post(f"{A}/actions/b/secret?blocking=true").status_code == 403
     assert alice.get(f"{A}/actions/shared/").status_code == 200  # the owner still can
+
+
+def test_concurrent_invocations_per_namespace_are_limited(fresh_server):
+    """OpenWhisk's concurrentInvocations: a namespace with 2 in flight gets 429 on a third,
+    blocking or not, and is admitted again once one finishes."""
+    srv = fresh_server(concurrent_invocations=2)
+    c = srv.client()
+    assert c.put(f"{A}/actions/slow", json=ECHO).ok
+    slow = {"fake": "sleep", "seconds": 1.5}
+    first = c.post(f"{A}/actions/slow?blocking=false", json=slow)
+    second = c.post(f"{A}/actions/slow?blocking=false", json=slow)
+    assert first.status_code == second.status_code == 202, (first.text, second.text)
+    third = c.post(f"{A}/actions/slow?blocking=true", json={})
+    assert third.status_code == 429, third.text
+    assert third.json()["error"].startswith(
+        "Too many concurrent requests in flight (count: 2, allowed: 2)."
+    )
+    record = c.wait_activation(first.json()["activationId"], timeout=10)
+    assert record["response"]["success"], record
+    deadline = time.monotonic() + 10
+    while srv.server.activator.in_flight["guest"] >= 2:
+        assert time.monotonic() < deadline, "the finished activations were not released"
+        time.sleep(0.05)
+    again = c.post(f"{A}/actions/slow?blocking=true", json={})
+    assert again.status_code == 200, again.text
