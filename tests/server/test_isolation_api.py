@@ -173,8 +173,11 @@ def test_key_check_stays_fast(proc):
 # -- 9. bodies are not read before the key and the declared size are checked --------------
 
 
-def raw_request(proc: ServerProcess, method: str, path: str, headers: dict) -> tuple[int, dict]:
-    """Send the headers and a first piece of the body, and read the answer.
+def raw_request(
+    proc: ServerProcess, method: str, path: str, headers: dict, answer_headers: dict | None = None
+) -> tuple[int, dict]:
+    """Send the headers and a first piece of the body, and read the answer (its headers go
+    into ``answer_headers`` when given).
 
     The rest of the body is never sent: a server that waits for it times the test out.
     """
@@ -193,6 +196,8 @@ def raw_request(proc: ServerProcess, method: str, path: str, headers: dict) -> t
             chunk = sock.recv(65536)
             assert chunk, f"connection closed without an answer after {data!r}"
             data += chunk
+    if answer_headers is not None:
+        answer_headers.update(fields)
     return int(head.split()[1]), json.loads(body) if body else {}
 
 
@@ -224,12 +229,16 @@ def test_a_chunked_body_with_a_bad_key_is_refused_before_it_is_read(proc):
 
 def test_an_over_limit_length_gets_openwhisks_json_413(proc):
     good = {"Authorization": basic(proc.api_key()), "Content-Type": "application/json"}
+    answer: dict = {}
     status, body = raw_request(
-        proc, "POST", f"{A}/actions/big", {"Content-Length": str(2_000_000), **good}
+        proc, "POST", f"{A}/actions/big", {"Content-Length": str(2_000_000), **good}, answer
     )
     assert status == 413
     assert body["error"] == "Request larger than allowed: 2000000 > 1048576 bytes."
     assert set(body) == {"error", "code"}
+    # The unread body stays on the connection: the answer says it closes, so no client
+    # sends its next request on it.
+    assert answer.get("Connection") == "close", answer
     # Over the server-wide maximum too: still the JSON 413, not a closed connection.
     status, body = raw_request(
         proc, "PUT", f"{A}/actions/big", {"Content-Length": str(10**12), **good}

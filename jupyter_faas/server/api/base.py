@@ -66,6 +66,8 @@ class BaseHandler(web.RequestHandler):
     auth_before_body = True
     _identity: Identity | None = None
     _body_buf: bytearray | None = None
+    #: Set when the request was refused before its body was read: the connection closes.
+    _body_unread = False
 
     def body_limit(self) -> int:
         """The largest body this route takes for this request's method, in bytes."""
@@ -93,6 +95,7 @@ class BaseHandler(web.RequestHandler):
             # over the server-wide maximum; it closes the connection after our answer and
             # passes none of the body on.
             self.request.connection.set_max_body_size(UNREAD_BODY_MAX)
+            self._body_unread = True
             raise
         self.request.connection.set_max_body_size(limit)
         self._body_buf = bytearray()
@@ -171,6 +174,10 @@ class BaseHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         for name, value in CORS_HEADERS.items():
             self.set_header(name, value)
+        if self._body_unread:
+            # The unread body stays on the connection, which closes after this answer: say so,
+            # so that clients do not send their next request on it.
+            self.set_header("Connection", "close")
         self.finish(dumps(self.error_body(message)))
 
     def log_exception(self, typ, value, tb) -> None:
@@ -305,6 +312,7 @@ class NotFoundHandler(BaseHandler):
             or "chunked" in headers.get("Transfer-Encoding", "").lower()
         ):
             self.request.connection.set_max_body_size(UNREAD_BODY_MAX)
+            self._body_unread = True
             raise web.HTTPError(404)
 
     def _not_found(self, *args: str) -> None:
