@@ -52,7 +52,8 @@ from traitlets.config import Config
 
 from jupyter_faas import engine
 from jupyter_faas.actionclient import ActionClient
-from jupyter_faas.server.pool.containers import ACTION_LABEL, PREWARM_LABEL
+from jupyter_faas.runtime import protocol
+from jupyter_faas.server.pool.containers import ACTION_LABEL, PREWARM_LABEL, Hardening
 from jupyter_faas.workspace import FaaSWorkspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,9 +319,35 @@ class ServerProcess:
         self._log.close()
 
 
-def action_addresses(client, run: str, action_key: str) -> list[str]:
+def action_containers(client, run: str, action_key: str) -> int:
+    """How many running containers the server holds for ``action_key``."""
     containers = engine.containers_with_label(client, **{RUN_LABEL: run, ACTION_LABEL: action_key})
-    return [engine.container_address(c) for c in containers if c.status == "running"]
+    return sum(c.status == "running" for c in containers)
+
+
+def baseline_containers(client, run: str, count: int) -> tuple[list, str]:
+    """``count`` containers of the runtime image confined as the server confines its own, each
+    initialised with the trivial action, and the secret they accept (the server's own
+    containers accept only the server's secret, so the direct baseline runs its own)."""
+    secret = protocol.new_secret()
+    started = []
+    for _ in range(count):
+        container = client.containers.run(
+            protocol.RUNTIME_IMAGE,
+            detach=True,
+            environment={protocol.SECRET_ENV: secret},
+            labels=engine.labels("bench", **{RUN_LABEL: run}),
+            mem_limit="192m",
+            memswap_limit="192m",
+            **Hardening().run_options(),
+        )
+        started.append(container)
+        action = ActionClient(engine.container_address(container), secret=secret)
+        action.wait_ready(30)
+        value = {"name": "baseline", "main": "main", "binary": False, "code": TRIVIAL}
+        assert action.init(value, 30).status == 200
+        action.close()
+    return started, secret
 
 
 # -- (a) throughput ---------------------------------------------------------------------------
@@ -332,7 +359,7 @@ def throughput(
     """``rounds`` pairs of (via the server, direct /run) on one action's warm containers."""
     name = f"tp-{clients}"
     # 192 MB: not the prewarm size, so every container of the action is started for it and
-    # carries its action label (the direct baseline finds them by that label).
+    # carries its action label (the direct baseline starts as many of its own).
     doc = server.put_action(
         name, {"exec": {"kind": "python:3.11", "code": TRIVIAL}, "limits": {"memory": 192}}
     )
@@ -344,7 +371,7 @@ def throughput(
     targets = [("127.0.0.1", server.port)]
     # Warm-up: every client's container is started (cold starts are not what is measured).
     hammer(targets, head, body, expect, clients, clients * 20, limit)
-    addresses = action_addresses(docker, run, f"guest/{name}@{doc['version']}")
+    containers = action_containers(docker, run, f"guest/{name}@{doc['version']}@guest")
     run_body = json.dumps(
         {
             "value": {"n": 1},
@@ -357,8 +384,9 @@ def throughput(
         },
         separators=(",", ":"),
     ).encode()
-    direct_targets = [(address, 8080) for address in addresses]
-    direct_head = post_head("/run", "action")
+    baseline, secret = baseline_containers(docker, run, max(containers, 1))
+    direct_targets = [(engine.container_address(c), 8080) for c in baseline]
+    direct_head = post_head("/run", "action") + f"{protocol.SECRET_HEADER}: {secret}\r\n".encode()
     # All server rounds first: output of direct /run calls (and its log sentinels) would sit
     # in the server's log buffers of these containers and be taken by its next activations.
     py_spy = find_py_spy()
@@ -372,9 +400,15 @@ def throughput(
             before, after, names, via_server[-1]["done"]
         )
     direct = []
-    for _ in range(rounds):
-        direct.append(hammer(direct_targets, direct_head, run_body, expect, clients, count, limit))
-        direct[-1]["containers"] = len(addresses)
+    try:
+        for _ in range(rounds):
+            direct.append(
+                hammer(direct_targets, direct_head, run_body, expect, clients, count, limit)
+            )
+            direct[-1]["containers"] = len(baseline)
+    finally:
+        for container in baseline:
+            engine.remove_container(container)
     return list(zip(via_server, direct, strict=True))
 
 
