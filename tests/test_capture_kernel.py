@@ -385,12 +385,12 @@ def test_large_or_outside_files_are_refused_by_reference(shell, notebook_dir, mo
         and "more than the 1.0 MB" in message
         and "by reference" in message
     )
-    (notebook_dir.parent / "shared.txt").write_text("x")
+    (notebook_dir.parent / "outside.txt").write_text("x")
     message = refusal(
         shell,
-        "def main(args):\n    return {'t': open('../shared.txt').read()}\n",
+        "def main(args):\n    return {'t': open('../outside.txt').read()}\n",
     )
-    assert "'../shared.txt'" in message and "outside the notebook's folder" in message
+    assert "'../outside.txt'" in message and "outside the notebook's folder" in message
 
 
 def test_a_key_named_like_a_folder_is_not_data(notebook_dir):

@@ -429,15 +429,15 @@ def test_a_binding_lists_nothing_once_its_package_is_unpublished(fresh_server):
         assert status == 0, err
         ns[name] = srv.client(key)
     alice, bob, carol = ns["alice2"], ns["bob2"], ns["carol2"]
-    assert alice.put(f"{A}/packages/shared", json={"publish": True}).ok
-    assert alice.put(f"{A}/actions/shared/secret", json=ECHO).ok
-    binding = {"binding": {"namespace": "alice2", "name": "shared"}}
+    assert alice.put(f"{A}/packages/common", json={"publish": True}).ok
+    assert alice.put(f"{A}/actions/common/secret", json=ECHO).ok
+    binding = {"binding": {"namespace": "alice2", "name": "common"}}
     assert bob.put(f"{A}/packages/b", json=binding).ok
     assert [a["name"] for a in bob.get(f"{A}/actions/b/").json()] == ["secret"]
     # carol publishes a binding to alice's package, for bob to list through.
     assert carol.put(f"{A}/packages/c", json={**binding, "publish": True}).ok
     assert len(bob.get("/api/v1/namespaces/carol2/actions/c/").json()) == 1
-    assert alice.put(f"{A}/packages/shared?overwrite=true", json={"publish": False}).ok
+    assert alice.put(f"{A}/packages/common?overwrite=true", json={"publish": False}).ok
     for path in (
         f"{A}/actions/b/",
         f"{A}/actions/b/?count=true",
@@ -451,7 +451,7 @@ def test_a_binding_lists_nothing_once_its_package_is_unpublished(fresh_server):
             "The supplied authentication is not authorized to access this resource."
         )
     assert bob.post(f"{A}/actions/b/secret?blocking=true").status_code == 403
-    assert alice.get(f"{A}/actions/shared/").status_code == 200  # the owner still can
+    assert alice.get(f"{A}/actions/common/").status_code == 200  # the owner still can
 
 
 def test_concurrent_invocations_per_namespace_are_limited(fresh_server):

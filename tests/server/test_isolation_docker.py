@@ -317,13 +317,13 @@ def test_shared_action_keeps_module_state_per_caller(server, docker_client):
     with contextlib.redirect_stdout(out):
         assert namespace_main(["create", "alice", "--data-dir", str(server.data_dir)]) == 0
     alice = Client(server.base, out.getvalue().strip())
-    assert guest.put(f"{A}/packages/shared", json={"publish": True}).status_code == 200
+    assert guest.put(f"{A}/packages/common", json={"publish": True}).status_code == 200
     body = {"exec": {"kind": "python:3.11", "code": STATEFUL}}
-    assert guest.put(f"{A}/actions/shared/counter", json=body).status_code == 200
+    assert guest.put(f"{A}/actions/common/counter", json=body).status_code == 200
 
     def call(client: Client, caller: str) -> list:
         r = client.post(
-            "/api/v1/namespaces/guest/actions/shared/counter",
+            "/api/v1/namespaces/guest/actions/common/counter",
             params={"blocking": "true", "result": "true"},
             json={"caller": caller},
             timeout=120,
@@ -338,7 +338,7 @@ def test_shared_action_keeps_module_state_per_caller(server, docker_client):
     assert call(guest, "guest") == ["guest", "guest"]
 
     def keys(version: str) -> set[str]:
-        prefix = f"guest/shared/counter@{version}@"
+        prefix = f"guest/common/counter@{version}@"
         found = docker_client.containers.list(all=True, filters={"label": [ACTION_LABEL]})
         return {c.labels[ACTION_LABEL] for c in found if c.labels[ACTION_LABEL].startswith(prefix)}
 
@@ -350,14 +350,14 @@ def test_shared_action_keeps_module_state_per_caller(server, docker_client):
             time.sleep(0.2)
         return True
 
-    assert keys("0.0.1") == {"guest/shared/counter@0.0.1@guest", "guest/shared/counter@0.0.1@alice"}
+    assert keys("0.0.1") == {"guest/common/counter@0.0.1@guest", "guest/common/counter@0.0.1@alice"}
     # An update, then a delete, removes the idle containers of every caller.
-    r = guest.put(f"{A}/actions/shared/counter?overwrite=true", json=body)
+    r = guest.put(f"{A}/actions/common/counter?overwrite=true", json=body)
     assert r.status_code == 200 and r.json()["version"] == "0.0.2", r.text
     assert gone("0.0.1"), "the replaced version's containers of some caller are still there"
     assert call(alice, "alice") == []
-    assert keys("0.0.2") == {"guest/shared/counter@0.0.2@alice"}
-    assert guest.delete(f"{A}/actions/shared/counter").status_code == 200
+    assert keys("0.0.2") == {"guest/common/counter@0.0.2@alice"}
+    assert guest.delete(f"{A}/actions/common/counter").status_code == 200
     assert gone("0.0.2"), "the deleted action's containers of another caller are still there"
 
 
