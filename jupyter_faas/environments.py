@@ -58,21 +58,6 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MIB = 2**20
 
 
-def site_env(site: FaaSSite) -> dict[str, str]:
-    """The site's proxy, index and CA variables for a process on this host.
-
-    ``FaaSSite.pip_env()`` names the CA bundle by its path inside containers; a
-    process here reads the host's file itself, so the CA variables name
-    ``site.ca_bundle`` instead. Used for pip and for runtime processes alike, as
-    ``container_env()`` is for both builds and test containers.
-    """
-    env = {**site.proxy_env(), **site.pip_env()}
-    if site.ca_bundle:
-        for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-            env[name] = site.ca_bundle
-    return env
-
-
 def is_memory_error(body: object) -> bool:
     """Whether a runtime's error answer is a ``MemoryError`` raised by the function.
 
@@ -238,7 +223,7 @@ class FaaSEnvironments(LoggingConfigurable):
                     *("--progress-bar off -r").split(),
                     str(tmp / "requirements.txt"),
                 ]
-                self._stream("pip", pip, site_env(site), path, log, progress)
+                self._stream("pip", pip, site.host_env(), path, log, progress)
             for name, data in runtime.runtime_file_bytes().items():
                 (tmp / name).write_bytes(data)
             _relocate(tmp / "venv", tmp, path)
@@ -633,5 +618,4 @@ __all__ = [
     "address_space_limit",
     "is_memory_error",
     "log_text",
-    "site_env",
 ]

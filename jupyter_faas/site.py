@@ -198,15 +198,17 @@ class FaaSSite(LoggingConfigurable):
                 env[name] = env[name.lower()] = value
         return env
 
-    def pip_env(self) -> dict[str, str]:
-        """Variables that make pip (and requests, and ssl) use the site's CA and index."""
+    def pip_env(self, ca_path: str = CONTAINER_CA_PATH) -> dict[str, str]:
+        """Variables that make pip (and requests, and ssl) use the site's CA and index.
+
+        Args:
+            ca_path: Where the CA bundle is as the process sees it: mounted or copied at
+                ``CONTAINER_CA_PATH`` in containers and builds, ``ca_bundle`` itself for a
+                process on this host.
+        """
         env = {}
         if self.ca_bundle:
-            env.update(
-                PIP_CERT=CONTAINER_CA_PATH,
-                REQUESTS_CA_BUNDLE=CONTAINER_CA_PATH,
-                SSL_CERT_FILE=CONTAINER_CA_PATH,
-            )
+            env.update(PIP_CERT=ca_path, REQUESTS_CA_BUNDLE=ca_path, SSL_CERT_FILE=ca_path)
         if self.pip_index_url:
             env["PIP_INDEX_URL"] = self.pip_index_url
         if self.pip_extra_index_url:
@@ -216,6 +218,11 @@ class FaaSSite(LoggingConfigurable):
     def container_env(self) -> dict[str, str]:
         """Environment for a function container: proxies plus the CA variables."""
         return {**self.proxy_env(), **self.pip_env()}
+
+    def host_env(self) -> dict[str, str]:
+        """The same for a process on this host (pip, runtime processes): the CA variables
+        name the host's own bundle file."""
+        return {**self.proxy_env(), **self.pip_env(ca_path=self.ca_bundle)}
 
     def container_volumes(self) -> dict[str, dict]:
         """docker-py ``volumes=`` entry that mounts the CA bundle read-only, if one is set."""

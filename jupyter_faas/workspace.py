@@ -204,8 +204,7 @@ class FaaSWorkspace(LoggingConfigurable):
             )
         self.check_payload(args, f"The test input of {bundle.name}")
         built = self.build(bundle, progress)
-        if self.builder.has_trait("max_result_bytes"):
-            self.builder.max_result_bytes = self.max_result_bytes
+        self.builder.max_result_bytes = self.max_result_bytes
         container = self.builder.test(bundle, built, args, progress)
         kernel: KernelRun | None = None
         # The kernel has no limits: a function that outran or outgrew its container would

@@ -16,7 +16,7 @@ import time
 from traitlets import Instance, default
 
 from ..bundle import Bundle
-from ..environments import FaaSEnvironments, RuntimeProcess, is_memory_error, log_text, site_env
+from ..environments import FaaSEnvironments, RuntimeProcess, is_memory_error, log_text
 from ..errors import BuildError, RegistryError
 from .interface import BuiltImage, Progress, PushedImage, no_progress
 from .local import LocalBuilder
@@ -76,7 +76,7 @@ class ProcessBuilder(LocalBuilder):
         progress(
             {"step": "test", "message": f"Starting a test process in {path}", "progress": None}
         )
-        env = site_env(self.site)
+        env = self.site.host_env()
         if self.api_host:
             env["__OW_API_HOST"] = self.api_host
         process = RuntimeProcess.start(

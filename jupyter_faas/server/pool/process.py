@@ -33,7 +33,7 @@ from pathlib import Path
 from traitlets import Instance, TraitError, Unicode, default, validate
 
 from ...actionclient import ContainerGone
-from ...environments import FaaSEnvironments, RuntimeProcess, is_memory_error, site_env
+from ...environments import FaaSEnvironments, RuntimeProcess, is_memory_error
 from ...runtime import protocol
 from ...site import FaaSSite
 from .executor import BlockingCalls
@@ -418,7 +418,7 @@ class ProcessInvoker(SlotPool):
 
     def _env(self) -> dict:
         """A function's environment: the API host and the site's CA and proxy settings."""
-        env = site_env(self.site)
+        env = self.site.host_env()
         return {"__OW_API_HOST": self.api_host, **env} if self.api_host else env
 
 
