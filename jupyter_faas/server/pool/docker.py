@@ -47,6 +47,7 @@ from ... import engine
 from ...errors import ConfigError
 from ...runtime import protocol
 from ...site import FaaSSite
+from ..entities import now_ms
 from .containers import (
     ACTION_LABEL,
     INSTANCE_LABEL,
@@ -67,7 +68,6 @@ from .slots import (
     SlotPool,
     SlotSpec,
     activations_limit,
-    now_ms,
 )
 from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
 

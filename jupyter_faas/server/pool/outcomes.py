@@ -7,10 +7,9 @@ match on them keep working.
 
 from __future__ import annotations
 
-import time
-
 from ...actionclient import ActionResponse
 from ...runtime import protocol
+from ..entities import now_ms
 from .types import APPLICATION_ERROR, DEVELOPER_ERROR, SUCCESS, WHISK_ERROR, RunOutcome
 
 _CODES = {
@@ -68,7 +67,7 @@ def internal(message: str) -> tuple[int, dict]:
 
 def failed_outcome(accepted_ms: int, status: int, result: dict) -> RunOutcome:
     """An activation that failed before any container ran it."""
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     return RunOutcome(
         status_code=status,
         result=result,

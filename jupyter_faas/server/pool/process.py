@@ -36,6 +36,7 @@ from ...actionclient import ContainerGone
 from ...environments import FaaSEnvironments, RuntimeProcess, is_memory_error
 from ...runtime import protocol
 from ...site import FaaSSite
+from ..entities import now_ms
 from .executor import BlockingCalls
 from .outcomes import died, failed_outcome, init_failed, internal, run_result
 from .slots import (
@@ -46,7 +47,6 @@ from .slots import (
     SlotPool,
     SlotSpec,
     activations_limit,
-    now_ms,
 )
 from .types import DEVELOPER_ERROR, ActivationJob, RunOutcome
 

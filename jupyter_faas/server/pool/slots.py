@@ -18,6 +18,7 @@ from traitlets import Float, Integer, TraitError, validate
 
 from ...actionclient import ActionResponse, ContainerGone
 from ...runtime import protocol
+from ..entities import now_ms
 from .executor import BlockingCalls
 from .outcomes import died, failed_outcome, internal, timeout_message
 from .types import DEVELOPER_ERROR, ActivationJob, FaaSInvoker, RunOutcome
@@ -47,10 +48,6 @@ def escape_name(value: str) -> str:
         else:
             out.extend(f"_{byte:02x}" for byte in char.encode())
     return "".join(out)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def remaining(deadline: float) -> float:
