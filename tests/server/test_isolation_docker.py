@@ -339,8 +339,13 @@ def test_shared_action_keeps_module_state_per_caller(server, docker_client):
 
     def keys(version: str) -> set[str]:
         prefix = f"guest/common/counter@{version}@"
-        found = docker_client.containers.list(all=True, filters={"label": [ACTION_LABEL]})
-        return {c.labels[ACTION_LABEL] for c in found if c.labels[ACTION_LABEL].startswith(prefix)}
+        # Sparse (labels from the listing itself): a full listing inspects each container and
+        # fails on one removed meanwhile, which is what this test waits for.
+        found = docker_client.containers.list(
+            all=True, sparse=True, filters={"label": [ACTION_LABEL]}
+        )
+        labels = [c.attrs.get("Labels") or {} for c in found]
+        return {key for key in (lab[ACTION_LABEL] for lab in labels) if key.startswith(prefix)}
 
     def gone(version: str) -> bool:
         deadline = time.monotonic() + 15
