@@ -175,7 +175,7 @@ def test_alarms_package_is_visible_everywhere(guest):
             {
                 "lifecycleEvent": "CREATE",
                 "cron": "0 0 1 1 *",
-                "stopDate": int(time.time() * 1000) + 60000,
+                "stopDate": lambda: int(time.time() * 1000) + 60000,
             },
             "the first scheduled trigger fire is not until after the stop date",
         ),
@@ -191,6 +191,8 @@ def test_alarms_package_is_visible_everywhere(guest):
     ],
 )
 def test_alarm_feed_validation(guest, server, params, message):
+    """Dates relative to now are given as callables: parametrize runs at collection, long before."""
+    params = {k: v() if callable(v) else v for k, v in params.items()}
     guest.put(f"{A}/triggers/tick?overwrite=true", json={})
     r = feed(guest, server, **params)
     assert r.status_code == 502
