@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +53,12 @@ MAX_SEQUENCE_DEPTH = 10
 
 
 def new_activation_id() -> str:
-    """32 lowercase hex characters, like OpenWhisk's activation ids."""
-    return uuid.uuid4().hex
+    """32 lowercase hex characters, like OpenWhisk's activation ids.
+
+    16 random bytes, as uuid4 has less two fixed version digits, without building
+    a UUID object (a noticeable share of the event loop's time under load).
+    """
+    return secrets.token_hex(16)
 
 
 @dataclass

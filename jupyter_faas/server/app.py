@@ -21,6 +21,7 @@ import secrets
 import signal
 import string
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from .throttle import LimitedActivator, MinuteThrottle
 GUEST = "guest"
 KEY_ALPHABET = string.ascii_letters + string.digits
 DB_FILE = "server.sqlite"
+#: How often a running server looks for key changes made by other processes (seconds).
+KEYS_RECHECK_S = 0.2
 #: In the data directory of a server whose invoker keeps no namespaces apart: why, for the
 #: `namespace create` command to refuse with.
 SINGLE_NAMESPACE_FILE = "single-namespace"
@@ -62,6 +65,7 @@ def create_namespace(db: Database, name: str) -> str | None:
     check_name(name)
     subject_uuid, key = new_subject()
     created = db.write_sync(queries.add_namespace, name, subject_uuid, key, now_ms())
+    db.mark_keys_changed()
     return f"{subject_uuid}:{key}" if created else None
 
 
@@ -73,6 +77,7 @@ def rotate_namespace(db: Database, name: str) -> str | None:
     """
     _, key = new_subject()
     subject_uuid = db.write_sync(queries.rotate_key, name, key)
+    db.mark_keys_changed()
     return f"{subject_uuid}:{key}" if subject_uuid else None
 
 
@@ -301,6 +306,8 @@ class FunctionServer(Application):
         self._subjects: dict[str, tuple[str, str]] = {}
         self._plain_keys: dict[str, str] = {}
         self._auth_epoch: int | None = None
+        self._keys_changed: tuple[int, int] | None = None
+        self._keys_recheck_at = 0.0
         self._auth_conn = None
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -339,13 +346,28 @@ class FunctionServer(Application):
     def _follow_auth_epoch(self) -> None:
         """Drop cached subjects when a key was created, rotated or a namespace deleted.
 
-        Keys change from other processes (`jupyter faas namespace rotate/delete`), so
-        every check reads the database's ``auth_epoch``: one primary-key lookup on a
-        connection of the event loop's own (WAL readers never wait for the writer),
-        a few microseconds, so a rotated key is refused from the next request on.
+        Keys change from other processes (`jupyter faas namespace rotate/delete`), which
+        replace the database's :attr:`~Database.keys_changed_file` after committing. It
+        is looked at (one ``stat``) at most every :data:`KEYS_RECHECK_S`, and only when
+        it changed is ``auth_epoch`` read again: a system call or a database read per
+        request lets the other server threads take the GIL, a large share of the event
+        loop's time under load. The command line waits as long before it returns, so a
+        rotated key is refused once ``rotate`` has returned.
         """
+        now = time.monotonic()
+        if now < self._keys_recheck_at:
+            return
+        self._keys_recheck_at = now + KEYS_RECHECK_S
+        try:
+            st = os.stat(self.db.keys_changed_file)
+            seen = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            seen = None
+        if seen == self._keys_changed and self._auth_epoch is not None:
+            return
         if self._auth_conn is None:
             self._auth_conn = connect(self.db.path, busy_timeout_ms=1000)
+        self._keys_changed = seen
         epoch = queries.auth_epoch(self._auth_conn)
         if epoch != self._auth_epoch:
             self._subjects.clear()
@@ -661,6 +683,7 @@ def namespace_main(argv: list[str] | None = None) -> int:
             result = rotate_namespace(db, args.name)
         else:
             result = db.write_sync(queries.delete_namespace, args.name)
+            db.mark_keys_changed()
     except Exception as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -673,6 +696,9 @@ def namespace_main(argv: list[str] | None = None) -> int:
             f"error: namespace {args.name!r} {problem} in {args.data_dir}; {fix}.", file=sys.stderr
         )
         return 1
+    if args.command != "create":
+        # A running server notices within KEYS_RECHECK_S: the old key is dead on return.
+        time.sleep(KEYS_RECHECK_S * 1.25)
     if args.command == "delete":
         (Path(args.data_dir) / f"auth.{args.name}").unlink(missing_ok=True)
         print(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
+import secrets
 from typing import Any
 
 from tornado import httputil, web
@@ -132,7 +132,7 @@ class BaseHandler(web.RequestHandler):
     def set_default_headers(self) -> None:
         # Called again by send_error's clear(): keep the id of this request.
         if not getattr(self, "request_id", None):
-            self.request_id = uuid.uuid4().hex
+            self.request_id = secrets.token_hex(16)
         self.set_header("X-Request-ID", self.request_id)
         self.set_header("Content-Type", "application/json")
         for name, value in CORS_HEADERS.items():

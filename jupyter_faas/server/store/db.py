@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -136,6 +137,18 @@ class Database:
         conn.close()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="faas-db-writer")
         self._reader = ThreadPoolExecutor(self.readers, thread_name_prefix="faas-db-reader")
+
+    @property
+    def keys_changed_file(self) -> Path:
+        """A file replaced after every key change: a server notices one with a ``stat``."""
+        return self.path.with_name(self.path.name + "-keys-changed")
+
+    def mark_keys_changed(self) -> None:
+        """Replace :attr:`keys_changed_file` (a new inode); call after the change committed."""
+        fresh = self.keys_changed_file.with_name(f"{self.keys_changed_file.name}.{os.getpid()}")
+        fresh.write_text(f"{time.time_ns()}\n")
+        os.chmod(fresh, 0o600)
+        os.replace(fresh, self.keys_changed_file)
 
     def restrict_files(self) -> None:
         """Make the database file and its -wal / -shm readable by the owner only."""
