@@ -244,7 +244,7 @@ def cpu_delta(before: dict, calls: int) -> dict:
 class ServerProcess:
     """``python -m jupyter_faas.server`` with this run's label, in a temporary directory."""
 
-    def __init__(self, run: str, folder: Path):
+    def __init__(self, run: str, folder: Path, code: Path = ROOT):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -265,7 +265,8 @@ class ServerProcess:
                 "--DockerInvoker.memory_budget_mb=16384",
                 f"--DockerInvoker.extra_labels={json.dumps({RUN_LABEL: run})}",
             ],
-            cwd=ROOT,
+            cwd=code,
+            env={**os.environ, "PYTHONPATH": str(code)},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -659,6 +660,17 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def server_code(args) -> str:
+    """Where the server's code came from, when not this checkout."""
+    code = args.server_code.resolve()
+    if code == ROOT:
+        return ""
+    commit = subprocess.run(
+        ["git", "-C", str(code), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    return f" from {code} (commit {commit or 'unknown'})"
+
+
 def report(results: dict, args) -> str:
     lines = [
         "# Function server benchmark",
@@ -666,7 +678,8 @@ def report(results: dict, args) -> str:
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `bench/bench_server.py` "
         f"({' '.join(sys.argv[1:]) or 'defaults'}) on the development machine "
         f"({os.cpu_count()} cores, Docker 20.10, runc, cgroup v1). The server is "
-        "`python -m jupyter_faas.server` with the real DockerInvoker; clients talk to it over "
+        f"`python -m jupyter_faas.server`{server_code(args)} with the real DockerInvoker; "
+        "clients talk to it over "
         "127.0.0.1. Other work on the machine shares the two cores, so absolute numbers "
         "are noisy; each ratio compares against a baseline taken in the same run. "
         f"Load average (1 min) at the start: {results['load'][0]:.1f}, at the end: "
@@ -814,6 +827,14 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=20, help="code-only edits to time")
     parser.add_argument("--cold", type=int, default=8, help="cold starts per path")
     parser.add_argument("--profile", action="store_true", help="sample the server with py-spy")
+    parser.add_argument(
+        "--server-code",
+        type=Path,
+        default=ROOT,
+        help="checkout whose server to run (e.g. a worktree of an earlier commit, for "
+        "before/after rows); clients, baselines and the report stay this checkout's",
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the report")
     args = parser.parse_args()
     args.count = min(args.count, MAX_COUNT)
     args.max_seconds = min(args.max_seconds, MAX_SECONDS)
@@ -825,7 +846,7 @@ def main() -> None:
     run = f"bench-{uuid.uuid4().hex[:12]}"
     labels = engine.labels("bench", **{RUN_LABEL: run})
     folder = Path(tempfile.mkdtemp(prefix="bench-server-"))
-    server = ServerProcess(run, folder)
+    server = ServerProcess(run, folder, args.server_code.resolve())
     results: dict = {"throughput": [], "load": os.getloadavg()}
     try:
         for clients in client_counts:
@@ -856,9 +877,9 @@ def main() -> None:
         engine.remove_labelled(docker, **{RUN_LABEL: run})
         shutil.rmtree(folder, ignore_errors=True)
     text = report(results, args)
-    OUT.write_text(text)
+    args.out.write_text(text)
     print(text)
-    print(f"written to {OUT}")
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

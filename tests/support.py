@@ -189,9 +189,17 @@ def unique_requirements(*pins: str) -> list[str]:
 
 
 def activation_job(
-    code: str | None, *, name="hello", version="0.0.1", params=None, kind="python:3.11", **limits
+    code: str | None,
+    *,
+    name="hello",
+    version="0.0.1",
+    params=None,
+    kind="python:3.11",
+    namespace="guest",
+    **limits,
 ):
-    """An ActivationJob for ``/guest/<name>`` with OpenWhisk's default limits."""
+    """An ActivationJob for ``/guest/<name>`` with OpenWhisk's default limits, invoked by
+    ``namespace`` (another one than guest calls it as a shared action)."""
     from jupyter_faas.server.pool import ActivationJob
 
     exec_ = {"kind": kind, "binary": False}
@@ -201,14 +209,14 @@ def activation_job(
         exec_["image"] = limits.pop("image")
     return ActivationJob(
         activation_id=uuid.uuid4().hex,
-        namespace="guest",
+        namespace=namespace,
         action_name=f"/guest/{name}",
         action_version=version,
         exec=exec_,
         params=params if params is not None else {"x": 1},
-        init_env={"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": f"/guest/{name}"},
+        init_env={"__OW_NAMESPACE": namespace, "__OW_ACTION_NAME": f"/guest/{name}"},
         limits={"timeout": 20000, "memory": 256, "logs": 10, "concurrency": 1, **limits},
         deadline_ms=int(time.time() * 1000) + 20000,
         api_key=None,
-        action_key=f"guest/{name}@{version}",
+        action_key=f"guest/{name}@{version}" + (f"@{namespace}" if namespace != "guest" else ""),
     )

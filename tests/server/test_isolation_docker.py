@@ -16,6 +16,7 @@ import io
 import ipaddress
 import re
 import socket
+import subprocess
 import time
 
 import pytest
@@ -25,7 +26,9 @@ from traitlets import TraitError, Unicode
 from traitlets.config import Configurable
 
 from jupyter_faas import engine
+from jupyter_faas.errors import ConfigError
 from jupyter_faas.server import namespace_main
+from jupyter_faas.server.pool import firewall
 from jupyter_faas.server.pool.containers import ACTION_LABEL, OWNER_LABEL
 from jupyter_faas.server.pool.docker import OWNER_FILE, DockerInvoker
 
@@ -389,26 +392,120 @@ def knock(loop, invoker) -> dict:
     return run(loop, invoker, KNOCK, name="knocker", params={"ip": neighbour.address})
 
 
+def gateway_of(network) -> str:
+    ipam = network.attrs["IPAM"]["Config"][0]
+    return ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
+
+
+def host_address() -> str:
+    """This host's address on its way out (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.123", 9))
+        return probe.getsockname()[0]
+
+
+def chains_of(network) -> dict[str, bool]:
+    """Whether each of the network's firewall chains exists."""
+    short = network.id[:12]
+    return {
+        chain: subprocess.run(["iptables", "-w", "10", "-S", chain], capture_output=True).returncode
+        == 0
+        for chain in (f"FAAS-I-{short}", f"FAAS-F-{short}")
+    }
+
+
+@pytest.fixture
+def listeners():
+    """Two TCP services on every address of this host (as Jupyter, a registry or the
+    Docker API on TCP may listen); their ports."""
+    with socket.create_server(("0.0.0.0", 0)) as one, socket.create_server(("0.0.0.0", 0)) as two:
+        yield one.getsockname()[1], two.getsockname()[1]
+
+
 @pytest.mark.docker
-def test_action_cannot_reach_a_neighbour_container(loop, make_invoker, docker_client, run_label):
+def test_action_reaches_no_neighbour_no_host_service(
+    loop, make_invoker, docker_client, run_label, listeners
+):
+    """Finding 1 and the egress rule: by default an action reaches neither a neighbour nor a
+    service of the host, at its own network's gateway, Docker's bridge or the host's address."""
+    assert firewall.unavailable() == "", "CI runs the suite as root with iptables"
     owner = f"net-{run_label}"
     invoker = make_invoker(owner=owner)
     assert knock(loop, invoker) == {"reached": False, "why": "TimeoutError"}
     network = docker_client.networks.get(f"faas-net-{owner}")
     assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
-    # The host stays reachable (actions call the server back at c.DockerInvoker.api_host),
-    # at the default bridge's gateway as at our network's.
-    with socket.create_server(("0.0.0.0", 0)) as listener:
-        port = listener.getsockname()[1]
-        for net in (docker_client.networks.get("bridge"), network):
-            ipam = net.attrs["IPAM"]["Config"][0]
-            gateway = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
-            reached = run(loop, invoker, KNOCK, name="caller", params={"ip": gateway, "port": port})
-            assert reached == {"reached": True}, (net.name, gateway)
+    port = listeners[0]
+    for ip in (
+        gateway_of(network),
+        gateway_of(docker_client.networks.get("bridge")),
+        host_address(),
+    ):
+        reached = run(loop, invoker, KNOCK, name="caller", params={"ip": ip, "port": port})
+        assert reached == {"reached": False, "why": "TimeoutError"}, ip
     assert network.attrs["Labels"][RUN_LABEL] == run_label
     assert network.attrs["Labels"][OWNER_LABEL] == owner
+    assert chains_of(network) == dict.fromkeys(chains_of(network), True)
     loop.run_until_complete(invoker.stop())
     assert not docker_client.networks.list(names=[f"faas-net-{owner}"]), "our network is left"
+    assert not any(chains_of(network).values()), "its firewall rules are left"
+
+
+@pytest.mark.docker
+def test_allowed_destinations_site_wide_and_per_namespace(
+    loop, make_invoker, docker_client, run_label, listeners
+):
+    """What the site allows is reachable, nothing else; a namespace with destinations of its
+    own gets a network of its own, and its neighbours do not get its destinations."""
+    allowed, other = listeners
+    owner = f"egress-{run_label}"
+    invoker = make_invoker(
+        owner=owner,
+        allowed_egress=[f"host:{allowed}"],
+        allowed_egress_by_namespace={"beamline": [f"host:{other}"]},
+    )
+    network = docker_client.networks.get(f"faas-net-{owner}")
+    here = gateway_of(network)
+
+    def reach(namespace, port):
+        job = activation_job(
+            KNOCK, name="caller", params={"ip": here, "port": port}, namespace=namespace
+        )
+        outcome = loop.run_until_complete(invoker.run(job))
+        assert outcome.status_code == 0, outcome.result
+        return outcome.result["reached"]
+
+    assert reach("guest", allowed) is True
+    assert reach("guest", other) is False
+    assert reach("beamline", allowed) is True, "the site-wide destinations still apply"
+    assert reach("beamline", other) is True
+    nets = {
+        slot.action_key: next(iter(slot.container.attrs["NetworkSettings"]["Networks"]))
+        for slot in invoker._slots.values()
+    }
+    assert nets["guest/caller@0.0.1"] == network.name
+    own = nets["guest/caller@0.0.1@beamline"]
+    assert own.startswith(f"faas-net-{owner}-") and own != network.name
+    beamline = docker_client.networks.get(own)
+    loop.run_until_complete(invoker.stop())
+    assert not docker_client.networks.list(names=[own])
+    assert not any(chains_of(beamline).values())
+
+
+@pytest.mark.parametrize(
+    ("traits", "words"),
+    [
+        ({"allowed_egress": ["pypi.example.org:99999"]}, "c.DockerInvoker.allowed_egress"),
+        (
+            {"allowed_egress_by_namespace": {"beamline": ["not a host"]}},
+            "c.DockerInvoker.allowed_egress_by_namespace['beamline']",
+        ),
+        ({"allowed_egress": ["no-such-host.invalid"]}, "does not resolve"),
+    ],
+)
+def test_bad_destinations_are_refused_at_start(traits, words):
+    with pytest.raises(ConfigError) as err:
+        DockerInvoker(**traits)._check_egress()
+    assert words in str(err.value)
 
 
 @pytest.mark.docker

@@ -20,8 +20,10 @@ carries its server's owner id, so servers sharing an engine leave each other alo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import requests.exceptions
 from traitlets import (
     Bool,
     Dict,
+    Enum,
     Float,
     Instance,
     Integer,
@@ -48,6 +51,7 @@ from ...errors import ConfigError
 from ...runtime import protocol
 from ...site import FaaSSite
 from ..entities import now_ms
+from . import firewall
 from .containers import (
     ACTION_LABEL,
     INSTANCE_LABEL,
@@ -60,6 +64,7 @@ from .containers import (
     wants_refresh,
 )
 from .executor import BlockingCalls
+from .firewall import Destination, EgressFirewall
 from .outcomes import failed_outcome, init_failed, internal, run_result
 from .slots import (
     FINAL_LOGS_WAIT_S,
@@ -134,6 +139,41 @@ class DockerInvoker(SlotPool):
         so an action cannot reach its neighbours; it is removed at stop. A name: that
         existing network, as it is (never removed). Example: "bridge" (Docker's default
         network, where containers reach one another).""",
+    ).tag(config=True)
+
+    firewall = Enum(
+        ["auto", "iptables", "off"],
+        "auto",
+        help="""Whether action containers are kept from this host's services and from
+        everything not in c.DockerInvoker.allowed_egress. "iptables": the invoker adds
+        iptables rules to the bridge of each network it creates (the server must run as
+        root; it refuses to start otherwise). "auto" (the default): the same when the
+        server runs as root, else it warns at start that containers can reach services
+        listening on this host's addresses and the internet (and refuses to start if an
+        allow-list is set). "off": no rules (Docker's defaults: the host and the
+        internet are reachable). Not applied to a named c.DockerInvoker.network.""",
+    ).tag(config=True)
+
+    allowed_egress = List(
+        Unicode(),
+        help="""What every action container may reach, besides answering the server:
+        CIDRs, addresses or host names (resolved at start), each with an optional
+        :port (TCP and UDP), or "host:PORT" for a service on this Docker host (any of
+        its addresses). Empty (the default): nothing; the host's services (Docker API,
+        registry, Jupyter, this server's API, a hub) and the internet are out of reach.
+        Example: ["pypi.example.org:443", "10.20.0.0/16", "host:3233"] (a package index,
+        a data network, and this server, for actions that call it back at
+        c.DockerInvoker.api_host).""",
+    ).tag(config=True)
+
+    allowed_egress_by_namespace = Dict(
+        key_trait=Unicode(),
+        value_trait=List(Unicode()),
+        help="""More destinations for the containers of activations invoked by one
+        namespace, in the form of c.DockerInvoker.allowed_egress (which still applies).
+        Such a namespace's containers join a network of their own, made when first
+        needed (prewarmed containers do not serve it).
+        Example: {"beamline-11": ["10.30.0.5:8000"]}.""",
     ).tag(config=True)
 
     api_host = Unicode(
@@ -406,9 +446,13 @@ class DockerInvoker(SlotPool):
         self._stream_client = None
         self._last_prewarm_error = ""
         self._hardening: Hardening | None = None
-        #: The network the containers join, and whether it is ours to remove at stop.
+        #: The network the containers join (by default); the networks we made, each
+        #: with its firewall (None: none), removed at stop; and per-namespace networks.
         self._network = self.network or "bridge"
-        self._own_network = False
+        self._own_networks: dict[str, EgressFirewall | None] = {}
+        self._namespace_networks: dict[str, str] = {}
+        self._network_lock: asyncio.Lock | None = None
+        self._egress: list[Destination] | None = None
 
     # ---- start / stop -------------------------------------------------------------------
 
@@ -426,8 +470,12 @@ class DockerInvoker(SlotPool):
         await self._calls.slow(self._ensure_runtime_image)
         # Attached output streams stay silent for as long as a container idles: no read timeout.
         self._stream_client = await self._calls.quick(docker.from_env, timeout=None)
-        self._network = self.network or await self._calls.slow(self._ensure_own_network)
-        self._own_network = not self.network
+        self._egress = await asyncio.to_thread(self._check_egress)
+        self._network_lock = asyncio.Lock()
+        if not self.network:
+            self._network = await self._calls.slow(
+                self._ensure_own_network, OWN_NETWORK_PREFIX + self.owner, self._egress
+            )
         orphans = await self._calls.quick(
             lambda: list(engine.containers_with_label(self._client, **self._scope_labels()))
         )
@@ -459,8 +507,10 @@ class DockerInvoker(SlotPool):
             await asyncio.gather(
                 *(self._calls.slow(engine.remove_container, c) for c in stragglers)
             )
-        if self._own_network:
-            await self._calls.slow(self._remove_own_network)
+        for name, wall in list(self._own_networks.items()):
+            await self._calls.slow(self._remove_own_network, name, wall)
+        self._own_networks.clear()
+        self._namespace_networks.clear()
         if self._stream_client is not None:
             self._stream_client.close()
             self._stream_client = None
@@ -468,40 +518,128 @@ class DockerInvoker(SlotPool):
         self._calls = None
         self.log.info("invoker %s stopped; removed %d containers", self.instance, len(slots))
 
-    def _ensure_own_network(self) -> str:
-        """Our bridge network without inter-container traffic; a crashed predecessor's
-        (same owner) is reused."""
-        name = OWN_NETWORK_PREFIX + self.owner
-        found = self._client.networks.list(names=[name])
-        if any(n.name == name for n in found):
+    def _check_egress(self) -> list[Destination] | None:
+        """The site-wide allowed destinations, or None when no firewall is applied.
+
+        Raises:
+            ConfigError: a destination is malformed, or a firewall is asked for (an
+                allow-list or "iptables") and this process cannot apply it.
+        """
+        allows = {"c.DockerInvoker.allowed_egress": self.allowed_egress} | {
+            f"c.DockerInvoker.allowed_egress_by_namespace[{ns!r}]": entries
+            for ns, entries in self.allowed_egress_by_namespace.items()
+        }
+        for setting, entries in allows.items():
+            for entry in entries:
+                try:
+                    firewall.parse_destination(entry)
+                except ValueError as err:
+                    raise ConfigError(f"{setting}: {err}") from None
+        if self.firewall == "off" or self.network:
+            if self.network and (self.allowed_egress or self.allowed_egress_by_namespace):
+                self.log.warning(
+                    "c.DockerInvoker.allowed_egress* are not applied: the containers join the "
+                    "named network %s as it is (c.DockerInvoker.network)",
+                    self.network,
+                )
+            return None
+        why = firewall.unavailable()
+        if why:
+            if (
+                self.firewall == "iptables"
+                or self.allowed_egress
+                or self.allowed_egress_by_namespace
+            ):
+                raise ConfigError(
+                    f"Action containers cannot be confined to their allowed destinations: {why}.",
+                    hint="Run the function server as root (with iptables installed), or set "
+                    'c.DockerInvoker.firewall = "off" and leave c.DockerInvoker.allowed_egress* '
+                    "empty to run without the egress firewall.",
+                )
+            self.log.warning(
+                "Action containers can reach services listening on this host's addresses and "
+                "the internet: no egress firewall, as %s (c.DockerInvoker.firewall). Run the "
+                "server as root to apply it.",
+                why,
+            )
+            return None
+        return self._destinations(self.allowed_egress)
+
+    @staticmethod
+    def _destinations(entries: list[str]) -> list[Destination]:
+        return [d for entry in entries for d in firewall.parse_destination(entry)]
+
+    async def _network_for(self, namespace: str) -> str:
+        """The network of containers invoked by ``namespace``: its own one when it has
+        destinations of its own, else the invoker's."""
+        extra = self.allowed_egress_by_namespace.get(namespace)
+        if extra is None or self.network:
+            return self._network
+        async with self._network_lock:
+            name = self._namespace_networks.get(namespace)
+            if name is None:
+                digest = hashlib.sha256(namespace.encode()).hexdigest()[:12]
+                allowed = None
+                if self._egress is not None:
+                    allowed = self._egress + self._destinations(extra)
+                name = await self._calls.slow(
+                    self._ensure_own_network, f"{OWN_NETWORK_PREFIX}{self.owner}-{digest}", allowed
+                )
+                self._namespace_networks[namespace] = name
             return name
+
+    def _ensure_own_network(self, name: str, allowed: list[Destination] | None) -> str:
+        """Our bridge network ``name`` without inter-container traffic, confined to
+        ``allowed`` (None: no firewall); a crashed predecessor's (same owner) is reused."""
+        found = [n for n in self._client.networks.list(names=[name]) if n.name == name]
         try:
-            self._client.networks.create(
-                name,
-                driver="bridge",
-                options={"com.docker.network.bridge.enable_icc": "false"},
-                labels=engine.labels("server", **{**self.extra_labels, OWNER_LABEL: self.owner}),
+            network = (
+                found[0]
+                if found
+                else self._client.networks.create(
+                    name,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels=engine.labels(
+                        "server", **{**self.extra_labels, OWNER_LABEL: self.owner}
+                    ),
+                )
             )
         except docker.errors.APIError as err:
-            if err.status_code == 409:  # another start of the same owner made it
-                return name
-            raise ConfigError(
-                f"The Docker network {name} for the action containers could not be created "
-                f"({str(err.explanation or err).strip()[:300]}).",
-                hint="Remove unused networks (`docker network prune`), or set "
-                'c.DockerInvoker.network to an existing network, e.g. "bridge".',
-            ) from err
+            if err.status_code != 409:  # 409: another start of the same owner made it
+                raise ConfigError(
+                    f"The Docker network {name} for the action containers could not be "
+                    f"created ({str(err.explanation or err).strip()[:300]}).",
+                    hint="Remove unused networks (`docker network prune`), or set "
+                    'c.DockerInvoker.network to an existing network, e.g. "bridge".',
+                ) from err
+            network = self._client.networks.get(name)
+        wall = None
+        if allowed is not None:
+            network.reload()
+            wall = EgressFirewall(network.id, firewall.bridge_of(network.attrs), allowed)
+            try:
+                wall.install()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+                raise ConfigError(
+                    f"The egress firewall of network {name} could not be set up: {err}",
+                    hint='Check that iptables works here, or set c.DockerInvoker.firewall = "off".',
+                ) from err
+        self._own_networks[name] = wall
         return name
 
-    def _remove_own_network(self) -> None:
-        """Remove our network; one still in use (a restarted server of the same owner
-        runs) or already gone stays as it is."""
+    def _remove_own_network(self, name: str, wall: EgressFirewall | None) -> None:
+        """Remove our network and its firewall; one still in use (a restarted server of
+        the same owner runs) or already gone stays as it is, with its rules."""
         try:
-            self._client.networks.get(self._network).remove()
+            self._client.networks.get(name).remove()
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as err:
-            self.log.info("network %s not removed: %s", self._network, err)
+            self.log.info("network %s not removed: %s", name, err)
+            return
+        if wall is not None:
+            wall.remove()
 
     def hardening(self) -> Hardening:
         """The confinement of every action container, from the settings.
@@ -650,7 +788,8 @@ class DockerInvoker(SlotPool):
 
     async def _new_slot(self, job: ActivationJob, spec: _Spec) -> tuple[ActionContainer, bool]:
         """A prewarm container when the job fits one, else a container started for it."""
-        if spec.prewarmable:
+        network = await self._network_for(job.namespace)
+        if spec.prewarmable and network == self._network:
             slot = self._take_prewarm(job.action_key)
             if slot is not None:
                 return slot, True
@@ -666,7 +805,7 @@ class DockerInvoker(SlotPool):
                 memory_mb=spec.memory_mb,
                 env=self._env(),
                 labels=self._labels(**{ACTION_LABEL: job.action_key}),
-                network=self._network,
+                network=network,
                 volumes=self.site.container_volumes(),
                 hardening=self._hardening,
             ),
