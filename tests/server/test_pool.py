@@ -205,6 +205,66 @@ def test_prewarm_container_takes_a_python_action(loop, make_invoker):
     assert other.result["host"] not in (outcome.result["host"], prewarmed()[0].id[:12])
 
 
+@pytest.fixture
+def function_image(docker_client, runtime_image, run_label):
+    """Another name of the runtime image, as a function's dependency image is (it carries
+    our label and takes code through /init); the name is removed afterwards."""
+    ref = f"faas-test-deps-{run_label}:1"
+    docker_client.images.get(runtime_image).tag(ref)
+    yield ref
+    docker_client.images.remove(ref)
+
+
+@pytest.mark.docker
+def test_code_only_version_on_a_function_image_takes_a_prewarmed_container(
+    loop, make_invoker, function_image
+):
+    """A code-only edit is a new version on the same image: after the first cold start one
+    container of that image waits without code, and the next version's /init goes to it."""
+    invoker = make_invoker(idle_timeout_s=60)
+
+    def prewarmed():
+        return [
+            s for s in invoker._slots.values() if s.state == "prewarm" and s.image == function_image
+        ]
+
+    def version(n):
+        outcome = loop.run_until_complete(
+            invoker.run(
+                job(
+                    HOST + f"\nVERSION = {n}\n",
+                    kind="blackbox",
+                    image=function_image,
+                    version=f"0.0.{n}",
+                )
+            )
+        )
+        assert outcome.status_code == 0, outcome.result
+        return outcome
+
+    version(1)
+    wait_until(loop, lambda: len(prewarmed()) == 1)
+    waiting = prewarmed()[0].id
+    second = version(2)
+    assert waiting.startswith(second.result["host"]), "the second version ran in the waiting one"
+    assert second.init_time_ms is not None
+    wait_until(loop, lambda: len(prewarmed()) == 1 and prewarmed()[0].id != waiting)
+    # Unused, it goes after the idle timeout like a warm container (the runtime image's
+    # own prewarm containers stay).
+    invoker.idle_timeout_s = 0.1
+    loop.run_until_complete(asyncio.sleep(0.2))
+    loop.run_until_complete(invoker._reap())
+    assert not prewarmed()
+
+
+@pytest.mark.docker
+def test_prewarmed_function_image_never_evicts_a_warm_container(loop, make_invoker, function_image):
+    invoker = make_invoker(memory_budget_mb=256)
+    loop.run_until_complete(invoker.run(job(kind="blackbox", image=function_image)))
+    wait_until(loop, lambda: all(s.state == "idle" for s in invoker._slots.values()))
+    assert [s.state for s in invoker._slots.values()] == ["idle"], "no room: nothing prewarmed"
+
+
 @pytest.mark.docker
 def test_application_error(loop, make_invoker):
     invoker = make_invoker()

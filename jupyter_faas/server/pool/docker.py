@@ -26,6 +26,7 @@ import re
 import subprocess
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,6 @@ class _Spec(SlotSpec):
     image: str
     sentinelled: bool
     refresh: bool
-    prewarmable: bool
 
 
 class DockerInvoker(SlotPool):
@@ -188,6 +188,18 @@ class DockerInvoker(SlotPool):
         {PREWARM_MEMORY_MB} MB of memory, so that a Python action with that memory limit
         skips the container start (its /init is its only cold-start cost). 0 disables
         prewarming. Example: 2.""",
+    ).tag(config=True)
+
+    prewarm_images = Bool(
+        True,
+        help="""After a cold start from an image built by jupyter-faas (it takes code
+        through /init, like the runtime image), keep one container of that image and
+        memory limit started without code, so that the next version of a function on the
+        same dependency image (a code-only edit) skips the container start, as Python
+        actions on the runtime image do. Such a container counts against
+        c.DockerInvoker.memory_budget_mb, is evicted after idle ones when room is needed
+        and is removed after c.DockerInvoker.idle_timeout_s unused. Namespaces with a
+        network of their own (c.DockerInvoker.allowed_egress_by_namespace) do not use them.""",
     ).tag(config=True)
 
     container_name_template = Unicode(
@@ -439,7 +451,8 @@ class DockerInvoker(SlotPool):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.instance = uuid.uuid4().hex[:8]
-        self._prewarm_starting = 0
+        #: Prewarm containers being started, per (image, memory MB).
+        self._prewarm_starting: Counter[tuple[str, int]] = Counter()
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._client = None
@@ -769,7 +782,6 @@ class DockerInvoker(SlotPool):
             **limits,
             sentinelled=ours,
             refresh=not ours and wants_refresh(image),
-            prewarmable=ours and bool(code) and limits["memory_mb"] == PREWARM_MEMORY_MB,
         )
 
     def _start_failure(self, spec: _Spec, err: Exception) -> tuple[int, dict]:
@@ -789,8 +801,8 @@ class DockerInvoker(SlotPool):
     async def _new_slot(self, job: ActivationJob, spec: _Spec) -> tuple[ActionContainer, bool]:
         """A prewarm container when the job fits one, else a container started for it."""
         network = await self._network_for(job.namespace)
-        if spec.prewarmable and network == self._network:
-            slot = self._take_prewarm(job.action_key)
+        if spec.code and network == self._network:
+            slot = self._take_prewarm(job.action_key, spec.image, spec.memory_mb)
             if slot is not None:
                 return slot, True
         labels = await self._ensure_image(spec.image, spec.refresh)
@@ -812,15 +824,28 @@ class DockerInvoker(SlotPool):
         )
         slot.action_key = job.action_key
         slot.state = "busy"
-        slot.sentinelled = spec.sentinelled or labels.get(engine.LABEL) == "1"
+        ours = labels.get(engine.LABEL) == "1"
+        slot.sentinelled = spec.sentinelled or ours
+        if (
+            ours
+            and self.prewarm_images
+            and spec.code
+            and not spec.refresh
+            and spec.image != self.python_image
+            and network == self._network
+        ):
+            self._prewarm_image(spec.image, spec.memory_mb)
         return slot, True
 
-    def _take_prewarm(self, action_key: str) -> ActionContainer | None:
+    def _take_prewarm(self, action_key: str, image: str, memory_mb: int) -> ActionContainer | None:
         for slot in self._slots.values():
-            if slot.state == "prewarm":
+            if slot.state == "prewarm" and slot.image == image and slot.memory_mb == memory_mb:
                 slot.state = "busy"
                 slot.action_key = action_key
-                self._refill_prewarm()
+                if image == self.python_image:
+                    self._refill_prewarm()
+                else:
+                    self._prewarm_image(image, memory_mb)
                 return slot
         return None
 
@@ -831,29 +856,45 @@ class DockerInvoker(SlotPool):
 
     # ---- prewarm ------------------------------------------------------------------------
 
+    def _prewarm_count(self, image: str, memory_mb: int) -> int:
+        started = sum(
+            s.state == "prewarm" and s.image == image and s.memory_mb == memory_mb
+            for s in self._slots.values()
+        )
+        return started + self._prewarm_starting[image, memory_mb]
+
     def _refill_prewarm(self) -> None:
         if not self._running:
             return
-        have = sum(s.state == "prewarm" for s in self._slots.values()) + self._prewarm_starting
+        have = self._prewarm_count(self.python_image, PREWARM_MEMORY_MB)
         for _ in range(self.prewarm_count - have):
-            self._prewarm_starting += 1
-            self._spawn(self._start_prewarm())
+            self._spawn(self._start_prewarm(self.python_image, PREWARM_MEMORY_MB))
 
-    async def _start_prewarm(self) -> None:
+    def _prewarm_image(self, image: str, memory_mb: int) -> None:
+        """Start one prewarm container of a function's image unless one is there or starting,
+        or the memory budget has no free room for it (it never evicts a warm container)."""
+        free = self.memory_budget_mb - self._reserved_mb
+        if self._running and free >= memory_mb and not self._prewarm_count(image, memory_mb):
+            self._spawn(self._start_prewarm(image, memory_mb))
+
+    async def _start_prewarm(self, image: str, memory_mb: int) -> None:
         """Start one prewarm container; a full budget evicts the least recently used idle one."""
         slot = None
         reserved = False
+        self._prewarm_starting[image, memory_mb] += 1
         try:
-            await self._reserve(PREWARM_MEMORY_MB)
+            await self._reserve(memory_mb)
             reserved = True
-            await self._ensure_image(self.python_image, False)
+            await self._ensure_image(image, False)
             slot = await self._calls.slow(
                 ActionContainer.start,
                 self._client,
                 self._stream_client.api,
-                image=self.python_image,
-                name=self._name("/prewarm/python"),
-                memory_mb=PREWARM_MEMORY_MB,
+                image=image,
+                name=self._name(
+                    "/prewarm/python" if image == self.python_image else "/prewarm/image"
+                ),
+                memory_mb=memory_mb,
                 env=self._env(),
                 labels=self._labels(**{PREWARM_LABEL: "1"}),
                 network=self._network,
@@ -865,17 +906,17 @@ class DockerInvoker(SlotPool):
             )
         except Exception as err:
             if reserved:
-                self._reserved_mb -= PREWARM_MEMORY_MB
+                self._reserved_mb -= memory_mb
             if slot is not None:
                 await self._calls.slow(slot.remove)
             message = str(err)
             # Retried on every reaper tick: say it once, not every tick.
             log = self.log.debug if message == self._last_prewarm_error else self.log.warning
-            log("could not start a prewarm container from %s: %s", self.python_image, message)
+            log("could not start a prewarm container from %s: %s", image, message)
             self._last_prewarm_error = message
             return
         finally:
-            self._prewarm_starting -= 1
+            self._prewarm_starting[image, memory_mb] -= 1
         slot.sentinelled = True
         self._slots[slot.id] = slot
         self._last_prewarm_error = ""
@@ -889,6 +930,10 @@ class DockerInvoker(SlotPool):
 
     def _after_reap(self) -> None:
         self._refill_prewarm()
+
+    def _expires(self, slot: ActionContainer) -> bool:
+        """Prewarm containers of function images go when unused, as idle ones do."""
+        return slot.state == "idle" or (slot.state == "prewarm" and slot.image != self.python_image)
 
     # ---- helpers ------------------------------------------------------------------------
 

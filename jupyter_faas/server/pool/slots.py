@@ -277,6 +277,10 @@ class SlotPool(FaaSInvoker):
         """A test telling whether an idle slot's sandbox died (checked once per reap)."""
         raise NotImplementedError
 
+    def _expires(self, slot: Slot) -> bool:
+        """Whether ``slot`` is removed after c.<Invoker>.idle_timeout_s unused."""
+        return slot.state == "idle"
+
     def _after_reap(self) -> None:
         """Called after every reap round."""
 
@@ -573,7 +577,7 @@ class SlotPool(FaaSInvoker):
             if slot.state not in ("idle", "prewarm"):
                 continue
             expired = (
-                slot.state == "idle"
+                self._expires(slot)
                 and self.idle_timeout_s
                 and now - slot.last_used > self.idle_timeout_s
             )
