@@ -15,6 +15,7 @@ listen.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import secrets
@@ -378,9 +379,13 @@ class FunctionServer(Application):
         """The namespace of ``subject_uuid`` if ``key`` is its key, else None.
 
         Subjects (namespace and key digest) are cached until the auth epoch changes;
-        checking a key is one salted SHA-256 and a constant-time comparison.
+        checking a key is one salted SHA-256 and a constant-time comparison, or only the
+        comparison for a key that was checked since (the usual case: one caller, many calls).
         """
         self._follow_auth_epoch()
+        seen = self._plain_keys.get(subject_uuid)
+        if seen is not None and hmac.compare_digest(seen.encode(), key.encode()):
+            return self._subjects[subject_uuid][0]
         subject = self._subjects.get(subject_uuid)
         if subject is None:
             subject = await self.db.read(queries.subject_digest, subject_uuid)
