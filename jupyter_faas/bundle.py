@@ -44,17 +44,54 @@ OpenWhisk calls {handler}(args) with the JSON input as a dict; it returns a dict
 '''
 
 
+class BadName(BundleError):
+    """A function name that is not a DNS label; ``suggestion`` is a valid, different one."""
+
+    reason = "bad-name"
+
+    def __init__(self, message: str, *, suggestion: str, hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.suggestion = suggestion
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "suggestion": self.suggestion}
+
+
+def suggest_name(name: str) -> str:
+    """A valid function name close to ``name`` (lowercased, runs of other characters as '-')."""
+    text = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
+    text = text[:MAX_NAME_LENGTH].rstrip("-")
+    return text or "my-function"
+
+
 def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid function name, else raise BundleError saying why."""
-    if not name or len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
-        suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:MAX_NAME_LENGTH]
-        raise BundleError(
-            f"{name!r} is not a valid function name: use lowercase letters, digits and '-', "
-            f"starting and ending with a letter or digit, at most {MAX_NAME_LENGTH} characters "
-            "(OpenWhisk, OpenFaaS and Knative put it in URLs and DNS names).",
-            hint=f"For example: {suggestion or 'my-function'!r}.",
-        )
-    return name
+    """Return ``name`` if it is a valid function name, else raise BadName saying why."""
+    if isinstance(name, str) and name and len(name) <= MAX_NAME_LENGTH and NAME_PATTERN.match(name):
+        return name
+    text = name if isinstance(name, str) else ""
+    problems = []
+    if not text:
+        problems.append("it is empty")
+    if len(text) > MAX_NAME_LENGTH:
+        problems.append(f"it is {len(text)} characters long, over the limit of {MAX_NAME_LENGTH}")
+    bad = sorted(set(re.sub(r"[a-z0-9-]", "", text)))
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:10]) + (", …" if len(bad) > 10 else "")
+        upper = " (capitals: use lowercase)" if any(c.isupper() for c in bad) else ""
+        problems.append(f"it has characters other than a-z, 0-9 and '-': {shown}{upper}")
+    if text[:1] == "-" or text[-1:] == "-":
+        problems.append("it starts or ends with '-'")
+    suggestion = suggest_name(text)
+    if suggestion == text:  # cannot happen for an invalid name; kept different on principle
+        suggestion = "my-function"
+    raise BadName(
+        f"{text!r} is not a valid function name: {'; '.join(problems)}. A name has lowercase "
+        f"letters, digits and '-', starts and ends with a letter or digit and has at most "
+        f"{MAX_NAME_LENGTH} characters (OpenWhisk, OpenFaaS and Knative put it in URLs and "
+        "DNS names).",
+        suggestion=suggestion,
+        hint=f"For example: {suggestion!r}.",
+    )
 
 
 def check_limits(memory_mb: int, timeout_s: float) -> None:
@@ -90,6 +127,23 @@ class FunctionMetadata:
     #: Notebook-local files and folders the code reads, relative to handler.py; they travel
     #: with the code (in the /init zip), so they count as code.
     data_files: list[str] = field(default_factory=list)
+    #: The notebook cell the function was captured from, when known: ``notebook`` (its path),
+    #: ``cell_id``, ``cell_sha256`` (of the cell's whole text) and ``execution_count``.
+    cell: dict | None = None
+    #: Where the cell's text is in handler.py: ``{"handler_start": H, "cell_start": C,
+    #: "count": N}``: handler.py lines H..H+N-1 are the cell's lines C..C+N-1.
+    cell_lines: dict | None = None
+
+    def cell_line(self, handler_line: int) -> int | None:
+        """The cell's line number of handler.py line ``handler_line``, or None outside the cell."""
+        lines = self.cell_lines or {}
+        try:
+            offset = handler_line - int(lines["handler_start"])
+            if 0 <= offset < int(lines["count"]):
+                return int(lines["cell_start"]) + offset
+        except (KeyError, TypeError, ValueError):
+            pass
+        return None
 
 
 @dataclass
@@ -157,8 +211,13 @@ class Bundle:
         requirements: list[str],
         local_modules: dict[str, str] | None = None,
         data_files: dict[str, str] | None = None,
+        cell_tail: tuple[int, int] | None = None,
     ) -> Bundle:
-        """Write a bundle folder (replacing an older one of the same function)."""
+        """Write a bundle folder (replacing an older one of the same function).
+
+        ``cell_tail`` is ``(first cell line, line count)`` when the last lines of ``code``
+        are the cell's own: recorded as ``metadata.cell_lines`` to map tracebacks back.
+        """
         check_name(metadata.name)
         check_limits(metadata.memory_mb, metadata.timeout_s)
         check_ignore_keys(metadata.ignore_keys)
@@ -166,7 +225,16 @@ class Bundle:
         path.mkdir(parents=True, exist_ok=True)
         metadata.source_sha256 = hashlib.sha256(code.encode()).hexdigest()
         header = _HEADER.format(name=metadata.name, handler=metadata.handler)
-        (path / HANDLER_FILE).write_text(header + code)
+        text = header + code
+        if cell_tail is not None:
+            cell_start, count = cell_tail
+            total = text.count("\n") + (0 if text.endswith("\n") else 1)
+            metadata.cell_lines = {
+                "handler_start": total - count + 1,
+                "cell_start": cell_start,
+                "count": count,
+            }
+        (path / HANDLER_FILE).write_text(text)
         (path / REQUIREMENTS_FILE).write_text("".join(f"{r}\n" for r in requirements))
         for module, source in (local_modules or {}).items():
             target = path / (module if os.path.isdir(source) else f"{module}.py")
@@ -236,6 +304,8 @@ _FIELD_TYPES = {
     "test_input": ((dict, type(None)), "an object or null"),
     "ignore_keys": ((list,), 'a list of key names, e.g. ["time", "stats.elapsed"]'),
     "data_files": ((list,), 'a list of paths relative to handler.py, e.g. ["template.html"]'),
+    "cell": ((dict, type(None)), 'an object or null, e.g. {"notebook": "peaks.ipynb"}'),
+    "cell_lines": ((dict, type(None)), "an object or null"),
 }
 
 #: A key to ignore: a name, or a dotted path of names.

@@ -80,8 +80,18 @@ class CapturedFunction:
     def source(self) -> str:
         """The full text of handler.py."""
         parts = []
-        # Imports first even when the cell repeats one: handler.py reads top to bottom.
         imports = list(dict.fromkeys(self.imports + (["import os"] if self.data_files else [])))
+        # An import the cell makes itself is left to the cell, unless something above the
+        # cell needs its name while handler.py loads (a constant, a default, a class body).
+        own = _import_keys(self.cell_source)
+        early = _load_time_names(self.constants + self.definitions)
+        if self.data_files:
+            early.add("os")
+        imports = [
+            line
+            for line in imports
+            if not (_import_keys(line) <= own and not _import_names(line) & early)
+        ]
         if imports:
             parts.append("\n".join(imports))
         if self.data_files:
@@ -93,6 +103,51 @@ class CapturedFunction:
         parts.extend(self.definitions)
         parts.append(self.cell_source.strip("\n"))
         return "\n\n\n".join(parts) + "\n"
+
+
+def _import_keys(source: str) -> set[tuple]:
+    """Each name a module's top-level imports bind, as (module, name, alias, level)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    keys: set[tuple] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            keys.update((a.name, None, a.asname, 0) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            keys.update((node.module, a.name, a.asname, node.level) for a in node.names)
+    return keys
+
+
+def _import_names(source: str) -> set[str]:
+    """The names an import statement binds."""
+    return {
+        alias or (module.split(".")[0] if name is None else name)
+        for module, name, alias, _ in _import_keys(source)
+    }
+
+
+def _load_time_names(sources: list[str]) -> set[str]:
+    """Names read while these statements run (not inside function bodies, which run later)."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and (
+                child in getattr(node, "body", []) or child is getattr(node, "body", None)
+            ):
+                continue
+            visit(child)
+
+    for source in sources:
+        try:
+            visit(ast.parse(source))
+        except SyntaxError:
+            names.update(source.split())  # unparsable here: keep every import it might need
+    return names
 
 
 def parse_cell(source: str, where: str = "the cell") -> ast.Module:

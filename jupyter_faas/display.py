@@ -30,26 +30,49 @@ def tail(lines: list[str], where: str, limit: int = SHOWN_LOG_LINES) -> list[str
     return ([f"… {left:,} earlier lines left out; all are in {where}"] if left else []) + shown
 
 
+def short_times(logs: list[str]) -> list[str]:
+    """Log lines with the time of day (12:03:04.123) instead of a full ISO timestamp."""
+    from .failure import log_lines
+
+    return [
+        f"{line['time']} {line['stream']}: {line['text']}" if line["time"] else line["text"]
+        for line in log_lines(logs)
+    ]
+
+
 def _when(ms) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
 
 
 class Activation:
-    """One activation, shown with its status, result, timing and logs."""
+    """One activation, shown with its status, result, timing and logs.
 
-    def __init__(self, record: ActivationRecord):
+    A failed one leads with what went wrong (``error``, from ``FaaSWorkspace.explain``):
+    "your function raised ValueError: …" and the traceback on the cell's lines.
+    """
+
+    def __init__(self, record: ActivationRecord, error: dict | None = None):
         self.record = record
+        self.error = error
 
     def _lines(self) -> list[str]:
         r = self.record
         result = shorten(json.dumps(r.result, sort_keys=True), ".record.result")
+        who = r.started_by()["label"]
+        head = f"{r.name} {r.activation_id}: {r.status}"
+        if self.error:
+            head = f"{r.name}: {self.error['headline']}"
         lines = [
-            f"{r.name} {r.activation_id}: {r.status}",
+            head,
+            f"  activation {r.activation_id}, version {r.version or '?'}, started by {who}",
             f"  start {_when(r.start_ms)}, {timing(r)}",
-            f"  result {result}",
         ]
+        if self.error and self.error["traceback"]:
+            lines.extend(f"  {line}" for line in self.error["traceback"].splitlines())
+        else:
+            lines.append(f"  result {result}")
         lines.append("  logs:" if r.logs else "  logs: (none)")
-        lines.extend(f"    {line}" for line in tail(r.logs, ".record.logs"))
+        lines.extend(f"    {line}" for line in tail(short_times(r.logs), ".record.logs"))
         return lines
 
     def __str__(self) -> str:
@@ -118,6 +141,8 @@ ACTIVATION_COLUMNS = [
     "init ms",
     "duration ms",
     "start kind",
+    "version",
+    "started by",
 ]
 
 
@@ -133,6 +158,8 @@ def activation_rows(records: list[ActivationRecord]) -> list[dict]:
             "init ms": r.init_ms,
             "duration ms": r.duration_ms,
             "start kind": "cold" if r.cold else "warm",
+            "version": r.version,
+            "started by": r.started_by()["label"],
         }
         for r in records
     ]

@@ -19,8 +19,9 @@ from IPython.display import display
 from traitlets import Enum, Instance, default
 
 from .deployers import Accepted
-from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows
+from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows, short_times
 from .errors import ActivationFailed, BundleError, FaaSError
+from .failure import TRACEBACK_HEAD
 from .widgets import InvokeForm, ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
 
@@ -38,9 +39,15 @@ LINE_USAGE = """Usage:
   %faas activations [NAME]  recent activations
   %faas logs ID             an activation's record and logs
   %faas list                functions: bundles here and actions on the server
-  %faas delete NAME         delete NAME from the server (its bundle stays)
+  %faas versions NAME       every deploy of NAME (version, digest, code hash, time, who)
+  %faas rollback NAME VERSION          deploy VERSION of NAME again, exactly as it was
+  %faas delete NAME [--keep-bundle]    delete NAME from the server and its bundle folder
 Functions are made with a %%faas cell:
-  %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]"""
+  %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]
+         [--replace]  (--replace: take NAME over from the other cell that deployed it)"""
+
+#: MIME type of the provenance a deploy hands the front end (it writes cell.metadata.faas).
+PROVENANCE_MIME = "application/vnd.jupyter-faas.provenance+json"
 
 
 @magics_class
@@ -77,6 +84,11 @@ class FaaSMagics(Magics):
         help="Comma-separated result keys the test's verdict leaves out (timestamps, timings, "
         "random values): a name at any depth, or a dotted path (stats.elapsed).",
     )
+    @argument(
+        "--replace",
+        action="store_true",
+        help="Take NAME over when another cell deployed it (otherwise that is refused).",
+    )
     @cell_magic
     def faas(self, line, cell):
         """Turn this cell into function NAME: capture, build or reuse its image, test it."""
@@ -104,6 +116,9 @@ class FaaSMagics(Magics):
                 timeout_s=args.timeout,
                 test_input=test_input,
                 ignore_keys=ignore_keys,
+                origin=self._origin(f"%%faas {line}\n{cell}"),
+                first_line=2,
+                replace=args.replace,
             )
         except FaaSError as err:
             raise UsageError(str(err)) from None
@@ -201,12 +216,73 @@ class FaaSMagics(Magics):
         with progress.failing_as(f"{name}: deploy failed"):
             record = self.workspace.deploy(bundle, progress)
         progress.finish(True, f"{name}: version {record.version} on {record.server}")
+        self._publish_provenance(record)
+
+    def _publish_provenance(self, record) -> None:
+        """Hand the deploy's provenance to the front end, which writes it into the cell.
+
+        The same fields the sidebar writes into ``cell.metadata.faas``; ``cell_id`` says
+        which cell (the one captured, not the one running this line).
+        """
+        provenance = provenance_of(record)
+        if provenance["cell_id"]:
+            display(
+                {
+                    PROVENANCE_MIME: provenance,
+                    "text/plain": f"{record.name}: provenance of version {record.version} "
+                    f"for its cell ({provenance['cell_id']})",
+                },
+                raw=True,
+            )
+
+    def _origin(self, source: str) -> dict:
+        """The notebook cell running now: its notebook, id, hash and execution count."""
+        import hashlib
+        import os
+
+        kernel = getattr(self.shell, "kernel", None)
+        parent = kernel.get_parent("shell") if kernel is not None else {}
+        parent = parent or {}
+        code = (parent.get("content") or {}).get("code")
+        if not isinstance(code, str) or not code.lstrip().startswith("%%faas"):
+            code = source
+        return {
+            "notebook": os.environ.get("JPY_SESSION_NAME") or None,
+            "cell_id": (parent.get("metadata") or {}).get("cellId"),
+            "cell_sha256": hashlib.sha256(code.encode()).hexdigest(),
+            "execution_count": getattr(self.shell, "execution_count", None),
+        }
+
+    def _line_versions(self, name):
+        versions = self.workspace.deployer.versions(name)
+        rows = [
+            {
+                "version": f"{v.version}{' (current)' if v.current else ''}",
+                "time": v.time,
+                "who": v.who,
+                "digest": v.digest,
+                "code": v.code_sha256[:12],
+                "rollback of": v.rollback_of,
+            }
+            for v in versions
+        ]
+        columns = ["version", "time", "who", "digest", "code", "rollback of"]
+        display(Table(rows, columns, f"(no deploys of {name} recorded)"))
+        return versions
+
+    def _line_rollback(self, name, version):
+        record = self.workspace.rollback(name, version)
+        print(f"{name}: version {version} deployed again as version {record.version}")
+        self._publish_provenance(record)
 
     def _line_invoke(self, name):
         return self._invoke(name, {}, False)
 
     def _invoke(self, name: str, params: dict, is_async: bool):
-        record = self.workspace.invoke(name, params, blocking=not is_async)
+        try:
+            record = self.workspace.invoke(name, params, blocking=not is_async)
+        except ActivationFailed as err:
+            raise ExplainedFailure(err.record, self.workspace.explain(err.record)) from err
         if isinstance(record, Accepted):
             print(f"{name}: activation {record.activation_id} accepted; see %faas logs ID")
             return record.activation_id
@@ -226,7 +302,7 @@ class FaaSMagics(Magics):
             workspace.check_payload(params, f"The input of {name}")
             return deployer.invoke(name, params)  # a failed run is shown, not raised
 
-        display(InvokeForm(name, invoke, json.dumps(test_input or {})))
+        display(InvokeForm(name, invoke, json.dumps(test_input or {}), workspace.explain))
 
     def _line_schedule(self, name, cron, payload="{}"):
         trigger = self.workspace.deployer.schedule(
@@ -243,15 +319,27 @@ class FaaSMagics(Magics):
         display(Table(activation_rows(records), ACTIVATION_COLUMNS, "(no activations)"))
 
     def _line_logs(self, activation_id):
-        display(Activation(self.workspace.deployer.activation(activation_id)))
+        record = self.workspace.deployer.activation(activation_id)
+        display(Activation(record, self.workspace.explain(record)))
 
     def _line_list(self):
         columns = ["name", "bundle", "deployed", "version", "updated"]
         display(Table(self.workspace.functions(), columns, "(no functions)"))
 
-    def _line_delete(self, name):
-        self.workspace.deployer.delete(name)
-        print(f"{name}: deleted from the function server (bundle kept)")
+    def _line_delete(self, name, *flags):
+        unknown = [f for f in flags if f != "--keep-bundle"]
+        if unknown:
+            raise UsageError(f"Unknown option {unknown[0]}: %faas delete NAME [--keep-bundle]")
+        done = self.workspace.delete(name, keep_bundle="--keep-bundle" in flags)
+        parts = []
+        if done["action_deleted"]:
+            parts.append(f"deleted from {self.workspace.deployer.location}")
+        if done["schedules_removed"]:
+            parts.append(f"schedules {', '.join(done['schedules_removed'])} removed")
+        parts.append(
+            f"bundle {done['bundle_removed']} removed" if done["bundle_removed"] else "bundle kept"
+        )
+        print(f"{name}: {'; '.join(parts)} (%faas versions {name} still lists its deploys)")
 
     def _run_in_kernel(self, cell: str) -> None:
         """Define the cell's names in the kernel too, as running a plain cell would."""
@@ -269,6 +357,46 @@ class FaaSMagics(Magics):
         if style == "widgets":
             return ProgressDisplay(title)
         return TextProgress(sys.stdout)
+
+
+class ExplainedFailure(ActivationFailed):
+    """A failed run whose message leads with what went wrong, on the cell's lines."""
+
+    def __init__(self, record, error: dict | None, logs_tail: int = 10):
+        super().__init__(record)
+        if error is None:
+            return
+        lines = [f"{record.name}: {error['headline']} (activation {record.activation_id})"]
+        if error["traceback"]:
+            lines.extend(error["traceback"].splitlines())
+        printed = short_times(record.logs)
+        if error["traceback"]:  # the traceback is shown above, on the cell's lines
+            starts = [i for i, line in enumerate(printed) if line.endswith(TRACEBACK_HEAD)]
+            printed = printed[: starts[-1]] if starts else printed
+        if printed:
+            lines.append(
+                f"Its output before it failed (last {min(logs_tail, len(printed))} lines):"
+            )
+            lines.extend(f"  {line}" for line in printed[-logs_tail:])
+        FaaSError.__init__(
+            self, "\n".join(lines), hint=f"The whole record: %faas logs {record.activation_id}"
+        )
+
+
+def provenance_of(record) -> dict:
+    """A deploy's provenance, as the sidebar writes it into ``cell.metadata.faas``."""
+    return {
+        "name": record.name,
+        "image": record.image,
+        "digest": record.digest,
+        "server": record.server,
+        "namespace": record.namespace,
+        "version": record.version,
+        "time": record.time,
+        "cell_sha256": record.cell_sha256,
+        "cell_id": record.cell_id,
+        "notebook": record.notebook,
+    }
 
 
 def split_keys(text: str | None) -> list[str]:

@@ -14,8 +14,10 @@ an exception: a failure here must not leave a traceback in someone's notebook.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import shlex
 from pathlib import Path
 
@@ -85,7 +87,17 @@ def _parse_line(line: str, memory, timeout) -> argparse.Namespace:
         raise UsageError(f"{err}\n{_USAGE}") from None
 
 
-def capture(name: str | None, source: str, memory: int | None = None, timeout=None) -> CaptureReply:
+def capture(
+    name: str | None,
+    source: str,
+    memory: int | None = None,
+    timeout=None,
+    *,
+    replace: bool = False,
+    cell_id: str | None = None,
+    notebook: str | None = None,
+    test_input: dict | None = None,
+) -> CaptureReply:
     """Capture a cell as a function bundle, then run the cell so its definitions exist.
 
     Args:
@@ -96,15 +108,34 @@ def capture(name: str | None, source: str, memory: int | None = None, timeout=No
             None: the magic's default.
         timeout: Time limit in seconds (0.1-300) unless the line gives ``--timeout``;
             None: the magic's default.
+        replace: Take the name over when another cell deployed it (after asking).
+        cell_id: The notebook cell's id, recorded as the function's origin.
+        notebook: The notebook's path (default: the kernel's session, $JPY_SESSION_NAME).
+        test_input: The test input the sidebar keeps in the cell's metadata; it wins over
+            a ``--test`` on the ``%%faas`` line.
 
     Returns:
         JSON text: ``{"ok": true, "bundle": ABSOLUTE PATH, "name", "code_sha256"}`` or
-        ``{"ok": false, "error": MESSAGE}``.
+        ``{"ok": false, "error": MESSAGE, "reason": WORD}`` (``"name-taken"`` with ``owner``
+        when another cell deployed the name).
     """
+    origin = {
+        "notebook": notebook or os.environ.get("JPY_SESSION_NAME") or None,
+        "cell_id": cell_id,
+        "cell_sha256": hashlib.sha256(source.encode()).hexdigest()
+        if isinstance(source, str)
+        else None,
+        "execution_count": None,
+    }
     try:
-        return _capture(name, source, memory, timeout)
+        if test_input is not None and not isinstance(test_input, dict):
+            raise UsageError(
+                f"The test input must be a JSON object, not {type(test_input).__name__}."
+            )
+        return _capture(name, source, memory, timeout, origin, replace, test_input)
     except (FaaSError, UsageError) as err:
-        return _reply({"ok": False, "error": str(err)})
+        body = err.to_json() if isinstance(err, FaaSError) else {"error": str(err)}
+        return _reply({"ok": False, "reason": "usage", **body})
     except Exception as err:
         log.exception("Capturing the cell failed")
         return _reply(
@@ -112,7 +143,7 @@ def capture(name: str | None, source: str, memory: int | None = None, timeout=No
         )
 
 
-def _capture(name, source, memory, timeout) -> CaptureReply:
+def _capture(name, source, memory, timeout, origin, replace, given_input) -> CaptureReply:
     shell = get_ipython()
     if shell is None:
         raise UsageError("capture() runs inside an IPython kernel (the sidebar calls it there).")
@@ -122,7 +153,7 @@ def _capture(name, source, memory, timeout) -> CaptureReply:
     if first.startswith(_MAGIC):
         args = _parse_line(first[len(_MAGIC) :], *_limits(memory, timeout))
         name, cell, memory, timeout = args.name, body, args.memory, args.timeout
-        handler = args.handler
+        handler, first_line = args.handler, 2
         test_input = parse_json_object(args.test, "--test input") if args.test else None
         ignore_keys = split_keys(args.ignore_keys)
     else:
@@ -132,7 +163,10 @@ def _capture(name, source, memory, timeout) -> CaptureReply:
                 f"{_MAGIC} peaks --memory 256."
             )
         cell, handler, test_input, ignore_keys = source, "main", None, []
-        memory, timeout = _limits(memory, timeout)
+        memory, timeout, first_line = *_limits(memory, timeout), 1
+        args = None
+    if given_input is not None:
+        test_input = given_input
     if not isinstance(memory, int) or isinstance(memory, bool):
         raise UsageError(f"The memory limit must be a whole number of MB, not {memory!r}.")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
@@ -148,6 +182,9 @@ def _capture(name, source, memory, timeout) -> CaptureReply:
         timeout_s=float(timeout),
         test_input=test_input,
         ignore_keys=ignore_keys,
+        origin=origin,
+        first_line=first_line,
+        replace=replace or getattr(args, "replace", False),
     )
     path = Path(bundle.path).resolve()
     # As %%faas does: the cell's definitions exist in the kernel afterwards.

@@ -97,6 +97,8 @@ class InvokeForm:
         invoke: Called with the parsed input; returns the ActivationRecord (or
             ``Accepted`` when the server's wait ran out).
         initial: The input shown at first, e.g. the bundle's test input.
+        explain: Called with a failed record; returns what went wrong on the cell's lines
+            (``FaaSWorkspace.explain``), shown first.
     """
 
     def __init__(
@@ -104,11 +106,13 @@ class InvokeForm:
         name: str,
         invoke: Callable[[dict], ActivationRecord | Accepted],
         initial: str = "{}",
+        explain: Callable[[ActivationRecord], dict | None] | None = None,
     ):
         import ipywidgets as widgets
 
         self.name = name
         self._invoke = invoke
+        self._explain = explain
         self.input = widgets.Textarea(
             value=initial,
             placeholder='{"threshold": 3.0}',
@@ -136,7 +140,8 @@ class InvokeForm:
     def check(self) -> dict | None:
         """The input as a JSON object, or None (with the reason shown and Invoke disabled)."""
         try:
-            value = json.loads(self.input.value or "{}")
+            # An empty input is the empty object, as for %faas invoke NAME.
+            value = json.loads(self.input.value.strip() or "{}")
         except ValueError as err:
             return self._refuse(
                 f"Not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})."
@@ -165,7 +170,8 @@ class InvokeForm:
             self.status.value = f"Accepted as activation {record.activation_id}; see %faas logs ID."
         else:
             self.status.value = ""
-            self.result.value = Activation(record)._repr_html_()
+            error = self._explain(record) if self._explain is not None else None
+            self.result.value = Activation(record, error)._repr_html_()
         return record
 
     def _refuse(self, reason: str) -> None:

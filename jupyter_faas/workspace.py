@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progres
 from .bundle import Bundle, FunctionMetadata, check_ignore_keys, check_limits, check_name
 from .capture import capture
 from .deployers import Accepted, ActivationRecord, Deployment, FaaSDeployer
-from .errors import ActivationFailed, BundleError, ConfigError, LimitExceeded
+from .errors import ActivationFailed, BundleError, ConfigError, FaaSError, LimitExceeded
 from .localtest import FLOAT_TOLERANCE, KernelRun, TestReport, run_in_kernel
 from .pinning import pinned_requirements
 from .runtime.faas_protocol import MAX_PAYLOAD_BYTES, MAX_RESULT_BYTES
@@ -26,6 +27,64 @@ from .traits import EntryPointType, backend_default
 
 #: Container outcomes after which the function is not also run in the kernel.
 _NOT_REPEATED = ("timeout", "out of memory")
+#: Files a bundle folder keeps about its function's life: the last test and the last deploy.
+TEST_FILE = "test.json"
+DEPLOYED_FILE = "deployed.json"
+
+
+class NameTaken(FaaSError):
+    """Another cell already deployed a function of this name; ``owner`` says which."""
+
+    status = 409
+    reason = "name-taken"
+
+    def __init__(self, message: str, *, owner: dict, hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.owner = owner
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "owner": self.owner}
+
+
+def describe_cell(cell: dict, base: Path | None = None) -> str:
+    """A cell as people find it: "cell 3 of peaks.ipynb", read from the notebook when it can be."""
+    notebook = cell.get("notebook")
+    number = None
+    if notebook and cell.get("cell_id"):
+        path = Path(notebook)
+        # A root-relative path (the sidebar's) or one the kernel's folder holds.
+        candidates = [path] if path.is_absolute() else [base / path, base / path.name]
+        for candidate in candidates if base is not None or path.is_absolute() else []:
+            try:
+                cells = json.loads(candidate.read_text()).get("cells", [])
+                ids = [c.get("id") for c in cells if isinstance(c, dict)]
+                number = ids.index(cell["cell_id"]) + 1
+                break
+            except (OSError, ValueError, AttributeError):
+                continue
+    where = f" of {Path(notebook).name}" if notebook else ""
+    if number is not None:
+        return f"cell {number}{where}"
+    if cell.get("execution_count"):
+        return f"the cell run as In [{cell['execution_count']}]{where}"
+    if cell.get("cell_id"):
+        return f"the cell with id {cell['cell_id']}{where}"
+    return f"another cell{where}"
+
+
+def same_cell(a: dict | None, b: dict | None) -> bool:
+    """Whether two cell records name one cell; unknown ids (no JupyterLab) count as the same."""
+    if not a or not b:
+        return True
+    if a.get("notebook") and b.get("notebook") and _notebook_key(a) != _notebook_key(b):
+        return False
+    if a.get("cell_id") and b.get("cell_id"):
+        return a["cell_id"] == b["cell_id"]
+    return True
+
+
+def _notebook_key(cell: dict) -> str:
+    return Path(cell["notebook"]).name
 
 
 class FaaSWorkspace(LoggingConfigurable):
@@ -149,11 +208,28 @@ class FaaSWorkspace(LoggingConfigurable):
         timeout_s: float = 60.0,
         test_input: dict | None = None,
         ignore_keys: list[str] | None = None,
+        origin: dict | None = None,
+        first_line: int = 1,
+        replace: bool = False,
     ) -> Bundle:
-        """Capture ``cell`` as the bundle of function ``name`` (validated before anything is written)."""
+        """Capture ``cell`` as the bundle of function ``name`` (validated before anything is written).
+
+        Args:
+            origin: The notebook cell it comes from (``notebook``, ``cell_id``,
+                ``cell_sha256``, ``execution_count``), recorded in faas.json.
+            first_line: The cell's line number of ``cell``'s first line (2 below a
+                ``%%faas`` line), so tracebacks point at the cell's own lines.
+            replace: Take over ``name`` when another cell deployed it.
+
+        Raises:
+            NameTaken: another cell deployed ``name`` and ``replace`` is false.
+        """
         check_name(name)
         check_limits(memory_mb, timeout_s)
         ignore_keys = check_ignore_keys(ignore_keys or [])
+        path = self.bundle_path(name)
+        if not replace:
+            self.check_claim(path, origin)
         captured = capture(cell, namespace, history, handler=handler)
         metadata = FunctionMetadata(
             name=name,
@@ -162,16 +238,44 @@ class FaaSWorkspace(LoggingConfigurable):
             timeout_s=timeout_s,
             test_input=test_input,
             ignore_keys=ignore_keys,
+            cell=origin,
         )
+        own = captured.cell_source
+        leading = len(own) - len(own.lstrip("\n"))
         bundle = Bundle.write(
-            self.bundle_path(name),
+            path,
             metadata,
             captured.source(),
             pinned_requirements(captured.modules),
             captured.local_modules,
             captured.data_files,
+            cell_tail=(first_line + leading, own.strip("\n").count("\n") + 1),
         )
+        (path / TEST_FILE).unlink(missing_ok=True)  # a new capture is not tested yet
         return bundle
+
+    def check_claim(self, path: Path, origin: dict | None, base: Path | None = None) -> None:
+        """Raise NameTaken when the bundle at ``path`` was deployed from a cell other than ``origin``.
+
+        ``base`` is the folder relative notebook paths start from (default: the working one).
+        """
+        deployed = _read_json(path / DEPLOYED_FILE)
+        if not deployed:
+            return
+        try:
+            owner = Bundle.load(path).metadata.cell
+        except FaaSError:
+            return  # a broken bundle claims nothing
+        if same_cell(owner, origin):
+            return
+        name = path.name
+        raise NameTaken(
+            f"{name} is already deployed from {describe_cell(owner, base or Path.cwd())} "
+            f"(version {deployed.get('version')}); deploying this cell as {name} would replace it.",
+            owner={**owner, "version": deployed.get("version")},
+            hint=f"Choose another name, or replace it on purpose: %%faas {name} --replace "
+            "(the sidebar asks first).",
+        )
 
     def load(self, name_or_path: str) -> Bundle:
         """A bundle by function name (in bundle_dir) or by folder path."""
@@ -203,7 +307,7 @@ class FaaSWorkspace(LoggingConfigurable):
                 hint="For example --test '{\"threshold\": 3.0}'.",
             )
         self.check_payload(args, f"The test input of {bundle.name}")
-        built = self.build(bundle, progress)
+        built = self.ensure_built(bundle, progress)
         self.builder.max_result_bytes = self.max_result_bytes
         container = self.builder.test(bundle, built, args, progress)
         kernel: KernelRun | None = None
@@ -211,7 +315,7 @@ class FaaSWorkspace(LoggingConfigurable):
         # hang the notebook or take the kernel's memory, so it is not repeated there.
         if kernel_function is not None and container.status not in _NOT_REPEATED:
             kernel = run_in_kernel(kernel_function, args)
-        return TestReport(
+        report = TestReport(
             bundle.name,
             args,
             container,
@@ -220,6 +324,57 @@ class FaaSWorkspace(LoggingConfigurable):
             ignore_keys=list(bundle.metadata.ignore_keys),
             limits={"payload": self.max_payload_bytes, "result": self.max_result_bytes},
         )
+        self._record_test(bundle, report)
+        return report
+
+    def _record_test(self, bundle: Bundle, report: TestReport) -> None:
+        """Keep the outcome in the bundle (test.json), so every face shows "test failed"."""
+        from .failure import explain
+
+        container = report.container
+        error = explain(
+            "success" if container.ok else "developer error",
+            container.result,
+            container.logs,
+            bundle.metadata,
+            bundle.code,
+        )
+        record = {
+            "ok": report.ok,
+            "verdict": report.verdict,
+            "status": container.status,
+            "input": report.args,
+            "code_sha256": bundle.code_sha256(),
+            "time": time.time(),
+            "message": _test_message(bundle.name, report, error),
+            "error": error,
+        }
+        try:
+            (bundle.path / TEST_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        except OSError as err:
+            self.log.warning("Cannot record the test of %s: %s", bundle.name, err)
+
+    def ensure_built(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
+        """Build ``bundle``'s image as a step of another one: says nothing when it is reused.
+
+        A build streams its lines; a reuse is one event, which is held back and dropped,
+        so a test or deploy right after a build does not report "Reusing" again.
+        """
+        held: list[dict] = []
+
+        def relay(event: dict) -> None:
+            if event.get("step") == "build" and not held:
+                held.append(event)
+                return
+            if held and held[0] is not None:
+                progress(held[0])
+                held[0] = None
+            progress(event)
+
+        built = self.build(bundle, relay)
+        if held and held[0] is not None and not built.reused:
+            progress(held[0])
+        return built
 
     def check_payload(self, params: dict, what: str) -> None:
         """Refuse an input over max_payload_bytes here, as the function server would (413)."""
@@ -256,7 +411,7 @@ class FaaSWorkspace(LoggingConfigurable):
         return record
 
     def push(self, bundle: Bundle, progress: Progress = no_progress) -> PushedImage:
-        built = self.build(bundle, progress)
+        built = self.ensure_built(bundle, progress)
         pushed = self.builder.push(built, progress)
         record = bundle.path / "image.json"
         record.write_text(
@@ -273,7 +428,7 @@ class FaaSWorkspace(LoggingConfigurable):
         sends just the code (it reaches the function's sandboxes through ``/init``).
         """
         start = time.perf_counter()
-        built = self.build(bundle, progress)
+        built = self.ensure_built(bundle, progress)
         published = self.builder.published(built)
         if published is not None:
             progress(
@@ -285,10 +440,9 @@ class FaaSWorkspace(LoggingConfigurable):
             )
         else:
             published = self.builder.push(built, progress)
+        progress({"step": "deploy", "message": f"Deploying {bundle.name}", "progress": 0.0})
         deployment = self.deployer.deploy(bundle, published)
-        (bundle.path / "deployed.json").write_text(
-            json.dumps(deployment.to_json(), indent=2) + "\n"
-        )
+        (bundle.path / DEPLOYED_FILE).write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
         progress(
             {
                 "step": "deploy",
@@ -298,6 +452,79 @@ class FaaSWorkspace(LoggingConfigurable):
             }
         )
         return deployment
+
+    def explain(self, record: ActivationRecord, bundle_dir: Path | None = None) -> dict | None:
+        """``failure.explain`` for a run of a deployed function, mapped to its bundle's cell.
+
+        The bundle is the one in ``bundle_dir`` (default: this workspace's) when it holds the
+        code that ran; otherwise frames keep handler.py's line numbers.
+        """
+        from .failure import explain
+
+        if record.ok or record.status == "running":
+            return None
+        metadata, code = None, ""
+        path = (Path(bundle_dir) if bundle_dir is not None else Path(self.bundle_dir)) / (
+            record.name
+        )
+        try:
+            bundle = Bundle.load(path)
+            deployed = _read_json(path / DEPLOYED_FILE) or {}
+            ran = record.version in (None, deployed.get("version"))
+            if ran and deployed.get("code_sha256") == bundle.code_sha256():
+                metadata, code = bundle.metadata, bundle.code
+        except FaaSError:
+            pass
+        return explain(record.status, record.result, record.logs, metadata, code)
+
+    def rollback(self, name: str, version: str) -> Deployment:
+        """Deploy ``name``'s recorded ``version`` again; its bundle's deployed.json follows."""
+        deployment = self.deployer.rollback(name, version)
+        path = self.bundle_path(name)
+        if (path / DEPLOYED_FILE).exists():
+            (path / DEPLOYED_FILE).write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
+        return deployment
+
+    def delete(self, name: str, bundle: Path | None = None, keep_bundle: bool = False) -> dict:
+        """Delete ``name`` from the server (schedules too) and, unless kept, its bundle folder.
+
+        The version history stays, so ``rollback`` can bring the function back.
+        """
+        from .errors import NotFound, ServerError
+
+        check_name(name)
+        schedules = [entry.trigger for entry in self.deployer.schedules(name)]
+        try:
+            self.deployer.delete(name)
+            deleted = True
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            deleted = False
+        path = Path(bundle) if bundle is not None else self.bundle_path(name)
+        removed = None
+        if not keep_bundle and (path / "faas.json").is_file():
+            self.delete_bundle(path)
+            removed = str(path)
+        if not deleted and removed is None:
+            raise NotFound(
+                f"There is no function {name!r}: neither on {self.deployer.location} nor a "
+                f"bundle in {path.parent}/.",
+                hint="`%faas list` shows the functions here and on the server.",
+            )
+        return {
+            "name": name,
+            "action_deleted": deleted,
+            "schedules_removed": schedules,
+            "bundle_removed": removed,
+        }
+
+    def delete_bundle(self, path: Path) -> None:
+        """Remove a bundle folder (only one: it must hold faas.json)."""
+        path = Path(path)
+        if not (path / "faas.json").is_file():
+            raise BundleError(f"{path} is not a function bundle (no faas.json); left as it is.")
+        shutil.rmtree(path)
 
     def functions(self) -> list[dict]:
         """Bundles in bundle_dir and functions on the server, merged by name."""
@@ -316,6 +543,23 @@ class FaaSWorkspace(LoggingConfigurable):
         """Release the builder's test sandboxes; safe to call twice."""
         if "builder" in self._trait_values:
             self.builder.close()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _test_message(name: str, report: TestReport, error: dict | None) -> str:
+    """One line on a test's outcome, the same for the magic and the sidebar."""
+    if report.ok:
+        return f"The test of {name} passed: {report.verdict}."
+    if error is not None and report.verdict == "container failed":
+        return f"The container test of {name} failed: {error['headline']}."
+    return f"The test of {name}: {report.verdict}."
 
 
 def parse_json_object(text: str, what: str = "input") -> dict:

@@ -7,6 +7,7 @@ from .interface import (
     Deployment,
     FaaSDeployer,
     Schedule,
+    Version,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "Deployment",
     "FaaSDeployer",
     "Schedule",
+    "Version",
 ]

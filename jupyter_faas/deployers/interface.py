@@ -37,6 +37,12 @@ class ActivationRecord:
         wait_ms: Time between acceptance and start, when known.
         init_ms: Time spent loading the code (cold starts), when known.
         version: The version of the function that ran, when known.
+        subject: Who invoked it (the invoking subject or namespace), when known.
+        cause: The activation that started it (a trigger's or a sequence's), if any.
+        cause_kind: What that activation is, when the deployer found out: "trigger",
+            "schedule" (a trigger made by ``schedule``) or "sequence".
+        cause_name: The name of the trigger or sequence that started it.
+        cron: The cron pattern, when a schedule started it.
     """
 
     activation_id: str
@@ -50,10 +56,34 @@ class ActivationRecord:
     wait_ms: int | None = None
     init_ms: int | None = None
     version: str | None = None
+    subject: str | None = None
+    cause: str | None = None
+    cause_kind: str | None = None
+    cause_name: str | None = None
+    cron: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "success"
+
+    def started_by(self) -> dict:
+        """What started this run, for people: a person, a schedule, a trigger or a sequence."""
+        kind = self.cause_kind or ("trigger" if self.cause else "person")
+        label = {
+            "person": self.subject or "someone",
+            "schedule": f"schedule {self.cron or self.cause_name or ''}".strip(),
+            "trigger": f"trigger {self.cause_name or self.cause}",
+            "sequence": f"sequence {self.cause_name or self.cause}",
+        }.get(kind, kind)
+        return {
+            "kind": kind,
+            "label": label,
+            "subject": self.subject,
+            "trigger": self.cause_name if kind in ("schedule", "trigger") else None,
+            "cron": self.cron,
+            "sequence": self.cause_name if kind == "sequence" else None,
+            "parent": self.cause,
+        }
 
     def to_json(self) -> dict:
         return {**asdict(self), "ok": self.ok}
@@ -78,6 +108,33 @@ class Deployment:
     digest: str
     code_sha256: str
     time: float
+    #: The notebook cell it came from (``Bundle.metadata.cell``): notebook, cell_id, cell_sha256.
+    notebook: str | None = None
+    cell_id: str | None = None
+    cell_sha256: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Version:
+    """One deploy of a function, as the deployer's history keeps it."""
+
+    name: str
+    version: str | None
+    time: float
+    who: str
+    image: str
+    digest: str
+    code_sha256: str
+    #: The version this deploy rolled back to, if it was a rollback.
+    rollback_of: str | None = None
+    notebook: str | None = None
+    cell_id: str | None = None
+    cell_sha256: str | None = None
+    #: Whether the server runs this version now (filled in when listed).
+    current: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -91,6 +148,11 @@ class DeployedFunction:
     version: str | None = None
     updated_ms: int | None = None
     namespace: str | None = None
+    #: The dependency image's digest and the code's hash, when this deployer deployed it.
+    digest: str | None = None
+    code_sha256: str | None = None
+    #: Its public URL, when it is a web action.
+    web_url: str | None = None
 
 
 @dataclass
@@ -121,6 +183,8 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         "functions",
         "function",
         "delete",
+        "versions",
+        "rollback",
     )
 
     @property
@@ -140,8 +204,11 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         """One run, with its result and logs."""
         raise NotImplementedError
 
-    def activations(self, name: str | None = None, limit: int = 30) -> list[ActivationRecord]:
-        """Recent runs, newest first (of one function, or of all); logs may be left out."""
+    def activations(
+        self, name: str | None = None, limit: int = 30, since_ms: int | None = None
+    ) -> list[ActivationRecord]:
+        """Recent runs, newest first (of one function, or of all; those that started after
+        ``since_ms``, epoch ms, if given); logs may be left out."""
         raise NotImplementedError
 
     def schedule(self, name: str, cron: str, payload: dict | None = None) -> str:
@@ -167,3 +234,19 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
     def delete(self, name: str) -> None:
         """Remove ``name`` and its schedules from the server."""
         raise NotImplementedError
+
+    def versions(self, name: str) -> list[Version]:
+        """Every deploy of ``name`` recorded, newest first, ``current`` set on the one running."""
+        raise NotImplementedError
+
+    def rollback(self, name: str, version: str) -> Deployment:
+        """Deploy again exactly what ``version`` of ``name`` was (a new version on the server)."""
+        raise NotImplementedError
+
+    def web_url(self, name: str) -> str | None:
+        """The function's public URL when it is a web action, else None."""
+        return None
+
+    def commands(self, name: str, params: dict) -> dict:
+        """Shell commands (``curl``, and the server's own client if any) invoking ``name``."""
+        return {}

@@ -5,18 +5,30 @@ against our single-machine server and a real Apache OpenWhisk alike. A
 function is a blackbox action (its dependency image from the registry plus its
 code, which reaches the containers through ``/init``); a schedule is an alarm
 trigger plus a rule, as ``wsk`` would create them.
+
+OpenWhisk keeps only an action's current document, so the deployer keeps the
+version history itself: one JSON line per deploy, with the exact action
+document sent, in ``history_dir/<host-port>/<namespace>/<name>.jsonl``. A
+rollback sends a recorded document again.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import json
+import os
+import re
+import shlex
+import threading
 import time
+from pathlib import Path
 
-from traitlets import Instance, default
+from traitlets import Instance, Unicode, default
 
 from ..builders import PushedImage
 from ..bundle import Bundle, check_name
-from ..errors import ServerError
+from ..errors import NotFound, ServerError
 from ..runtime import protocol
 from .interface import (
     STATUSES,
@@ -26,6 +38,7 @@ from .interface import (
     Deployment,
     FaaSDeployer,
     Schedule,
+    Version,
 )
 from .openwhisk_rest import ALARM_FEED, OpenWhiskClient
 
@@ -45,9 +58,42 @@ class OpenWhiskDeployer(FaaSDeployer):
 
     client = Instance(OpenWhiskClient, help="The OpenWhisk REST client (c.OpenWhiskClient).")
 
+    history_dir = Unicode(
+        help="""Folder of the version history: one file per server, namespace and function
+        (<host-port>/<namespace>/<name>.jsonl) with one line per deploy, holding the action
+        document sent, so `%faas rollback` can send it again. OpenWhisk keeps no history;
+        deploys made by other tools or machines are not in it. Default: $FAAS_HISTORY_DIR,
+        else ~/.local/share/jupyter-faas/history.""",
+    ).tag(config=True)
+
+    who = Unicode(
+        help="""Who deploys, as the history records it. Default: $JUPYTERHUB_USER, else the
+        login name.""",
+    ).tag(config=True)
+
     @default("client")
     def _client_default(self):
         return OpenWhiskClient(parent=self.parent or self)
+
+    @default("history_dir")
+    def _history_dir_default(self):
+        return os.environ.get("FAAS_HISTORY_DIR") or str(
+            Path.home() / ".local" / "share" / "jupyter-faas" / "history"
+        )
+
+    @default("who")
+    def _who_default(self):
+        try:
+            return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry for this uid (some containers)
+            return str(os.getuid())
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._history_lock = threading.Lock()
+        self._namespace: str | None = None
+        #: Activation id -> (kind, name) of the activations that started others (immutable).
+        self._causes: dict[str, tuple[str | None, str | None]] = {}
 
     @property
     def location(self) -> str:
@@ -56,35 +102,154 @@ class OpenWhiskDeployer(FaaSDeployer):
     def deploy(self, bundle: Bundle, image: PushedImage) -> Deployment:
         code = bundle.init_value()
         meta = bundle.metadata
-        action = self.client.put_action(
-            bundle.name,
-            {
-                "exec": {
-                    "kind": "blackbox",
-                    "image": image.ref,
-                    "code": code["code"],
-                    "main": meta.handler,
-                    "binary": code["binary"],
-                },
-                "limits": {"timeout": int(meta.timeout_s * 1000), "memory": meta.memory_mb},
-                "annotations": [
-                    {
-                        "key": protocol.FAAS_ANNOTATION,
-                        "value": {"source_sha256": bundle.code_sha256()},
-                    }
-                ],
+        doc = {
+            "exec": {
+                "kind": "blackbox",
+                "image": image.ref,
+                "code": code["code"],
+                "main": meta.handler,
+                "binary": code["binary"],
             },
-        )
-        return Deployment(
+            "limits": {"timeout": int(meta.timeout_s * 1000), "memory": meta.memory_mb},
+            "annotations": [
+                {
+                    "key": protocol.FAAS_ANNOTATION,
+                    "value": {"source_sha256": bundle.code_sha256(), "digest": image.digest},
+                }
+            ],
+        }
+        cell = meta.cell or {}
+        entry = Version(
             name=bundle.name,
-            server=self.client.api_host,
-            namespace=action.get("namespace"),
-            version=action.get("version"),
+            version=None,
+            time=0.0,
+            who=self.who,
             image=image.ref,
             digest=image.digest,
             code_sha256=bundle.code_sha256(),
-            time=time.time(),
+            notebook=cell.get("notebook"),
+            cell_id=cell.get("cell_id"),
+            cell_sha256=cell.get("cell_sha256"),
         )
+        return self._put(entry, doc)
+
+    def _put(self, entry: Version, doc: dict) -> Deployment:
+        """Send ``doc`` as ``entry.name``'s action and record it in the history."""
+        action = self.client.put_action(entry.name, doc)
+        entry.version, entry.time = action.get("version"), time.time()
+        namespace = action.get("namespace") or self._own_namespace()
+        self._namespace = self._namespace or namespace.split("/")[0]
+        path = self._history_file(entry.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {**entry.to_json(), "action": doc}
+        record.pop("current")
+        with self._history_lock, path.open("a") as out:
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        return Deployment(
+            name=entry.name,
+            server=self.client.api_host,
+            namespace=namespace,
+            version=entry.version,
+            image=entry.image,
+            digest=entry.digest,
+            code_sha256=entry.code_sha256,
+            time=entry.time,
+            notebook=entry.notebook,
+            cell_id=entry.cell_id,
+            cell_sha256=entry.cell_sha256,
+        )
+
+    def _own_namespace(self) -> str:
+        """The namespace this client works in ("_" resolved through the key, once)."""
+        if self.client.namespace != "_":
+            return self.client.namespace
+        if self._namespace is None:
+            names = self.client.namespaces()
+            self._namespace = names[0] if names else "_"
+        return self._namespace
+
+    def _history_file(self, name: str) -> Path:
+        host = re.sub(r"[^A-Za-z0-9.]+", "-", self.client.host_url().split("://", 1)[1])
+        namespace = re.sub(r"[^A-Za-z0-9._@-]+", "-", self._own_namespace())
+        return Path(self.history_dir) / host.strip("-") / namespace / f"{check_name(name)}.jsonl"
+
+    def _history(self, name: str) -> list[dict]:
+        """The recorded deploys of ``name``, oldest first (unreadable lines are skipped)."""
+        path = self._history_file(name)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                self.log.warning("Skipping an unreadable line of %s", path)
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("action"), dict):
+                entries.append(entry)
+        return entries
+
+    def versions(self, name: str) -> list[Version]:
+        try:
+            current = self.client.get_action(check_name(name)).get("version")
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            current = None
+        fields = set(Version.__dataclass_fields__)
+        found = []
+        for entry in reversed(self._history(name)):
+            version = Version(**{k: v for k, v in entry.items() if k in fields})
+            # Only the newest record of the running version is the one running.
+            version.current = current is not None and version.version == current
+            if version.current:
+                current = None
+            found.append(version)
+        return found
+
+    def rollback(self, name: str, version: str) -> Deployment:
+        history = self._history(check_name(name))
+        chosen = next((e for e in reversed(history) if e.get("version") == version), None)
+        if chosen is None:
+            known = ", ".join(dict.fromkeys(str(e.get("version")) for e in reversed(history)))
+            raise NotFound(
+                f"{name} has no version {version!r} in its history"
+                + (f" (versions: {known})." if known else " (no deploys recorded)."),
+                hint=f"List them with %faas versions {name} (or the sidebar's Versions).",
+            )
+        fields = set(Version.__dataclass_fields__) - {"current", "version", "time", "who"}
+        entry = Version(
+            **{k: v for k, v in chosen.items() if k in fields},
+            version=None,
+            time=0.0,
+            who=self.who,
+        )
+        entry.rollback_of = version
+        return self._put(entry, chosen["action"])
+
+    def web_url(self, name: str) -> str | None:
+        return self.function(name).web_url
+
+    def commands(self, name: str, params: dict) -> dict:
+        body = json.dumps(params, separators=(",", ":"))
+        key = _key_expression(self.client.auth)
+        url = f"{self.client.base_url()}/actions/{check_name(name)}?blocking=true&result=true"
+        insecure = "" if self.client.verify_tls else " -k"
+        curl = (
+            f"curl -sS{insecure} -u {key} -X POST -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(body)} {shlex.quote(url)}"
+        )
+        wsk_params = "".join(
+            f" --param {shlex.quote(k)} {shlex.quote(json.dumps(v))}" for k, v in params.items()
+        )
+        wsk = (
+            f"wsk{' -i' if not self.client.verify_tls else ''} --apihost "
+            f"{shlex.quote(self.client.host_url())} --auth {key} action invoke "
+            f"{name} --result{wsk_params}"
+        )
+        return {"curl": curl, "wsk": wsk}
 
     def invoke(self, name: str, params: dict, blocking: bool = True) -> ActivationRecord | Accepted:
         _, body = self.client.invoke(check_name(name), params, blocking=blocking)
@@ -93,10 +258,37 @@ class OpenWhiskDeployer(FaaSDeployer):
         return activation_record(body)
 
     def activation(self, activation_id: str) -> ActivationRecord:
-        return activation_record(self.client.get_activation(activation_id))
+        return self._explained([activation_record(self.client.get_activation(activation_id))])[0]
 
-    def activations(self, name: str | None = None, limit: int = 30) -> list[ActivationRecord]:
-        return [activation_record(r) for r in self.client.list_activations(name, limit)]
+    def activations(
+        self, name: str | None = None, limit: int = 30, since_ms: int | None = None
+    ) -> list[ActivationRecord]:
+        records = self.client.list_activations(name, limit, since_ms)
+        return self._explained([activation_record(r) for r in records])
+
+    def _explained(self, records: list[ActivationRecord]) -> list[ActivationRecord]:
+        """Fill in what started each record (the causing trigger or sequence, looked up once)."""
+        crons: dict[str, str] | None = None
+        for record in records:
+            if not record.cause:
+                continue
+            if record.cause not in self._causes:
+                try:
+                    parent = self.client.get_activation(record.cause)
+                except ServerError as err:
+                    if err.status != 404:
+                        raise
+                    parent = {}  # deleted by retention: a trigger or sequence, name unknown
+                kind = "sequence" if protocol.annotation(parent, "kind") == "sequence" else None
+                self._causes[record.cause] = (kind, parent.get("name"))
+            kind, parent_name = self._causes[record.cause]
+            if kind is None and parent_name:
+                if crons is None:
+                    crons = {entry.trigger: entry.cron for entry in self.schedules()}
+                if parent_name in crons:
+                    kind, record.cron = "schedule", crons[parent_name]
+            record.cause_kind, record.cause_name = kind or "trigger", parent_name
+        return records
 
     def schedule(self, name: str, cron: str, payload: dict | None = None) -> str:
         check_name(name)
@@ -145,10 +337,11 @@ class OpenWhiskDeployer(FaaSDeployer):
         return removed
 
     def functions(self) -> list[DeployedFunction]:
-        return [_deployed(action) for action in self.client.list_actions()]
+        host = self.client.host_url()
+        return [_deployed(action, host) for action in self.client.list_actions()]
 
     def function(self, name: str) -> DeployedFunction:
-        return _deployed(self.client.get_action(check_name(name)))
+        return _deployed(self.client.get_action(check_name(name)), self.client.host_url())
 
     def delete(self, name: str) -> None:
         self.unschedule(name)
@@ -178,16 +371,40 @@ def activation_record(record: dict) -> ActivationRecord:
         wait_ms=protocol.annotation(record, "waitTime"),
         init_ms=init_ms,
         version=record.get("version"),
+        subject=record.get("subject"),
+        cause=record.get("cause"),
     )
 
 
-def _deployed(action: dict) -> DeployedFunction:
+def _deployed(action: dict, host_url: str) -> DeployedFunction:
+    mark = protocol.annotation(action, protocol.FAAS_ANNOTATION)
+    mark = mark if isinstance(mark, dict) else {}
+    web_url = None
+    if protocol.annotation(action, "web-export") in (True, "true", "yes", "raw"):
+        ns, _, package = (action.get("namespace") or "_").partition("/")
+        web_url = f"{host_url}/api/v1/web/{ns}/{package or 'default'}/{action['name']}.json"
     return DeployedFunction(
         name=action["name"],
         version=action.get("version"),
         updated_ms=action.get("updated"),
         namespace=action.get("namespace"),
+        digest=mark.get("digest"),
+        code_sha256=mark.get("source_sha256"),
+        web_url=web_url,
     )
+
+
+def _key_expression(auth: str) -> str:
+    """The API key for a shell command: read from the server's key file when it is that key."""
+    from ..paths import default_server_data_dir
+
+    path = Path(default_server_data_dir()) / "auth.guest"
+    try:
+        if path.read_text().strip() == auth:
+            return f'"$(cat {shlex.quote(str(path))})"'
+    except OSError:
+        pass
+    return shlex.quote(auth)
 
 
 def _rule_name(trigger: str) -> str:

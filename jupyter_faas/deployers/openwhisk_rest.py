@@ -71,10 +71,14 @@ class OpenWhiskClient(LoggingConfigurable):
 
     def base_url(self, namespace: str | None = None) -> str:
         """``…/api/v1/namespaces/NS`` for ``namespace`` (default: the configured one)."""
+        if namespace == "":
+            return f"{self.host_url()}/api/v1/namespaces"
+        return f"{self.host_url()}/api/v1/namespaces/{quote(namespace or self.namespace, safe='')}"
+
+    def host_url(self) -> str:
+        """``api_host`` with its scheme (https when it has none, as in wsk)."""
         host = self.api_host.rstrip("/")
-        if "://" not in host:
-            host = f"https://{host}"
-        return f"{host}/api/v1/namespaces/{quote(namespace or self.namespace, safe='')}"
+        return host if "://" in host else f"https://{host}"
 
     def request(self, method: str, path: str, *, params=None, body=None, ok=(200,), namespace=None):
         """One API call; returns (status, parsed body). Raises ServerError on other statuses."""
@@ -86,7 +90,7 @@ class OpenWhiskClient(LoggingConfigurable):
                 "set c.OpenWhiskClient.auth / $__OW_API_KEY to uuid:key.",
             )
         user, _, key = self.auth.partition(":")
-        url = f"{self.base_url(namespace)}/{path}"
+        url = f"{self.base_url(namespace)}/{path}".rstrip("/")
         try:
             resp = self._session.request(
                 method,
@@ -110,6 +114,10 @@ class OpenWhiskClient(LoggingConfigurable):
         if resp.status_code not in ok:
             raise _server_error(resp.status_code, data, method, path)
         return resp.status_code, data
+
+    def namespaces(self) -> list[str]:
+        """The namespaces the key may use (``GET /api/v1/namespaces``)."""
+        return self.request("GET", "", namespace="", ok=(200,))[1]
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -138,10 +146,14 @@ class OpenWhiskClient(LoggingConfigurable):
 
     # -- activations --------------------------------------------------------------------------
 
-    def list_activations(self, name: str | None = None, limit: int = 30) -> list[dict]:
+    def list_activations(
+        self, name: str | None = None, limit: int = 30, since_ms: int | None = None
+    ) -> list[dict]:
         params = {"limit": limit, "skip": 0}
         if name:
             params["name"] = name
+        if since_ms is not None:
+            params["since"] = since_ms
         return self.request("GET", "activations", params=params)[1]
 
     def get_activation(self, activation_id: str) -> dict:

@@ -23,11 +23,12 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Instance, Integer, default, validate
 
 from ..builders import Progress
-from ..bundle import METADATA_FILE, Bundle
+from ..bundle import HANDLER_FILE, METADATA_FILE, REQUIREMENTS_FILE, Bundle, check_name
 from ..config import CONFIG_NAME
 from ..deployers import ActivationRecord, DeployedFunction
-from ..errors import BadRequest, ConfigError, FaaSError, NotFound
-from ..workspace import FaaSWorkspace
+from ..errors import BadRequest, ConfigError, FaaSError, NotFound, ServerError
+from ..failure import explain
+from ..workspace import DEPLOYED_FILE, TEST_FILE, FaaSWorkspace
 from .handlers import activation_summary, default_handlers
 from .jobs import Job, JobRegistry
 
@@ -35,7 +36,20 @@ from .jobs import Job, JobRegistry
 _SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages"}
 
 #: Order of a function's states in the sidebar, from just captured to running on the server.
-_STATES = ("bundle", "built", "tested", "deployed")
+_STATES = ("bundle", "built", "test-failed", "tested", "deployed")
+#: The fields of a deploy's provenance, as the sidebar writes them into cell.metadata.faas.
+_PROVENANCE = (
+    "name",
+    "image",
+    "digest",
+    "server",
+    "namespace",
+    "version",
+    "time",
+    "cell_sha256",
+    "cell_id",
+    "notebook",
+)
 
 #: Activations read to find each function's latest one.
 _RECENT_ACTIVATIONS = 200
@@ -218,13 +232,17 @@ class FaaSExtension(ExtensionApp):
         args = test_input if test_input is not None else (bundle.metadata.test_input or {})
         # Built outside the lock, so a long build does not hold up other tests; the test
         # itself then finds the image ready.
-        built = self.workspace.build(bundle, progress)
+        built = self.workspace.ensure_built(bundle, progress)
         with self._test_lock(bundle):
             report = self.workspace.test(bundle, args, progress)
         container = report.container
-        self._note(bundle, "tested" if container.ok else "built", built.ref)
+        self._note(bundle, "tested" if container.ok else "test-failed", built.ref)
+        recorded = _read_json(bundle.path / TEST_FILE) or {}
         return {
+            "ok": report.ok,
             "verdict": report.verdict,
+            "message": recorded.get("message"),
+            "error": recorded.get("error"),
             "limits": report.limits,
             "container": {
                 "status": container.status,
@@ -296,6 +314,7 @@ class FaaSExtension(ExtensionApp):
                 continue
             row = self._bundle_row(bundle, actions.get(bundle.name), reachable)
             row["last_activation"] = activation_summary(latest.get(bundle.name))
+            row["web_url"] = getattr(actions.get(bundle.name), "web_url", None)
             rows.append(row)
         named = {row["name"] for row in rows}
         for name, action in actions.items():
@@ -309,6 +328,9 @@ class FaaSExtension(ExtensionApp):
                         "digest": None,
                         "deployed": self._deployed(action),
                         "last_activation": activation_summary(latest.get(name)),
+                        "test": None,
+                        "provenance": None,
+                        "web_url": action.web_url,
                     }
                 )
         rows.sort(key=lambda r: (r["name"], r["bundle"] or ""))
@@ -321,6 +343,7 @@ class FaaSExtension(ExtensionApp):
             "time": updated / 1000 if isinstance(updated, (int, float)) else None,
             "server": self.workspace.deployer.location,
             "namespace": function.namespace,
+            "digest": function.digest,
         }
 
     def _bundle_row(self, bundle: Bundle, action: DeployedFunction | None, reachable: bool) -> dict:
@@ -329,14 +352,21 @@ class FaaSExtension(ExtensionApp):
         record = _read_json(bundle.path / "deployed.json")
         if pushed:
             state, image, digest = "built", pushed.get("image"), pushed.get("digest")
+        code_sha256 = bundle.code_sha256()
         note = self._notes.get(bundle.path.resolve())
         if note and note["requirements"] == bundle.requirements:
             noted = note["state"]
-            if noted == "tested" and note["code_sha256"] != bundle.code_sha256():
+            if noted in ("tested", "test-failed") and note["code_sha256"] != code_sha256:
                 noted = "built"
             if _STATES.index(noted) > _STATES.index(state):
                 state = noted
             image = image or note["image"] or None
+        # The last test (from the sidebar or the magic) of this very code.
+        tested = _read_json(bundle.path / TEST_FILE)
+        if tested and tested.get("code_sha256") != code_sha256:
+            tested = None
+        if tested and state in ("bundle", "built", "tested", "test-failed"):
+            state = "tested" if tested.get("ok") else "test-failed"
         if action is not None:
             deployed = self._deployed(action)
         elif record and not reachable:
@@ -353,7 +383,224 @@ class FaaSExtension(ExtensionApp):
             "image": image,
             "digest": digest,
             "deployed": deployed,
+            "test": _test_summary(tested),
+            "provenance": self.provenance(record),
         }
+
+    def provenance(self, record: dict | None) -> dict | None:
+        """A bundle's deployed.json as the cell metadata's provenance (notebook root-relative)."""
+        if not record:
+            return None
+        out = {key: record.get(key) for key in _PROVENANCE}
+        out["notebook"] = self.notebook_path(out["notebook"])
+        return out
+
+    def notebook_path(self, notebook: str | None) -> str | None:
+        """A notebook path as the front end names it: relative to the root folder when inside."""
+        if not notebook:
+            return None
+        path = Path(notebook)
+        if path.is_absolute() and path.resolve().is_relative_to(self.root):
+            return self.relative(path.resolve())
+        return notebook
+
+    # -- one function (runs in the quick pool) ------------------------------------------------
+
+    def bundles_named(self, name: str, bundle: str | None = None) -> list[Bundle]:
+        """The bundles of function ``name`` (the one at ``bundle``, a root-relative folder)."""
+        check_name(name)
+        if bundle is not None:
+            found = self.resolve_bundle(bundle)
+            if found.name != name:
+                raise BadRequest(
+                    f"The bundle {bundle!r} holds the function {found.name!r}, not {name!r}.",
+                    hint="Leave out ?bundle=, or give the bundle folder of this function.",
+                )
+            return [found]
+        found = []
+        for path in self.find_bundles():
+            if path.name != name:
+                continue
+            try:
+                loaded = self.workspace.load(str(path))
+            except FaaSError:
+                continue
+            if loaded.name == name:
+                found.append(loaded)
+        return found
+
+    def function_row(self, name: str, bundle: str | None = None) -> dict:
+        """The GET functions row of ``name`` (404 when it has neither a bundle nor an action)."""
+        bundles = self.bundles_named(name, bundle)
+        deployer = self.workspace.deployer
+        try:
+            action = deployer.function(name)
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            action = None
+        latest = deployer.activations(name, 1)
+        if bundles:
+            row = self._bundle_row(bundles[0], action, True)
+        elif action is not None:
+            row = {
+                "name": name,
+                "bundle": None,
+                "state": "deployed",
+                "image": None,
+                "digest": action.digest,
+                "deployed": self._deployed(action),
+                "test": None,
+                "provenance": None,
+            }
+        else:
+            raise NotFound(
+                f"There is no function {name!r}: no bundle under {self.root} and no action on "
+                f"{deployer.location}.",
+                hint="GET faas/api/functions lists the functions.",
+            )
+        row["last_activation"] = activation_summary(latest[0] if latest else None)
+        row["web_url"] = action.web_url if action is not None else None
+        return row
+
+    def function_detail(self, name: str, bundle: str | None = None) -> dict:
+        """GET functions/NAME: the row, the commands that invoke it and its schedules."""
+        from .handlers import schedule_json
+
+        row = self.function_row(name, bundle)
+        bundles = self.bundles_named(name, bundle)
+        params = (bundles[0].metadata.test_input if bundles else None) or {}
+        deployer = self.workspace.deployer
+        row["commands"] = {**deployer.commands(name, params), "web_url": row["web_url"]}
+        row["schedules"] = [schedule_json(entry) for entry in deployer.schedules(name)]
+        return row
+
+    def bundle_files(self, name: str, bundle: str | None = None) -> dict:
+        """GET functions/NAME/bundle: handler.py, requirements.txt and faas.json as text."""
+        bundles = self.bundles_named(name, bundle)
+        if not bundles:
+            raise NotFound(
+                f"There is no bundle of {name!r} under {self.root} (the function may be on the "
+                "server only).",
+                hint="Deploy it from its cell to make a bundle here.",
+            )
+        found = bundles[0]
+        files = {}
+        for file in (HANDLER_FILE, REQUIREMENTS_FILE, METADATA_FILE):
+            try:
+                files[file] = (found.path / file).read_text()
+            except OSError:
+                files[file] = ""
+        return {"bundle": self.relative(found.path), "files": files}
+
+    def delete_function(self, name: str, bundle: str | None = None) -> dict:
+        """DELETE functions/NAME: its schedules, its action and its bundle folders."""
+        bundles = self.bundles_named(name, bundle)
+        deployer = self.workspace.deployer
+        schedules = [entry.trigger for entry in deployer.schedules(name)]
+        try:
+            deployer.delete(name)
+            deleted = True
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            deleted = False
+        removed = []
+        for found in bundles:
+            self.workspace.delete_bundle(found.path)
+            self._notes.pop(found.path.resolve(), None)
+            removed.append(self.relative(found.path))
+        if not deleted and not removed:
+            raise NotFound(
+                f"There is no function {name!r}: no bundle under {self.root} and no action on "
+                f"{deployer.location}.",
+                hint="GET faas/api/functions lists the functions.",
+            )
+        return {
+            "name": name,
+            "action_deleted": deleted,
+            "schedules_removed": schedules,
+            "bundles_removed": removed,
+        }
+
+    def versions(self, name: str) -> dict:
+        """GET functions/NAME/versions."""
+        found = self.workspace.deployer.versions(check_name(name))
+        rows = []
+        for version in found:
+            row = version.to_json()
+            row["notebook"] = self.notebook_path(row["notebook"])
+            rows.append(row)
+        return {"versions": rows}
+
+    def rollback(self, name: str, version: str) -> dict:
+        """POST functions/NAME/rollback: redeploy a recorded version; the new entry."""
+        deployment = self.workspace.deployer.rollback(check_name(name), version)
+        for found in self.bundles_named(name):
+            if (found.path / DEPLOYED_FILE).exists():
+                (found.path / DEPLOYED_FILE).write_text(
+                    json.dumps(deployment.to_json(), indent=2) + "\n"
+                )
+        entry = next(
+            (v for v in self.versions(name)["versions"] if v["version"] == deployment.version),
+            None,
+        )
+        return entry or {**deployment.to_json(), "rollback_of": version, "current": True}
+
+    def claim(self, name: str, origin: dict) -> dict:
+        """POST claims: 200 when the cell may deploy as ``name``, else NameTaken (409)."""
+        check_name(name)
+        notebook = origin.get("notebook") or ""
+        folder = (self.root / notebook).parent
+        if not folder.resolve().is_relative_to(self.root):
+            raise BadRequest(
+                f"The notebook {notebook!r} is outside the server's root folder.",
+                hint="Give the notebook's path relative to the root folder, e.g. demo/peaks.ipynb.",
+            )
+        bundle_dir = Path(self.workspace.bundle_dir)
+        path = (bundle_dir if bundle_dir.is_absolute() else folder / bundle_dir) / name
+        self.workspace.check_claim(path, origin, base=self.root)
+        return {"name": name, "free": True}
+
+    def explain(self, record: ActivationRecord) -> dict | None:
+        """What went wrong in ``record``, mapped to the cell of the bundle that ran."""
+        if record.ok or record.status == "running":
+            return None
+        for found in self.bundles_named(record.name) if record.name else []:
+            deployed = _read_json(found.path / DEPLOYED_FILE) or {}
+            if deployed.get("version") == record.version:
+                return self.workspace.explain(record, found.path.parent)
+        return explain(record.status, record.result, record.logs)  # no bundle: handler.py lines
+
+    def status(self) -> dict:
+        """GET status: each function's server state, from one action and one activation list."""
+        deployer = self.workspace.deployer
+        try:
+            actions = deployer.functions()
+            records = deployer.activations(limit=_RECENT_ACTIVATIONS)
+        except FaaSError as err:
+            return {"functions": {}, "server_error": str(err)}
+        latest: dict[str, ActivationRecord] = {}
+        for record in records:
+            latest.setdefault(record.name, record)
+        return {
+            "functions": {
+                action.name: {
+                    "version": action.version,
+                    "updated": action.updated_ms,
+                    "digest": action.digest,
+                    "last_activation": activation_summary(latest.get(action.name)),
+                }
+                for action in actions
+            }
+        }
+
+
+def _test_summary(record: dict | None) -> dict | None:
+    """The last test, as a function row shows it."""
+    if not record:
+        return None
+    return {key: record.get(key) for key in ("ok", "verdict", "status", "message", "time")}
 
 
 def _read_json(path: Path) -> dict | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import asdict
 
 from croniter import croniter
@@ -20,8 +21,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..bundle import check_name
-from ..deployers import Accepted, ActivationRecord
+from ..deployers import Accepted, ActivationRecord, Schedule
 from ..errors import BadRequest, FaaSError, NotFound
+from ..failure import log_lines
 from .jobs import ACTIONS, INTERNAL_ERROR
 
 _ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -91,6 +93,10 @@ class FaaSHandler(ExtensionHandlerMixin, APIHandler):
             )
         return body
 
+    def bundle_argument(self) -> str | None:
+        """?bundle=: which bundle folder, when several hold a function of one name."""
+        return self.get_query_argument("bundle", None) or None
+
     def name_argument(self, required: bool) -> str | None:
         name = self.get_query_argument("name", None) or None
         if name is None and required:
@@ -109,22 +115,60 @@ def activation_summary(record: ActivationRecord | None) -> dict | None:
         "activationId": record.activation_id,
         "name": record.name,
         "status": record.status,
+        "ok": record.ok,
         "start": record.start_ms,
         "duration": record.duration_ms,
         "cold": record.cold,
+        "version": record.version,
+        "cause": record.started_by(),
     }
 
 
-def activation_detail(record: ActivationRecord) -> dict:
-    """An activation as the sidebar shows it opened: the summary, result and logs."""
+def activation_detail(record: ActivationRecord, error: dict | None) -> dict:
+    """An activation as the sidebar shows it opened: the summary, result, logs and error."""
     return {
         **activation_summary(record),
-        "ok": record.ok,
         "result": record.result,
         "logs": record.logs,
+        "lines": [
+            {k: line[k] for k in ("time", "stream", "text")} for line in log_lines(record.logs)
+        ],
         "waitTime": record.wait_ms,
         "initTime": record.init_ms,
+        "error": error,
     }
+
+
+def schedule_json(entry: Schedule, now: float | None = None) -> dict:
+    """A schedule with its next run, in epoch seconds and in words (UTC, as cron runs)."""
+    now = time.time() if now is None else now
+    try:
+        following = croniter(entry.cron, now).get_next(float)
+    except (ValueError, KeyError, TypeError):
+        return {**asdict(entry), "next_run": None}
+    return {**asdict(entry), "next_run": {"time": following, "words": in_words(following, now)}}
+
+
+def in_words(when: float, now: float) -> str:
+    """ "in 4 minutes, at 12:05 UTC" (the date too when it is not today)."""
+    seconds = max(0, round(when - now))
+    if seconds < 60:
+        ahead = "in less than a minute" if seconds else "now"
+    elif seconds < 3600:
+        minutes = round(seconds / 60)
+        ahead = f"in {minutes} minute{'s' if minutes != 1 else ''}"
+    elif seconds < 48 * 3600:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        ahead = f"in {hours} hour{'s' if hours != 1 else ''}" + (
+            f" {minutes} minute{'s' if minutes != 1 else ''}" if minutes else ""
+        )
+    else:
+        days = round(seconds / 86400)
+        ahead = f"in {days} days"
+    stamp = time.gmtime(when)
+    same_day = time.gmtime(now)[:3] == stamp[:3]
+    at = time.strftime("%H:%M" if same_day else "%a %d %b %H:%M", stamp)
+    return f"{ahead}, at {at} UTC"
 
 
 def _kind(value) -> str:
@@ -217,6 +261,8 @@ class InvokeHandler(FaaSHandler):
         """Invoke a deployed function: its activation record, or 202 with the activation id."""
         body = self.json_body(("name", "input", "async"), self._example)
         name = check_name(_text(body, "name", self._example))
+        if isinstance(body.get("input"), str) and not body["input"].strip():
+            body["input"] = None  # an empty input box means {}
         params = _object(body, "input") or {}
         is_async = body.get("async", False)
         if not isinstance(is_async, bool):
@@ -230,7 +276,8 @@ class InvokeHandler(FaaSHandler):
         if isinstance(record, Accepted):
             self.send_json({"activationId": record.activation_id}, status=202)
         else:
-            self.send_json(activation_detail(record))
+            error = await self.faas.call(self.faas.explain, record)
+            self.send_json(activation_detail(record, error))
 
 
 class ActivationsHandler(FaaSHandler):
@@ -244,8 +291,16 @@ class ActivationsHandler(FaaSHandler):
                 f"The query argument limit={text!r} is not a number from 1 to {MAX_LIMIT}.",
                 hint="For example ?limit=30.",
             )
+        since = self.get_query_argument("since", None)
+        if since is not None and not since.isdigit():
+            raise BadRequest(
+                f"The query argument since={since!r} is not a time in epoch milliseconds.",
+                hint="Send the start of the newest activation you have, e.g. ?since=1764660184123.",
+            )
         deployer = self.faas.workspace.deployer
-        records = await self.faas.call(deployer.activations, name, int(text))
+        records = await self.faas.call(
+            deployer.activations, name, int(text), None if since is None else int(since)
+        )
         self.send_json({"activations": [activation_summary(r) for r in records]})
 
 
@@ -260,7 +315,8 @@ class ActivationHandler(FaaSHandler):
             )
         deployer = self.faas.workspace.deployer
         record = await self.faas.call(deployer.activation, activation_id)
-        self.send_json(activation_detail(record))
+        error = await self.faas.call(self.faas.explain, record)
+        self.send_json(activation_detail(record, error))
 
 
 class SchedulesHandler(FaaSHandler):
@@ -271,7 +327,7 @@ class SchedulesHandler(FaaSHandler):
         """The schedules of one function (?name=) or of all."""
         name = self.name_argument(required=False)
         found = await self.faas.call(self.faas.workspace.deployer.schedules, name)
-        self.send_json({"schedules": [asdict(entry) for entry in found]})
+        self.send_json({"schedules": [schedule_json(entry) for entry in found]})
 
     @web.authenticated
     async def post(self) -> None:
@@ -299,14 +355,103 @@ class SchedulesHandler(FaaSHandler):
         self.send_json({"removed": removed})
 
 
+class StatusHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        """Each function's server state (version, digest, last run), cheap enough to poll."""
+        self.send_json(await self.faas.call(self.faas.status))
+
+
+class FunctionHandler(FaaSHandler):
+    """One function: GET its detail, DELETE it everywhere."""
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        """The function's row, its curl and wsk commands, web URL and schedules."""
+        check_name(name)
+        self.send_json(
+            await self.faas.call(self.faas.function_detail, name, self.bundle_argument())
+        )
+
+    @web.authenticated
+    async def delete(self, name: str) -> None:
+        """Delete the action, its schedules and its bundle folders (the history stays)."""
+        check_name(name)
+        self.send_json(
+            await self.faas.call(self.faas.delete_function, name, self.bundle_argument())
+        )
+
+
+class BundleFilesHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        """handler.py, requirements.txt and faas.json of the function's bundle."""
+        check_name(name)
+        self.send_json(await self.faas.call(self.faas.bundle_files, name, self.bundle_argument()))
+
+
+class VersionsHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        """Every recorded deploy of the function, newest first."""
+        check_name(name)
+        self.send_json(await self.faas.call(self.faas.versions, name))
+
+
+class RollbackHandler(FaaSHandler):
+    _example = '{"version": "0.0.2"}'
+
+    @web.authenticated
+    async def post(self, name: str) -> None:
+        """Deploy a recorded version again, in one step; the new version's entry."""
+        check_name(name)
+        body = self.json_body(("version",), self._example)
+        version = _text(body, "version", self._example).strip()
+        self.send_json(await self.faas.call(self.faas.rollback, name, version))
+
+
+class ClaimsHandler(FaaSHandler):
+    _example = '{"name": "peaks", "notebook": "demo/peaks.ipynb", "cell_id": "f3a1"}'
+
+    @web.authenticated
+    async def post(self) -> None:
+        """May this cell deploy as NAME? 200, or 409 naming the cell that did."""
+        body = self.json_body(("name", "notebook", "cell_id", "cell_sha256"), self._example)
+        name = check_name(_text(body, "name", self._example))
+        origin = {"notebook": _text(body, "notebook", self._example)}
+        for key in ("cell_id", "cell_sha256"):
+            value = body.get(key)
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(
+                    f"The field {key!r} must be a string, not {_kind(value)}.",
+                    hint=f"Send e.g. {self._example}.",
+                )
+            origin[key] = value or None
+        self.send_json(await self.faas.call(self.faas.claim, name, origin))
+
+
+class NamesHandler(FaaSHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        """Whether ?name= is a valid function name; 400 says why not, with a suggestion."""
+        name = self.get_query_argument("name", None)
+        if name is None:
+            raise BadRequest(
+                "The query argument 'name' is missing.",
+                hint="Add ?name=FUNCTION, e.g. ?name=peaks.",
+            )
+        self.send_json({"name": check_name(name), "valid": True})
+
+
 class MissingHandler(FaaSHandler):
     """Any other path under faas/api/: a JSON 404 naming the endpoints."""
 
     def _missing(self, path: str) -> None:
         raise NotFound(
             f"There is no endpoint faas/api/{path}.",
-            hint="Endpoints: functions, jobs, jobs/ID, invoke, activations, activations/ID, "
-            "schedules.",
+            hint="Endpoints: functions, functions/NAME, functions/NAME/bundle, "
+            "functions/NAME/versions, functions/NAME/rollback, status, claims, names, jobs, "
+            "jobs/ID, invoke, activations, activations/ID, schedules.",
         )
 
     @web.authenticated
@@ -318,8 +463,17 @@ class MissingHandler(FaaSHandler):
 
 _API = r"/faas/api"
 
+_NAME = r"([^/]+)"
+
 default_handlers = [
     (rf"{_API}/functions", FunctionsHandler),
+    (rf"{_API}/functions/{_NAME}", FunctionHandler),
+    (rf"{_API}/functions/{_NAME}/bundle", BundleFilesHandler),
+    (rf"{_API}/functions/{_NAME}/versions", VersionsHandler),
+    (rf"{_API}/functions/{_NAME}/rollback", RollbackHandler),
+    (rf"{_API}/status", StatusHandler),
+    (rf"{_API}/claims", ClaimsHandler),
+    (rf"{_API}/names", NamesHandler),
     (rf"{_API}/jobs", JobsHandler),
     (rf"{_API}/jobs/([^/]+)", JobHandler),
     (rf"{_API}/invoke", InvokeHandler),

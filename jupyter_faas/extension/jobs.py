@@ -28,13 +28,22 @@ INTERNAL_ERROR = FaaSError("Internal error; see the Jupyter server log.").to_jso
 Work = Callable[[Progress], dict]
 
 
+#: What an event says of its step: it runs, it is over, it failed, it was not needed.
+STEP_STATUSES = ("running", "done", "failed", "skipped")
+
+
 def _event(raw: dict) -> dict:
     """A progress event reduced to the fields the API promises."""
     progress = raw.get("progress")
+    progress = float(progress) if isinstance(progress, (int, float)) else None
+    status = raw.get("status")
+    if status not in STEP_STATUSES:
+        status = "done" if progress == 1.0 else "running"
     return {
         "step": str(raw.get("step") or ""),
         "message": str(raw.get("message") or ""),
-        "progress": float(progress) if isinstance(progress, (int, float)) else None,
+        "progress": progress,
+        "status": status,
     }
 
 
@@ -65,6 +74,13 @@ class Job:
         self._notify()
 
     def finish(self, result: dict | None = None, error: dict | None = None) -> None:
+        if error is not None:
+            # The step that was running ends as failed (a failed push never stays "running").
+            step = self.events[-1]["step"] if self.events else self.action
+            message = str(error.get("error") or "").split("\n", 1)[0]
+            self.events.append(
+                {"step": step, "message": message, "progress": None, "status": "failed"}
+            )
         self.status = "failed" if error is not None else "done"
         self.result, self.error = result, error
         self.finished_at = time.monotonic()

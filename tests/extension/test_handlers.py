@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from jupyter_faas.builders import BuiltImage
-from jupyter_faas.bundle import Bundle, FunctionMetadata
+from jupyter_faas.bundle import Bundle, FunctionMetadata, check_name
 from jupyter_faas.extension.jobs import INTERNAL_ERROR
 
 CODE = "def main(args):\n    print('got', args)\n    return {'n': args.get('n', 0) * 2}\n"
@@ -151,6 +151,9 @@ async def test_functions_lists_bundles_to_the_search_depth_and_reports_the_serve
         "digest": None,
         "deployed": None,
         "last_activation": None,
+        "test": None,
+        "provenance": None,
+        "web_url": None,
     }
 
 
@@ -249,7 +252,12 @@ async def test_bad_requests_are_refused_before_the_server_is_asked(
     status, answer = await call(jp_fetch, method, *path.split("/"), body=body, params=params)
     assert status == 400, answer
     assert message in answer["error"]
-    assert set(answer) == {"error", "reason"}
+    if answer["reason"] == "bad-name":  # a bad name comes with a valid, different one
+        assert set(answer) == {"error", "reason", "suggestion"}
+        given = (body or params)["name"]
+        assert check_name(answer["suggestion"]) != given
+    else:
+        assert set(answer) == {"error", "reason"}
 
 
 async def test_unknown_job_and_endpoint_are_404(jp_fetch):
@@ -257,9 +265,11 @@ async def test_unknown_job_and_endpoint_are_404(jp_fetch):
     assert status == 404
     assert answer["reason"] == "not-found"
     assert "There is no job" in answer["error"] and "job_retention_s" in answer["error"]
-    status, answer = await call(jp_fetch, "PUT", "functions", "x", body={})
+    status, answer = await call(jp_fetch, "PUT", "function", "x", body={})
     assert status == 404
-    assert "There is no endpoint faas/api/functions/x" in answer["error"]
+    assert "There is no endpoint faas/api/function/x" in answer["error"]
+    status, answer = await call(jp_fetch, "PUT", "functions", "x", body={})
+    assert status == 405 and answer["reason"] == "method-not-allowed"
 
 
 async def test_an_unreachable_function_server_is_503_with_advice(jp_fetch):
@@ -327,7 +337,16 @@ async def test_an_unexpected_job_failure_is_internal(jp_fetch, jp_root_dir, faas
     body, events = await run_job(jp_fetch, "build", "functions/double")
     assert body["status"] == "failed"
     assert body["error"] == INTERNAL_ERROR
-    assert events == [{"step": "build", "message": "starting", "progress": 0.0}]
+    # The step that was running ends as failed, with the error's first line.
+    assert events == [
+        {"step": "build", "message": "starting", "progress": 0.0, "status": "running"},
+        {
+            "step": "build",
+            "message": INTERNAL_ERROR["error"],
+            "progress": None,
+            "status": "failed",
+        },
+    ]
 
 
 async def test_a_running_job_is_long_polled_until_its_next_event(
@@ -387,10 +406,16 @@ async def test_build_then_test_streams_progress_and_reports_the_container(jp_fet
         "step": "build",
         "message": f"Building dependency image {image}",
         "progress": 0.0,
+        "status": "running",
     }
-    assert events[-1] == {"step": "build", "message": f"Built {image}", "progress": 1.0}
+    assert events[-1] == {
+        "step": "build",
+        "message": f"Built {image}",
+        "progress": 1.0,
+        "status": "done",
+    }
     assert any(e["message"].startswith("Step ") for e in events), "the build log is streamed"
-    assert all(set(e) == {"step", "message", "progress"} for e in events)
+    assert all(set(e) == {"step", "message", "progress", "status"} for e in events)
 
     body, events = await run_job(jp_fetch, "test", path, input={"n": 21})
     assert body["status"] == "done", body

@@ -156,7 +156,9 @@ def test_errors_are_answers_not_exceptions(shell, tmp_path, name, source, memory
     answer = text_plain(shell, capture(name, source, memory, timeout))
     assert answer["ok"] is False
     assert message in answer["error"]
-    assert set(answer) == {"ok", "error"}
+    assert answer["reason"] in ("usage", "capture", "bundle", "bad-name")
+    extra = {"suggestion"} if answer["reason"] == "bad-name" else set()
+    assert set(answer) == {"ok", "error", "reason"} | extra
     assert not (tmp_path / "functions").exists(), "nothing is written for a refused cell"
 
 
@@ -184,4 +186,5 @@ def test_outside_a_kernel_it_answers_with_an_error(monkeypatch):
     assert answer == {
         "ok": False,
         "error": "capture() runs inside an IPython kernel (the sidebar calls it there).",
+        "reason": "usage",
     }
