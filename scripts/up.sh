@@ -6,6 +6,7 @@
 #
 #   bash scripts/up.sh            everything, ending in JupyterLab (Ctrl+C stops it)
 #   bash scripts/up.sh --no-lab   stop after the headless demo
+#   bash scripts/up.sh --hub      JupyterHub instead of the demo: scripts/hub.sh (docs/hub.md)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,10 +15,12 @@ API="http://127.0.0.1:3233"
 cd "$REPO"
 
 lab=1
+hub=0
 for arg in "$@"; do
     case "$arg" in
     --no-lab) lab=0 ;;
-    *) echo "up: unknown option $arg (use --no-lab)" >&2; exit 2 ;;
+    --hub) hub=1 ;;
+    *) echo "up: unknown option $arg (use --no-lab or --hub)" >&2; exit 2 ;;
     esac
 done
 
@@ -38,6 +41,10 @@ else
         tail -n 20 "$STATE/server.log" >&2
         exit 1
     }
+fi
+
+if [[ $hub == 1 ]]; then
+    exec bash scripts/hub.sh
 fi
 
 .venv/bin/python -m jupyter_faas.demo

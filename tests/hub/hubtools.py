@@ -1,0 +1,82 @@
+"""Helpers of the hub tests: a kernel of a user's JupyterLab, driven over its REST and
+websocket API (imported as ``hubtools``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from support import loopback
+
+
+@dataclass
+class Output:
+    """What a cell printed and displayed (plain text), and its error, if it raised."""
+
+    text: str
+    error: str | None
+
+
+class Kernel:
+    """A kernel of a user's JupyterLab, driven through the Jupyter server's REST and websocket API."""
+
+    def __init__(self, hub, user: str, token: str):
+        import websocket
+
+        self.headers = {"Authorization": f"token {token}"}
+        base = f"{hub.url}/user/{user}/api/kernels"
+        resp = loopback().post(base, headers=self.headers, json={"name": "python3"}, timeout=60)
+        assert resp.status_code == 201, resp.text
+        self.id = resp.json()["id"]
+        self.ws = websocket.create_connection(
+            f"{base.replace('http://', 'ws://')}/{self.id}/channels",
+            header=[f"Authorization: token {token}"],
+            timeout=900,
+        )
+        self.session = uuid.uuid4().hex
+
+    def run(self, code: str) -> Output:
+        msg_id = uuid.uuid4().hex
+        self.ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "session": self.session,
+                        "username": "test",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": True,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        texts: list[str] = []
+        error = None
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                texts.append(content["text"])
+            elif kind in ("display_data", "execute_result", "update_display_data"):
+                texts.append(content.get("data", {}).get("text/plain", ""))
+            elif kind == "error":
+                error = f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content["execution_state"] == "idle":
+                return Output("\n".join(texts), error)
+
+    def close(self) -> None:
+        self.ws.close()
