@@ -73,7 +73,9 @@ PROXY_COMMAND = setting(
 #: scripts/hub.sh). Sites use OAuth instead (FAAS_HUB_SITE_CONFIG, docs/hub.md).
 PASSWORD_FILE = Path(setting("FAAS_HUB_PASSWORD_FILE", str(STATE / "password")))
 #: Hub admins (comma-separated): the admin page, and the operator scope of the faas service.
+#: They log in with a password of their own (in this file, 0600, made on the first start).
 ADMINS = {u for u in setting("FAAS_HUB_ADMIN_USERS", "admin").split(",") if u}
+ADMIN_PASSWORD_FILE = Path(setting("FAAS_HUB_ADMIN_PASSWORD_FILE", str(STATE / "admin-password")))
 #: The admin API token (0600), for scripts: users, servers, tokens, the namespace map.
 ADMIN_TOKEN_FILE = Path(setting("FAAS_HUB_ADMIN_TOKEN_FILE", str(STATE / "admin-token")))
 
@@ -123,6 +125,9 @@ c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")
 c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = secret_file(
     PASSWORD_FILE, lambda: secrets.token_urlsafe(12)
+)
+c.SharedPasswordAuthenticator.admin_password = secret_file(
+    ADMIN_PASSWORD_FILE, lambda: secrets.token_urlsafe(32)
 )
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = ADMINS

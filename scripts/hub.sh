@@ -134,7 +134,8 @@ start() {
     cat <<EOF
 hub: JupyterHub is up: open $URL
 hub:   log in with any user name and the shared password in $HUB_STATE/password
-hub:   ($(cat "$HUB_STATE/password")); admins (FAAS_HUB_ADMIN_USERS, default 'admin') also get /hub/admin.
+hub:   ($(cat "$HUB_STATE/password")); admins (FAAS_HUB_ADMIN_USERS, default 'admin') log in with
+hub:   the password in $HUB_STATE/admin-password and also get /hub/admin.
 hub:   admin API token (0600): $HUB_STATE/admin-token; e.g. the namespace map:
 hub:   curl -H "Authorization: token \$(cat $HUB_STATE/admin-token)" $URL/services/faas/api/namespaces
 hub:   stop: bash scripts/hub.sh --stop; more in docs/hub.md
