@@ -9,6 +9,7 @@ widgets are not rendered.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,6 +22,50 @@ from .display import Activation
 from .errors import FaaSError
 
 _TEXT_REFRESH_S = 1.0
+#: A push event about one layer, as DockerBuilder.push words it ("3f4e5d6c7b8a Pushing").
+_LAYER_EVENT = re.compile(r"\A[0-9a-f]{12} (?P<state>.+)\Z")
+
+
+class _Transcript:
+    """Progress events as text lines: one summary for a push's layers, no line twice in a row.
+
+    A push reports each layer's states (Preparing, Waiting, Pushing, Pushed); as text that is
+    dozens of lines saying little, so they are counted and summed up in one line when the
+    push ends (or fails).
+    """
+
+    def __init__(self):
+        self.layers: dict[str, str] = {}
+        self.last = ""
+
+    def lines(self, event: ProgressEvent) -> list[str]:
+        step, message = event.get("step", ""), event.get("message", "")
+        if not message:
+            return []
+        out = []
+        layer = _LAYER_EVENT.match(message) if step == "push" else None
+        if layer:
+            self.layers[message.split(" ", 1)[0]] = layer["state"]
+            return []
+        if step != "push" or not message.startswith("Pushing "):
+            out.extend(self.layer_summary())
+        line = f"[{step}] {message}"
+        if line != self.last:
+            out.append(line)
+            self.last = line
+        return out
+
+    def layer_summary(self) -> list[str]:
+        """One line on the layers of the push so far (then forgotten), or none."""
+        if not self.layers:
+            return []
+        counts: dict[str, int] = {}
+        for state in self.layers.values():
+            counts[state] = counts.get(state, 0) + 1
+        parts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+        total = len(self.layers)
+        self.layers = {}
+        return [f"[push] {total} layer{'s' if total != 1 else ''}: {parts}"]
 
 
 class _Progress:
@@ -55,14 +100,18 @@ class ProgressDisplay(_Progress):
         )
         self.box = widgets.VBox([self.label, self.bar, self.log])
         self._last_text = 0.0
+        self._transcript = _Transcript()
         self.handle = display(self._bundle(), raw=True, display_id=True)
 
     def __call__(self, event: ProgressEvent) -> None:
         message = event.get("message", "")
         if message:
-            self.lines.append(f"[{event.get('step', '')}] {message}")
-            self.log.value = "\n".join(self.lines[-self.max_log_lines :])
+            # The widget's label follows every event; the log and transcript stay compact.
             self.label.value = f"<b>{self.title}</b>: {event.get('step', '')} {_short(message)}"
+            lines = self._transcript.lines(event)
+            if lines:
+                self.lines.extend(lines)
+                self.log.value = "\n".join(self.lines[-self.max_log_lines :])
         fraction = event.get("progress")
         if fraction is not None:
             self.bar.value = float(fraction)
@@ -74,7 +123,9 @@ class ProgressDisplay(_Progress):
         self.bar.value = 1.0
         self.bar.bar_style = "success" if ok else "danger"
         self.label.value = f"<b>{self.title}</b>: {summary}"
+        self.lines.extend(self._transcript.layer_summary())
         self.lines.append(summary)
+        self.log.value = "\n".join(self.lines[-self.max_log_lines :])
         self._refresh()
 
     def _refresh(self) -> None:
@@ -201,14 +252,15 @@ class TextProgress(_Progress):
         import sys
 
         self.stream = stream or sys.stderr
+        self._transcript = _Transcript()
 
     def __call__(self, event: ProgressEvent) -> None:
-        message = event.get("message", "")
-        if message:
-            print(f"[{event.get('step', '')}] {message}", file=self.stream, flush=True)
+        for line in self._transcript.lines(event):
+            print(line, file=self.stream, flush=True)
 
     def finish(self, ok: bool, summary: str) -> None:
-        print(summary, file=self.stream, flush=True)
+        for line in [*self._transcript.layer_summary(), summary]:
+            print(line, file=self.stream, flush=True)
 
 
 def _short(message: str, limit: int = 80) -> str:

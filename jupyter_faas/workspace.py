@@ -299,15 +299,20 @@ class FaaSWorkspace(LoggingConfigurable):
         args: dict,
         progress: Progress = no_progress,
         kernel_function=None,
+        quiet_reuse: bool = False,
     ) -> TestReport:
-        """Build (or reuse) the image, run the function in a container and, if given, in the kernel."""
+        """Build (or reuse) the image, run the function in a container and, if given, in the kernel.
+
+        ``quiet_reuse``: the image was just built or reported (the sidebar's jobs); a reuse
+        is then not reported again.
+        """
         if not isinstance(args, dict):
             raise BundleError(
                 f"The test input must be a JSON object, not {type(args).__name__}.",
                 hint="For example --test '{\"threshold\": 3.0}'.",
             )
         self.check_payload(args, f"The test input of {bundle.name}")
-        built = self.ensure_built(bundle, progress)
+        built = self._built(bundle, progress, quiet_reuse)
         self.builder.max_result_bytes = self.max_result_bytes
         container = self.builder.test(bundle, built, args, progress)
         kernel: KernelRun | None = None
@@ -410,8 +415,16 @@ class FaaSWorkspace(LoggingConfigurable):
             raise ActivationFailed(record)
         return record
 
-    def push(self, bundle: Bundle, progress: Progress = no_progress) -> PushedImage:
-        built = self.ensure_built(bundle, progress)
+    def _built(self, bundle: Bundle, progress: Progress, quiet_reuse: bool) -> BuiltImage:
+        if quiet_reuse:
+            return self.ensure_built(bundle, progress)
+        return self.build(bundle, progress)
+
+    def push(
+        self, bundle: Bundle, progress: Progress = no_progress, quiet_reuse: bool = False
+    ) -> PushedImage:
+        built = self._built(bundle, progress, quiet_reuse)
+        progress({"step": "push", "message": "", "progress": 0.0})
         pushed = self.builder.push(built, progress)
         record = bundle.path / "image.json"
         record.write_text(
@@ -421,14 +434,18 @@ class FaaSWorkspace(LoggingConfigurable):
 
     # -- the function server ---------------------------------------------------------------
 
-    def deploy(self, bundle: Bundle, progress: Progress = no_progress) -> Deployment:
+    def deploy(
+        self, bundle: Bundle, progress: Progress = no_progress, quiet_reuse: bool = False
+    ) -> Deployment:
         """Deploy ``bundle``: its published dependency environment plus its code.
 
         The environment is pushed only when it is not published yet; a code-only edit
         sends just the code (it reaches the function's sandboxes through ``/init``).
         """
         start = time.perf_counter()
-        built = self.ensure_built(bundle, progress)
+        built = self._built(bundle, progress, quiet_reuse)
+        # The push step starts here: a failure before its first message is the push's.
+        progress({"step": "push", "message": "", "progress": 0.0})
         published = self.builder.published(built)
         if published is not None:
             progress(

@@ -9,7 +9,9 @@ last log lines of this run's containers. ``bash scripts/setup.sh`` starts everyt
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ _run_label_key = pytest.StashKey[str]()
 def pytest_configure(config: pytest.Config) -> None:
     # Made here rather than in a fixture so the failure hook can find this run's containers.
     config.stash[_run_label_key] = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    # Deploy histories of this run (kernels and servers inherit it), never the user's own.
+    if "FAAS_HISTORY_DIR" not in os.environ:
+        os.environ["FAAS_HISTORY_DIR"] = tempfile.mkdtemp(prefix="faas-history-")
 
 
 def _loopback() -> requests.Session:

@@ -90,6 +90,32 @@ def test_imports_written_in_the_cell_are_kept_and_noted():
     assert run_captured(captured.source(), {"v": [1, 5, 2]}) == {"n": 5, "c": 2}
 
 
+def test_handler_does_not_repeat_an_import_the_cell_makes_unless_needed_earlier():
+    # Issue 12 (finding 9): `import numpy as np` in an earlier cell and in this one.
+    ns, history = kernel(
+        "import numpy as np\nimport math\n",
+        "def make_frame(seed=42):\n    return np.arange(seed % 5)\n",
+        "class Shape:\n    RIGHT = math.pi / 2\n",
+    )
+    source = cell(
+        """
+        import numpy as np
+        import math
+
+        def main(args):
+            return {"n": int(np.sum(make_frame())), "r": Shape.RIGHT}
+        """
+    )
+    handler = capture(source, ns, history).source()
+    lines = handler.splitlines()
+    # numpy is only used inside make_frame's body (it runs later): the cell's import does;
+    # math is read by Shape's body while handler.py loads, so it stays above it.
+    assert lines.count("import numpy as np") == 1
+    assert lines.count("import math") == 2
+    assert lines.index("import math") < lines.index("class Shape:")
+    assert run_captured(handler, {}) == {"n": sum(range(42 % 5)), "r": math.pi / 2}
+
+
 def test_notebook_functions_latest_definition_wins_with_decorators_and_dependencies():
     ns, history = kernel(
         """

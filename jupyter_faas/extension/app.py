@@ -234,7 +234,7 @@ class FaaSExtension(ExtensionApp):
         # itself then finds the image ready.
         built = self.workspace.ensure_built(bundle, progress)
         with self._test_lock(bundle):
-            report = self.workspace.test(bundle, args, progress)
+            report = self.workspace.test(bundle, args, progress, quiet_reuse=True)
         container = report.container
         self._note(bundle, "tested" if container.ok else "test-failed", built.ref)
         recorded = _read_json(bundle.path / TEST_FILE) or {}
@@ -254,11 +254,11 @@ class FaaSExtension(ExtensionApp):
         }
 
     def _push(self, bundle: Bundle, progress: Progress) -> dict:
-        pushed = self.workspace.push(bundle, progress)
+        pushed = self.workspace.push(bundle, progress, quiet_reuse=True)
         return {"image": pushed.ref, "digest": pushed.digest}
 
     def _deploy(self, bundle: Bundle, progress: Progress) -> dict:
-        return self.workspace.deploy(bundle, progress).to_json()
+        return self.workspace.deploy(bundle, progress, quiet_reuse=True).to_json()
 
     # -- the function list (runs in the quick pool) ------------------------------------------
 

@@ -143,7 +143,9 @@ def schedule_json(entry: Schedule, now: float | None = None) -> dict:
     """A schedule with its next run, in epoch seconds and in words (UTC, as cron runs)."""
     now = time.time() if now is None else now
     try:
-        following = croniter(entry.cron, now).get_next(float)
+        # Six fields: seconds first, as the alarms feed reads them.
+        seconds_first = len(entry.cron.split()) == 6
+        following = croniter(entry.cron, now, second_at_beginning=seconds_first).get_next(float)
     except (ValueError, KeyError, TypeError):
         return {**asdict(entry), "next_run": None}
     return {**asdict(entry), "next_run": {"time": following, "words": in_words(following, now)}}

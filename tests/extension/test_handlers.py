@@ -8,6 +8,7 @@ missing. The ``docker`` tests build, test, push and deploy for real.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import threading
 import time
@@ -17,6 +18,8 @@ import pytest
 
 from jupyter_faas.builders import BuiltImage
 from jupyter_faas.bundle import Bundle, FunctionMetadata, check_name
+from jupyter_faas.deployers import Schedule
+from jupyter_faas.extension.handlers import schedule_json
 from jupyter_faas.extension.jobs import INTERNAL_ERROR
 
 CODE = "def main(args):\n    print('got', args)\n    return {'n': args.get('n', 0) * 2}\n"
@@ -91,6 +94,14 @@ ENDPOINTS = [
     ("GET", "schedules", None),
     ("POST", "schedules", {"name": "double", "cron": "*/5 * * * *"}),
     ("DELETE", "schedules?name=double", None),
+    ("GET", "status", None),
+    ("GET", "functions/double", None),
+    ("DELETE", "functions/double", None),
+    ("GET", "functions/double/bundle", None),
+    ("GET", "functions/double/versions", None),
+    ("POST", "functions/double/rollback", {"version": "0.0.1"}),
+    ("POST", "claims", {"name": "double", "notebook": "n.ipynb"}),
+    ("GET", "names?name=double", None),
     ("GET", "no-such-endpoint", None),
 ]
 
@@ -240,6 +251,15 @@ BAD_REQUESTS = [
     ("GET", "activations", None, {"limit": "many"}, "not a number from 1 to 200"),
     ("GET", "activations", None, {"name": "a b"}, "not a valid function name"),
     ("GET", "activations/not-an-id", None, None, "is not an activation id"),
+    ("GET", "activations", None, {"since": "yesterday"}, "not a time in epoch milliseconds"),
+    ("GET", "names", None, {"name": "p" * 70}, "70 characters long, over the limit of 63"),
+    ("GET", "names", None, None, "The query argument 'name' is missing"),
+    ("GET", "functions/Bad_Name", None, None, "'Bad_Name' is not a valid function name"),
+    ("POST", "functions/double/rollback", {}, None, "The field 'version' is missing"),
+    ("POST", "functions/double/rollback", {"version": 2}, None, "must be a string"),
+    ("POST", "claims", {"name": "double"}, None, "The field 'notebook' is missing"),
+    ("POST", "claims", {"name": "double", "notebook": "n.ipynb", "cell_id": 3}, None, "string"),
+    ("POST", "claims", {"name": "Bad Name", "notebook": "n.ipynb"}, None, "not a valid"),
     ("GET", f"jobs/{'0' * 32}", None, {"after": "-1"}, "is not a whole number"),
 ]
 
@@ -254,7 +274,7 @@ async def test_bad_requests_are_refused_before_the_server_is_asked(
     assert message in answer["error"]
     if answer["reason"] == "bad-name":  # a bad name comes with a valid, different one
         assert set(answer) == {"error", "reason", "suggestion"}
-        given = (body or params)["name"]
+        given = (body or params or {}).get("name") or path.split("/")[-1]
         assert check_name(answer["suggestion"]) != given
     else:
         assert set(answer) == {"error", "reason"}
@@ -542,3 +562,27 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
 
     status, answer = await call(jp_fetch, "POST", "invoke", body={"name": "no-such-function"})
     assert status == 404 and answer["reason"] == "server"
+
+
+# -- schedules in words ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cron", "now", "words"),
+    [
+        ("*/5 * * * *", "2026-12-02 12:01:00", "in 4 minutes, at 12:05 UTC"),
+        ("0 6 * * *", "2026-12-02 12:01:00", "in 17 hours 59 minutes, at Thu 03 Dec 06:00 UTC"),
+        ("*/2 * * * * *", "2026-12-02 12:01:01", "in less than a minute, at 12:01 UTC"),
+        ("0 0 1 1 *", "2026-12-02 12:00:00", "in 30 days, at Fri 01 Jan 00:00 UTC"),
+    ],
+)
+def test_a_schedule_gives_its_next_run_in_words(cron, now, words):
+    start = calendar.timegm(time.strptime(now, "%Y-%m-%d %H:%M:%S"))
+    entry = schedule_json(Schedule("t-cron-1", "peaks", cron), now=start)
+    assert entry["next_run"]["words"] == words
+    assert entry["next_run"]["time"] > start
+    assert {k: entry[k] for k in ("trigger", "action", "cron")} == {
+        "trigger": "t-cron-1",
+        "action": "peaks",
+        "cron": cron,
+    }
