@@ -1,0 +1,174 @@
+"""Known-cell indexing of still frames by a real-space grid search (Gildea et al. 2014, Acta
+Cryst. D70, 2652), the method DIALS falls back to for stills when the cell is known.
+
+Peaks become scattering vectors q. For each cell length L, directions t over a hemisphere are
+scored by Σ cos(2π L t·q): a lattice vector of length L along t makes every L t·q an integer.
+The best distinct directions are refined by least squares against the rounded projections;
+triplets whose lengths and angles match the cell form candidate orientation matrices, scored
+by how many peaks get near-integer indices. The best is refined (all nine elements: the
+orientation and the cell) by linear least squares on its indexed peaks, and accepted as
+CrystFEL accepts a solution: at least ``min_indexed`` and at least ``min_fraction`` of the
+peaks indexed, and the refined cell within ``length_tolerance`` and ``angle_tolerance`` of the
+target cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import UnitCell
+
+
+@dataclass(frozen=True)
+class IndexingSettings:
+    """How hard to search and what counts as a solution (CrystFEL's defaults where it has one)."""
+
+    search_peaks: int = 40  # lowest-resolution peaks used by the grid search
+    directions_per_length: int = 12  # distinct directions kept per cell length
+    separation_degrees: float = 4.0  # between kept directions
+    max_grid_points: int = 40000
+    index_tolerance: float = 0.25  # largest |h − round(h)| of an indexed peak, per index
+    min_indexed: int = 10
+    min_fraction: float = 0.5
+    length_tolerance: float = 0.05  # relative (CrystFEL: 5 %)
+    angle_tolerance: float = 1.5  # degrees (CrystFEL: 1.5°)
+    triplet_angle_tolerance: float = 4.0  # degrees, for candidate triplets before refinement
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A refined crystal: real-space rows a, b, c (Å, lab frame) and the peaks it explains."""
+
+    basis: np.ndarray
+    hkl: np.ndarray  # Miller indices of every peak (rounded)
+    indexed: np.ndarray  # which peaks are indexed
+    cell: UnitCell
+
+
+def hemisphere(count: int) -> np.ndarray:
+    """Nearly uniform unit vectors over the hemisphere z ≥ 0 (a Fibonacci lattice)."""
+    index = np.arange(count) + 0.5
+    z = 1.0 - index / count
+    phi = math.pi * (3.0 - math.sqrt(5.0)) * index
+    r = np.sqrt(1.0 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def fractional_error(fractional: np.ndarray) -> np.ndarray:
+    return np.abs(fractional - np.round(fractional))
+
+
+def _refine_vector(q: np.ndarray, vector: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """Least-squares real-space vector v with v·q near the integers it rounds to."""
+    for _ in range(4):
+        projection = q @ vector
+        near = fractional_error(projection) < tolerance
+        target = np.round(projection[near])
+        if near.sum() < 6 or not np.any(target):
+            return None
+        vector = np.linalg.lstsq(q[near], target, rcond=None)[0]
+    return vector
+
+
+def candidate_vectors(q: np.ndarray, length: float, settings: IndexingSettings) -> list[np.ndarray]:
+    """Refined real-space vectors of about ``length`` Å, from the best grid-search directions."""
+    search = q[np.argsort(np.linalg.norm(q, axis=1))[: settings.search_peaks]]
+    q_max = float(np.linalg.norm(search, axis=1).max())
+    step = 1.0 / (5.0 * length * q_max)  # radians: keeps the phase error of a peak below ~1 rad
+    count = min(settings.max_grid_points, int(2 * math.pi / step**2))
+    directions = hemisphere(count)
+    score = np.cos(2 * math.pi * length * (directions @ search.T)).sum(axis=1)
+    order = np.argsort(score)[::-1]
+    limit = math.cos(math.radians(settings.separation_degrees))
+    kept: list[np.ndarray] = []
+    for i in order[: 50 * settings.directions_per_length]:
+        if all(abs(directions[i] @ k) < limit for k in kept):
+            kept.append(directions[i])
+            if len(kept) == settings.directions_per_length:
+                break
+    vectors = []
+    for direction in kept:
+        vector = _refine_vector(q, length * direction, settings.index_tolerance)
+        if vector is not None and abs(np.linalg.norm(vector) / length - 1) < 0.1:
+            vectors.append(vector)
+    return vectors
+
+
+def _angle(u: np.ndarray, v: np.ndarray) -> float:
+    cosine = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+    return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
+
+
+def _triplets(candidates: list[list[np.ndarray]], cell: UnitCell, tolerance: float):
+    """Right-handed bases from the candidates whose three angles match the cell's."""
+    for a, b, c in itertools.product(*candidates):
+        for sign_b, sign_c in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            basis = np.array([a, sign_b * b, sign_c * c])
+            if (
+                abs(_angle(basis[1], basis[2]) - cell.alpha) > tolerance
+                or abs(_angle(basis[0], basis[2]) - cell.beta) > tolerance
+                or abs(_angle(basis[0], basis[1]) - cell.gamma) > tolerance
+            ):
+                continue
+            determinant = np.linalg.det(basis)
+            if abs(determinant) < 0.5 * np.prod(np.linalg.norm(basis, axis=1)) * 0.1:
+                continue
+            yield basis if determinant > 0 else -basis
+
+
+def refine_basis(
+    q: np.ndarray, basis: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refine all nine elements of the basis by least squares on the indexed peaks."""
+    for _ in range(3):
+        fractional = q @ basis.T
+        indexed = np.all(fractional_error(fractional) < tolerance, axis=1)
+        if indexed.sum() < 4:
+            break
+        basis = np.linalg.lstsq(q[indexed], np.round(fractional[indexed]), rcond=None)[0].T
+    fractional = q @ basis.T
+    return basis, np.all(fractional_error(fractional) < tolerance, axis=1)
+
+
+def cell_matches(refined: UnitCell, target: UnitCell, settings: IndexingSettings) -> bool:
+    lengths = all(
+        abs(x / y - 1) <= settings.length_tolerance
+        for x, y in zip(refined.parameters[:3], target.parameters[:3], strict=True)
+    )
+    angles = all(
+        abs(x - y) <= settings.angle_tolerance
+        for x, y in zip(refined.parameters[3:], target.parameters[3:], strict=True)
+    )
+    return lengths and angles
+
+
+def index_peaks(q: np.ndarray, cell: UnitCell, settings: IndexingSettings) -> Solution | None:
+    """Index one still frame's scattering vectors (n×3, Å⁻¹) with a known cell, or None."""
+    if len(q) < settings.min_indexed:
+        return None
+    by_length: dict[float, list[np.ndarray]] = {}
+    candidates = []
+    for length in (cell.a, cell.b, cell.c):
+        same = next((k for k in by_length if abs(k / length - 1) < 0.01), None)
+        if same is None:
+            by_length[length] = candidate_vectors(q, length, settings)
+            same = length
+        candidates.append(by_length[same])
+    best, best_count = None, 0
+    for basis in _triplets(candidates, cell, settings.triplet_angle_tolerance):
+        count = int(np.all(fractional_error(q @ basis.T) < settings.index_tolerance, axis=1).sum())
+        if count > best_count:
+            best, best_count = basis, count
+    if best is None:
+        return None
+    basis, indexed = refine_basis(q, best, settings.index_tolerance)
+    refined = UnitCell.from_basis(basis, like=cell)
+    enough = indexed.sum() >= max(settings.min_indexed, settings.min_fraction * len(q))
+    if not enough or not cell_matches(refined, cell, settings):
+        return None
+    hkl = np.round(q @ basis.T).astype(int)
+    return Solution(basis=basis, hkl=hkl, indexed=indexed, cell=refined)
