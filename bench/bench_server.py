@@ -11,7 +11,8 @@ free port and measures, each next to a baseline taken in the same run:
 (b) a code-only edit in the notebook → deployed and invoked on the server, as the magics
     do it (``FaaSWorkspace.capture_cell`` + ``deploy`` + ``invoke``), over a series of
     edits. Baseline: a bare ``docker run`` of the same image to its first ``/run`` answer;
-(c) cold start of a blackbox action whose image is local versus that bare ``docker run``
+(c) cold start of a blackbox action whose image is local but new to the server versus
+    that bare ``docker run`` and one confined as the server confines its containers
     (interleaved, so noise hits both), and a code-only Python action served by a
     prewarmed runtime container, next to a warm invoke of the same action.
 
@@ -574,15 +575,21 @@ def edit_loop(server: ServerProcess, folder: Path, edits: int) -> dict:
 # -- (c) cold starts ------------------------------------------------------------------------------
 
 
-def bare_docker_run(docker, image: str, labels: dict) -> float:
-    """``docker run`` → listening → /init → /run, in ms (what a cold start must do at least)."""
+def bare_docker_run(docker, image: str, labels: dict, network: str | None = None) -> float:
+    """``docker run`` → listening → /init → /run, in ms (what a cold start must do at least).
+
+    With ``network`` the container is confined as the server confines its own (hardening
+    options, that network without inter-container traffic): what Docker costs for the
+    confinement, apart from the server.
+    """
     init = {"name": "bare", "main": "main", "binary": False, "code": TRIVIAL, "env": {}}
+    confined = {"network": network, **Hardening().run_options()} if network else {}
     start = time.perf_counter()
     container = docker.containers.run(
-        image, detach=True, labels=labels, mem_limit="256m", memswap_limit="256m"
+        image, detach=True, labels=labels, mem_limit="256m", memswap_limit="256m", **confined
     )
     try:
-        action = ActionClient(engine.container_address(container))
+        action = ActionClient(engine.container_address(container, network))
         action.wait_ready(30)
         if action.init(init, 30).status != 200:
             raise RuntimeError("the bare container refused /init")
@@ -598,23 +605,38 @@ def bare_docker_run(docker, image: str, labels: dict) -> float:
 def cold_starts(server: ServerProcess, docker, image: str, labels: dict, count: int) -> dict:
     """Cold starts of a function image the server has not run before (a fresh name of the
     edited function's image each time, so no container prewarmed for it can serve)."""
-    bare, cold = [], []
-    for i in range(count):
-        bare.append(bare_docker_run(docker, image, labels))
-        name = f"cold-{i}"
-        fresh = f"{image.rsplit(':', 1)[0]}:bench-cold-{uuid.uuid4().hex[:12]}"
-        docker.images.get(image).tag(fresh)
-        try:
-            server.put_action(name, {"exec": {"kind": "blackbox", "image": fresh, "code": TRIVIAL}})
-            ms, record = server.invoke(name, {})
-        finally:
-            server.session.delete(f"{server.url}/api/v1/namespaces/_/actions/{name}", timeout=30)
-            docker.images.remove(fresh)
-        time.sleep(SETTLE_S)  # the container prewarmed for the image starts meanwhile
-        if not any(a["key"] == "initTime" for a in record["annotations"]):
-            raise RuntimeError(f"{name} was not a cold start: {record['annotations']}")
-        cold.append(ms)
-    return {"bare": bare, "cold": cold}
+    bare, confined, cold = [], [], []
+    network = docker.networks.create(
+        f"bench-{uuid.uuid4().hex[:12]}",
+        driver="bridge",
+        options={"com.docker.network.bridge.enable_icc": "false"},
+        labels=labels,
+    )
+    try:
+        for i in range(count):
+            bare.append(bare_docker_run(docker, image, labels))
+            confined.append(bare_docker_run(docker, image, labels, network.name))
+            cold.append(server_cold_start(server, docker, image, i))
+    finally:
+        network.remove()
+    return {"bare": bare, "confined": confined, "cold": cold}
+
+
+def server_cold_start(server: ServerProcess, docker, image: str, i: int) -> float:
+    """A blackbox action on a fresh name of ``image``: the server's first start of it."""
+    name = f"cold-{i}"
+    fresh = f"{image.rsplit(':', 1)[0]}:bench-cold-{uuid.uuid4().hex[:12]}"
+    docker.images.get(image).tag(fresh)
+    try:
+        server.put_action(name, {"exec": {"kind": "blackbox", "image": fresh, "code": TRIVIAL}})
+        ms, record = server.invoke(name, {})
+    finally:
+        server.session.delete(f"{server.url}/api/v1/namespaces/_/actions/{name}", timeout=30)
+        docker.images.remove(fresh)
+    time.sleep(SETTLE_S)  # the container prewarmed for the image starts meanwhile
+    if not any(a["key"] == "initTime" for a in record["annotations"]):
+        raise RuntimeError(f"{name} was not a cold start: {record['annotations']}")
+    return ms
 
 
 def prewarmed_starts(server: ServerProcess, docker, run: str, count: int) -> dict:
@@ -809,6 +831,10 @@ def report(results: dict, args) -> str:
     pre = results["prewarm"]
     for label, values in (
         ("bare `docker run` → listening → /init → /run (baseline)", cold["bare"]),
+        (
+            "the same, confined as the server confines (hardening, an ICC-off network)",
+            cold["confined"],
+        ),
         ("server: blackbox action, image local but new to the server, cold start", cold["cold"]),
         ("server: code-only Python action on a prewarmed runtime", pre["prewarmed"]),
         ("server: the same action's next (warm) invoke", pre["warm"]),
@@ -818,11 +844,14 @@ def report(results: dict, args) -> str:
             f"| {max(values):.0f} |"
         )
     cold_ratio = statistics.median(cold["cold"]) / bare_p50
+    confined_ratio = statistics.median(cold["cold"]) / statistics.median(cold["confined"])
     pre_p50 = statistics.median(pre["prewarmed"])
     lines += [
         "",
         f"Cold start / bare docker run (p50): **{cold_ratio:.2f}×** — goal ≤ 1.2×, "
-        f"{verdict(cold_ratio <= 1.2)}. Prewarmed code-only start p50: **{pre_p50:.0f} ms** — "
+        f"{verdict(cold_ratio <= 1.2)}; against a `docker run` confined the same way: "
+        f"**{confined_ratio:.2f}×** (the rest is what Docker takes for the confinement). "
+        f"Prewarmed code-only start p50: **{pre_p50:.0f} ms** — "
         f"goal ≤ 50 ms, {verdict(pre_p50 <= 50)}.",
         "",
         "All server timings are what an HTTP client sees (requests, about 1 ms of its own per "
