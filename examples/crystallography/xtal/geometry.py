@@ -317,6 +317,16 @@ class UnitCell:
         )  # fmt: skip
 
 
+def hkl_within(basis: np.ndarray, d_min: float) -> np.ndarray:
+    """All Miller indices (n×3) with d ≥ d_min for real-space rows ``basis`` (Å)."""
+    limits = [math.ceil(np.linalg.norm(v) / d_min) for v in basis]
+    grids = np.meshgrid(*(np.arange(-n, n + 1) for n in limits), indexing="ij")
+    hkl = np.stack([g.ravel() for g in grids], axis=1)
+    q = hkl @ np.linalg.inv(basis).T
+    keep = (np.einsum("ij,ij->i", q, q) <= 1.0 / d_min**2) & np.any(hkl != 0, axis=1)
+    return hkl[keep]
+
+
 LATTICE_TYPES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "rhombohedral",
                  "hexagonal", "cubic")  # fmt: skip
 

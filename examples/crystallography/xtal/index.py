@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .geometry import UnitCell
+from .errors import CrystallographyError
+from .geometry import UnitCell, read_cell, read_frames, read_geom
+from .integrate import Rings, integrate, predict, profile_radius
+from .peaks import PeakSearch, peak_list, peakfinder8
 
 
 @dataclass(frozen=True)
@@ -172,3 +176,104 @@ def index_peaks(q: np.ndarray, cell: UnitCell, settings: IndexingSettings) -> So
         return None
     hkl = np.round(q @ basis.T).astype(int)
     return Solution(basis=basis, hkl=hkl, indexed=indexed, cell=refined)
+
+
+#: The ``indexed_by`` name of this indexer in streams.
+METHOD = "xtal-rgs-cell"
+
+
+def index(
+    run_file: str | Path,
+    geom_file: str | Path,
+    cell_file: str | Path,
+    start: int,
+    stop: int,
+    peaks: list[dict] | None = None,
+    min_peaks: int = 15,
+    rings: dict | None = None,
+    **settings,
+) -> dict:
+    """Index frames ``start``..``stop - 1`` with the cell of ``cell_file``; integrate the crystals.
+
+    A frame is a hit with at least ``min_peaks`` peaks (indexamajig's ``--min-peaks``); hits are
+    indexed, and each crystal's reflections are predicted and integrated on its frame.
+
+    Args:
+        run_file: the HDF5 run.
+        geom_file: its CrystFEL geometry.
+        cell_file: the CrystFEL cell to look for.
+        start: first frame (0-based).
+        stop: one past the last frame.
+        peaks: ``find_peaks(...)["frames"]`` for the same frames; searched here when None.
+        min_peaks: the hit criterion.
+        rings: ``Rings`` radii in pixels (``inner``, ``middle``, ``outer``).
+        **settings: ``IndexingSettings`` fields.
+
+    Returns:
+        {"frames": [{"event", "peaks", "hit", "indexed_by", "crystals": [{"cell" [a, b, c Å,
+        al, be, ga °], "basis" [rows a, b, c in Å, lab frame], "profile_radius" Å⁻¹,
+        "indexed_peaks", "reflections": [[h, k, l, I, sigma(I), peak, background, fs, ss],
+        ...]}]}, ...]}, JSON-able.
+
+    Raises:
+        CrystallographyError: bad files, range, settings, or ``peaks`` for other frames.
+    """
+    geometry = read_geom(geom_file)
+    cell = read_cell(cell_file)
+    if cell.centering != "P":
+        raise CrystallographyError(
+            f"{cell_file}: centering {cell.centering}: this indexer handles primitive cells; "
+            "give the primitive cell with 'centering = P'"
+        )
+    indexing = IndexingSettings(**settings)
+    integration = Rings(**(rings or {}))
+    frames, bad = read_frames(run_file, geometry, start, stop)
+    if peaks is None:
+        radius, search = geometry.pixel_radius(), PeakSearch()
+        peaks = [
+            {"event": start + n, "peaks": peak_list(geometry, peakfinder8(f, m, radius, search))}
+            for n, (f, m) in enumerate(zip(frames, bad, strict=True))
+        ]
+    events = [entry["event"] for entry in peaks]
+    if events != list(range(start, stop)):
+        raise CrystallographyError(
+            f"peaks are given for events {events[:3]}...; index needs one entry per frame "
+            f"{start}..{stop - 1}, in order (pass find_peaks(...)['frames'] of the same range)"
+        )
+    results = []
+    for entry, frame, mask in zip(peaks, frames, bad, strict=True):
+        found = np.array(entry["peaks"], dtype=float).reshape(-1, 4)
+        result = {"event": entry["event"], "peaks": entry["peaks"], "hit": len(found) >= min_peaks}
+        result["indexed_by"] = "none"
+        result["crystals"] = []
+        if result["hit"]:
+            q = geometry.scattering_vectors(found[:, 0], found[:, 1])
+            solution = index_peaks(q, cell, indexing)
+            if solution is not None:
+                result["indexed_by"] = METHOD
+                result["crystals"].append(_crystal(solution, frame, mask, geometry, integration))
+        results.append(result)
+    return {"settings": asdict(indexing), "rings": asdict(integration), "frames": results}
+
+
+def _crystal(solution: Solution, frame, mask, geometry, rings: Rings) -> dict:
+    radius = profile_radius(solution.basis, solution.hkl[solution.indexed], geometry.wavelength)
+    hkl, fs, ss = predict(solution.basis, geometry, radius)
+    intensity, sigma, peak, background, usable = integrate(
+        frame, mask, fs, ss, rings, geometry.adu_per_photon
+    )
+    reflections = [
+        [int(h), int(k), int(l), round(float(i), 2), round(float(s), 2), round(float(p), 2),
+         round(float(b), 2), round(float(f), 2), round(float(g), 2)]
+        for (h, k, l), i, s, p, b, f, g in zip(
+            hkl[usable], intensity[usable], sigma[usable], peak[usable], background[usable],
+            fs[usable], ss[usable], strict=True,
+        )
+    ]  # fmt: skip
+    return {
+        "cell": [round(v, 4) for v in solution.cell.parameters],
+        "basis": solution.basis.round(5).tolist(),
+        "profile_radius": radius,
+        "indexed_peaks": int(solution.indexed.sum()),
+        "reflections": reflections,
+    }

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .geometry import HC_EV_ANGSTROM, Geometry, UnitCell, write_cell, write_geom
+from .geometry import HC_EV_ANGSTROM, Geometry, UnitCell, hkl_within, write_cell, write_geom
 from .symmetry import asymmetric_indices, default_laue_group
 
 #: Lysozyme-like primitive tetragonal cell (intensities in 4/mmm).
@@ -78,16 +78,6 @@ def bad_region(geometry: Geometry) -> np.ndarray:
     bad |= np.hypot(x, y) < radius
     bad |= (np.abs(y) < radius / 3) & (x < 0)  # the arm holding the stop
     return bad
-
-
-def hkl_within(basis: np.ndarray, d_min: float) -> np.ndarray:
-    """All Miller indices (n×3) with d ≥ d_min for real-space rows ``basis`` (Å)."""
-    limits = [math.ceil(np.linalg.norm(v) / d_min) for v in basis]
-    grids = np.meshgrid(*(np.arange(-n, n + 1) for n in limits), indexing="ij")
-    hkl = np.stack([g.ravel() for g in grids], axis=1)
-    q = hkl @ np.linalg.inv(basis).T
-    keep = (np.einsum("ij,ij->i", q, q) <= 1.0 / d_min**2) & np.any(hkl != 0, axis=1)
-    return hkl[keep]
 
 
 def simulate_run(
