@@ -11,6 +11,7 @@ import inspect
 import json
 import shlex
 import sys
+import time
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -258,7 +259,7 @@ class FaaSMagics(Magics):
         rows = [
             {
                 "version": f"{v.version}{' (current)' if v.current else ''}",
-                "time": v.time,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time)),
                 "who": v.who,
                 "digest": v.digest,
                 "code": v.code_sha256[:12],
@@ -268,7 +269,6 @@ class FaaSMagics(Magics):
         ]
         columns = ["version", "time", "who", "digest", "code", "rollback of"]
         display(Table(rows, columns, f"(no deploys of {name} recorded)"))
-        return versions
 
     def _line_rollback(self, name, version):
         record = self.workspace.rollback(name, version)

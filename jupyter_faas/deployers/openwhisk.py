@@ -44,6 +44,8 @@ from .openwhisk_rest import ALARM_FEED, OpenWhiskClient
 
 #: Trigger annotation marking the schedules this deployer made.
 SCHEDULE_ANNOTATION = "jupyter-faas-schedule"
+#: Causing activations remembered (immutable, so only their number needs a bound).
+_MAX_CAUSES = 10_000
 #: OpenWhisk's response.status words, as our status names.
 _STATUS_WORDS = {
     "success": "success",
@@ -263,23 +265,30 @@ class OpenWhiskDeployer(FaaSDeployer):
     def activations(
         self, name: str | None = None, limit: int = 30, since_ms: int | None = None
     ) -> list[ActivationRecord]:
-        records = self.client.list_activations(name, limit, since_ms)
-        return self._explained([activation_record(r) for r in records])
+        raw = self.client.list_activations(name, limit, since_ms)
+        # A list of all activations holds most causing ones too: no request for those.
+        listed = {r.get("activationId"): r for r in raw}
+        return self._explained([activation_record(r) for r in raw], listed)
 
-    def _explained(self, records: list[ActivationRecord]) -> list[ActivationRecord]:
+    def _explained(
+        self, records: list[ActivationRecord], listed: dict | None = None
+    ) -> list[ActivationRecord]:
         """Fill in what started each record (the causing trigger or sequence, looked up once)."""
         crons: dict[str, str] | None = None
         for record in records:
             if not record.cause:
                 continue
             if record.cause not in self._causes:
+                parent = (listed or {}).get(record.cause)
                 try:
-                    parent = self.client.get_activation(record.cause)
+                    parent = parent or self.client.get_activation(record.cause)
                 except ServerError as err:
                     if err.status != 404:
                         raise
                     parent = {}  # deleted by retention: a trigger or sequence, name unknown
                 kind = "sequence" if protocol.annotation(parent, "kind") == "sequence" else None
+                if len(self._causes) >= _MAX_CAUSES:  # a long-lived server: start afresh
+                    self._causes.clear()
                 self._causes[record.cause] = (kind, parent.get("name"))
             kind, parent_name = self._causes[record.cause]
             if kind is None and parent_name:
@@ -371,7 +380,8 @@ def activation_record(record: dict) -> ActivationRecord:
         wait_ms=protocol.annotation(record, "waitTime"),
         init_ms=init_ms,
         version=record.get("version"),
-        subject=record.get("subject"),
+        # List items leave the subject out; the namespace a record is kept in is the caller's.
+        subject=record.get("subject") or record.get("namespace"),
         cause=record.get("cause"),
     )
 
