@@ -262,14 +262,11 @@ def _crystal(solution: Solution, frame, mask, geometry, rings: Rings) -> dict:
     intensity, sigma, peak, background, usable = integrate(
         frame, mask, fs, ss, rings, geometry.adu_per_photon
     )
+    measured = np.column_stack([intensity, sigma, peak, background, fs, ss])[usable].round(2)
     reflections = [
-        [int(h), int(k), int(l), round(float(i), 2), round(float(s), 2), round(float(p), 2),
-         round(float(b), 2), round(float(f), 2), round(float(g), 2)]
-        for (h, k, l), i, s, p, b, f, g in zip(
-            hkl[usable], intensity[usable], sigma[usable], peak[usable], background[usable],
-            fs[usable], ss[usable], strict=True,
-        )
-    ]  # fmt: skip
+        [*map(int, miller), *map(float, values)]
+        for miller, values in zip(hkl[usable], measured, strict=True)
+    ]
     return {
         "cell": [round(v, 4) for v in solution.cell.parameters],
         "basis": solution.basis.round(5).tolist(),

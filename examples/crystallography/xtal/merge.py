@@ -82,8 +82,8 @@ def merge_observations(
         "cc_half": correlation(first[both], second[both]),
         "shells": [],
         "reflections": [
-            [int(h), int(k), int(l), round(float(i), 2), round(float(s), 2), int(n)]
-            for (h, k, l), i, s, n in zip(unique, mean, sigma, count, strict=True)
+            [*map(int, miller), round(float(i), 2), round(float(s), 2), int(n)]
+            for miller, i, s, n in zip(unique, mean, sigma, count, strict=True)
         ],
     }
     if resolution is not None and both.sum() >= shells * 3:

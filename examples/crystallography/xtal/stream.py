@@ -22,6 +22,8 @@ from .geometry import UnitCell, format_cell
 STREAM_MAGIC = "CrystFEL stream format 2.3"
 HKL_MAGIC = "CrystFEL reflection list version 2.0"
 REFLECTION_HEADER = "   h    k    l          I   sigma(I)       peak background  fs/px  ss/px panel"
+REFLECTION_ROW = "{:4d} {:4d} {:4d} {:10.2f} {:10.2f} {:10.2f} {:10.2f} {:6.1f} {:6.1f} {}"
+HKL_ROW = "{:4d} {:4d} {:4d} {:10.2f} {:>8s} {:10.2f} {:7d}"
 PEAK_HEADER = "  fs/px   ss/px (1/d)/nm^-1     Intensity  Panel"
 
 
@@ -76,10 +78,7 @@ def format_chunk(
             "Reflections measured after indexing",
             REFLECTION_HEADER,
         ]
-        lines += [
-            f"{h:4d} {k:4d} {l:4d} {i:10.2f} {s:10.2f} {p:10.2f} {bg:10.2f} {fs:6.1f} {ss:6.1f} {panel}"
-            for h, k, l, i, s, p, bg, fs, ss in crystal["reflections"]
-        ]
+        lines += [REFLECTION_ROW.format(*row, panel) for row in crystal["reflections"]]
         lines += ["End of reflections", "--- End crystal"]
     lines.append("----- End chunk -----")
     return "\n".join(lines) + "\n"
@@ -244,10 +243,7 @@ def write_hkl(path: str | Path, merged: dict) -> None:
         f"Symmetry: {merged['laue_group']}",
         "   h    k    l          I    phase   sigma(I)   nmeas",
     ]
-    lines += [
-        f"{h:4d} {k:4d} {l:4d} {i:10.2f} {'-':>8s} {s:10.2f} {n:7d}"
-        for h, k, l, i, s, n in merged["reflections"]
-    ]
+    lines += [HKL_ROW.format(*row[:4], "-", *row[4:]) for row in merged["reflections"]]
     lines += ["End of reflections", ""]
     Path(path).write_text("\n".join(lines))
 
@@ -275,8 +271,8 @@ def read_hkl(path: str | Path) -> dict:
     for number, line in enumerate(lines[start + 1 : end], start=start + 2):
         values = line.split()
         try:
-            h, k, l = (int(v) for v in values[:3])
-            reflections.append([h, k, l, float(values[3]), float(values[5]), int(values[6])])
+            miller = [int(v) for v in values[:3]]
+            reflections.append([*miller, float(values[3]), float(values[5]), int(values[6])])
         except (ValueError, IndexError):
             raise CrystallographyError(
                 f"{path}, line {number}: '{line}' is not a reflection"
