@@ -433,6 +433,8 @@ def parse_invoke_line(text: str, namespace: dict) -> tuple[str, dict, bool]:
     quote = rest[0]
     if quote in "'\"" and len(rest) > 1 and rest[-1] == quote:
         json_text = rest[1:-1]
+        if not json_text.strip():
+            return name, {}, is_async  # an empty input is the empty object
         if quote in json_text:
             try:
                 json.loads(json_text)
