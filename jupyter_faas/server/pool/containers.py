@@ -163,6 +163,8 @@ class ActionContainer(Slot):
         self.logs = logs
         self.image = image
         self.sentinelled = False
+        #: (image, memory MB) of a prewarm container to start when its activation is over.
+        self.restock: tuple[str, int] | None = None
 
     @classmethod
     def start(

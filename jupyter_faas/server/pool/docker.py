@@ -739,7 +739,30 @@ class DockerInvoker(SlotPool):
         last_try: bool = True,
     ) -> RunOutcome | None:
         """One try on ``slot``; None when the container said it is shutting down (503) and
-        this is not the last try, so the caller reschedules."""
+        this is not the last try, so the caller reschedules.
+
+        A prewarm container to replace (or add) after a cold start is started once this
+        activation is over, so that its start does not slow this one down."""
+        try:
+            return await self._activate_once(job, spec, slot, cold, accepted_ms, last_try)
+        finally:
+            if slot.restock is not None:
+                image, memory_mb = slot.restock
+                slot.restock = None
+                if image == self.python_image:
+                    self._refill_prewarm()
+                else:
+                    self._prewarm_image(image, memory_mb)
+
+    async def _activate_once(
+        self,
+        job: ActivationJob,
+        spec: _Spec,
+        slot: ActionContainer,
+        cold: bool,
+        accepted_ms: int,
+        last_try: bool,
+    ) -> RunOutcome | None:
         ex = await self._exchange(job, spec, slot, cold)
         answer = ex.run if ex.run is not None else ex.init
         if not last_try and answer is not None and answer.status == 503:
@@ -834,7 +857,7 @@ class DockerInvoker(SlotPool):
             and spec.image != self.python_image
             and network == self._network
         ):
-            self._prewarm_image(spec.image, spec.memory_mb)
+            slot.restock = (spec.image, spec.memory_mb)
         return slot, True
 
     def _take_prewarm(self, action_key: str, image: str, memory_mb: int) -> ActionContainer | None:
@@ -842,10 +865,7 @@ class DockerInvoker(SlotPool):
             if slot.state == "prewarm" and slot.image == image and slot.memory_mb == memory_mb:
                 slot.state = "busy"
                 slot.action_key = action_key
-                if image == self.python_image:
-                    self._refill_prewarm()
-                else:
-                    self._prewarm_image(image, memory_mb)
+                slot.restock = (image, memory_mb)
                 return slot
         return None
 
