@@ -930,8 +930,10 @@ class DockerInvoker(SlotPool):
             if slot is not None:
                 await self._calls.slow(slot.remove)
             message = str(err)
-            # Retried on every reaper tick: say it once, not every tick.
-            log = self.log.debug if message == self._last_prewarm_error else self.log.warning
+            # The runtime's are retried on every reaper tick: say it once, not every tick. A
+            # function image may be gone meanwhile (deleted, retagged): nothing to warn about.
+            quiet = message == self._last_prewarm_error or image != self.python_image
+            log = self.log.debug if quiet else self.log.warning
             log("could not start a prewarm container from %s: %s", image, message)
             self._last_prewarm_error = message
             return
