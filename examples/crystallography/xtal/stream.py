@@ -163,77 +163,91 @@ def read_stream(path: str | Path) -> dict:
     if not lines or not lines[0].startswith("CrystFEL stream format"):
         raise CrystallographyError(f"{path}: not a CrystFEL stream (no '{STREAM_MAGIC}' line)")
     stream: dict = {"geometry": None, "cell": None, "chunks": []}
-    block: list[str] | None = None
-    chunk: dict | None = None
-    crystal: dict | None = None
-    mode = None
-    for line in lines:
-        if line in ("----- Begin geometry file -----", "----- Begin unit cell -----"):
-            block = []
-            continue
-        if line == "----- End geometry file -----":
-            stream["geometry"] = "\n".join(block or []) + "\n"
-            block = None
-            continue
-        if line == "----- End unit cell -----":
-            stream["cell"] = _parse_cell(block or [], path)
-            block = None
-            continue
-        if block is not None:
-            block.append(line)
-            continue
-        if line == "----- Begin chunk -----":
-            chunk = {"crystals": [], "peaks": []}
-            continue
-        if line == "----- End chunk -----":
-            stream["chunks"].append(chunk)
-            chunk = None
-            continue
-        if chunk is None:
-            continue
-        if line == "Peaks from peak search":
-            mode = "peaks"
-        elif line == "End of peak list" or line == "End of reflections":
-            mode = None
-        elif line == "--- Begin crystal":
-            crystal = {"reflections": [], "reciprocal": {}}
-        elif line == "--- End crystal":
-            reciprocal = np.array([crystal["reciprocal"][k] for k in ("astar", "bstar", "cstar")]).T
-            crystal["basis"] = (np.linalg.inv(reciprocal / 10.0)).tolist()
-            del crystal["reciprocal"]
-            chunk["crystals"].append(crystal)
-            crystal = None
-        elif line == "Reflections measured after indexing":
-            mode = "reflections"
-        elif mode == "peaks" and not line.lstrip().startswith("fs/px"):
-            fs, ss, inverse_d, intensity, _panel = line.split()
-            chunk["peaks"].append([float(fs), float(ss), float(inverse_d), float(intensity)])
-        elif mode == "reflections" and not line.lstrip().startswith("h "):
-            values = line.split()
-            chunk_row = [int(v) for v in values[:3]] + [float(v) for v in values[3:9]]
-            crystal["reflections"].append(chunk_row)
-        elif line.startswith("Cell parameters") and crystal is not None:
-            numbers = line.replace(",", " ").split()
-            a, b, c = (10 * float(v) for v in numbers[2:5])
-            crystal["cell"] = [a, b, c] + [float(v) for v in numbers[6:9]]
-        elif crystal is not None and line.split(" = ")[0] in ("astar", "bstar", "cstar"):
-            key, value = line.split(" = ")
-            crystal["reciprocal"][key] = [float(v) for v in value.split()[:3]]
-        elif line.startswith("Image filename: "):
-            chunk["filename"] = line.split(": ", 1)[1]
-        elif line.startswith("Event: //"):
-            chunk["event"] = int(line[len("Event: //") :])
-        elif line.startswith("Image serial number: "):
-            chunk["serial"] = int(line.split(": ", 1)[1])
-        elif line.startswith("hit = "):
-            chunk["hit"] = line == "hit = 1"
-        elif line.startswith("indexed_by = "):
-            chunk["indexed_by"] = line.split(" = ", 1)[1]
-    if chunk is not None or block is not None or crystal is not None:
+    state = _StreamState()
+    for number, line in enumerate(lines, start=1):
+        try:
+            state.feed(line, stream, path)
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+            raise CrystallographyError(f"{path}, line {number}: cannot read '{line}'") from None
+    if state.chunk is not None or state.block is not None or state.crystal is not None:
         raise CrystallographyError(f"{path}: the stream ends inside a block (truncated?)")
     if stream["cell"] is None:
         raise CrystallographyError(f"{path}: the stream has no unit cell block")
     return stream
+
+
+class _StreamState:
+    """Where the reader is in a stream: a geometry or cell block, a chunk, a crystal, a table."""
+
+    def __init__(self) -> None:
+        self.block: list[str] | None = None
+        self.chunk: dict | None = None
+        self.crystal: dict | None = None
+        self.mode: str | None = None
+
+    def feed(self, line: str, stream: dict, path: Path) -> None:
+        if line in ("----- Begin geometry file -----", "----- Begin unit cell -----"):
+            self.block = []
+            return
+        if line == "----- End geometry file -----":
+            stream["geometry"] = "\n".join(self.block or []) + "\n"
+            self.block = None
+            return
+        if line == "----- End unit cell -----":
+            stream["cell"] = _parse_cell(self.block or [], path)
+            self.block = None
+            return
+        if self.block is not None:
+            self.block.append(line)
+            return
+        if line == "----- Begin chunk -----":
+            self.chunk = {"crystals": [], "peaks": []}
+            return
+        if line == "----- End chunk -----":
+            stream["chunks"].append(self.chunk)
+            self.chunk = None
+            return
+        if self.chunk is None:
+            return
+        if line == "Peaks from peak search":
+            self.mode = "peaks"
+        elif line == "End of peak list" or line == "End of reflections":
+            self.mode = None
+        elif line == "--- Begin crystal":
+            self.crystal = {"reflections": [], "reciprocal": {}}
+        elif line == "--- End crystal":
+            vectors = self.crystal["reciprocal"]
+            reciprocal = np.array([vectors[k] for k in ("astar", "bstar", "cstar")]).T
+            self.crystal["basis"] = (np.linalg.inv(reciprocal / 10.0)).tolist()
+            del self.crystal["reciprocal"]
+            self.chunk["crystals"].append(self.crystal)
+            self.crystal = None
+        elif line == "Reflections measured after indexing":
+            self.mode = "reflections"
+        elif self.mode == "peaks" and not line.lstrip().startswith("fs/px"):
+            fs, ss, inverse_d, intensity, _panel = line.split()
+            self.chunk["peaks"].append([float(fs), float(ss), float(inverse_d), float(intensity)])
+        elif self.mode == "reflections" and not line.lstrip().startswith("h "):
+            values = line.split()
+            row = [int(v) for v in values[:3]] + [float(v) for v in values[3:9]]
+            self.crystal["reflections"].append(row)
+        elif line.startswith("Cell parameters") and self.crystal is not None:
+            numbers = line.replace(",", " ").split()
+            a, b, c = (10 * float(v) for v in numbers[2:5])
+            self.crystal["cell"] = [a, b, c] + [float(v) for v in numbers[6:9]]
+        elif self.crystal is not None and line.split(" = ")[0] in ("astar", "bstar", "cstar"):
+            key, value = line.split(" = ")
+            self.crystal["reciprocal"][key] = [float(v) for v in value.split()[:3]]
+        elif line.startswith("Image filename: "):
+            self.chunk["filename"] = line.split(": ", 1)[1]
+        elif line.startswith("Event: //"):
+            self.chunk["event"] = int(line[len("Event: //") :])
+        elif line.startswith("Image serial number: "):
+            self.chunk["serial"] = int(line.split(": ", 1)[1])
+        elif line.startswith("hit = "):
+            self.chunk["hit"] = line == "hit = 1"
+        elif line.startswith("indexed_by = "):
+            self.chunk["indexed_by"] = line.split(" = ", 1)[1]
 
 
 def write_hkl(path: str | Path, merged: dict) -> None:
