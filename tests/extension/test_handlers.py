@@ -446,8 +446,11 @@ async def test_build_then_test_streams_progress_and_reports_the_container(jp_fet
     assert container["result"] == {"n": 42}
     assert any("got {'n': 21}" in line for line in container["logs"])
     assert container["seconds"] > 0 and container["peak_memory_bytes"] > 0
-    assert events[0]["message"] == f"Reusing dependency image {image}"
+    # Right after the build, the test job does not say "Reusing" again (issue 12, finding 8).
+    assert events[0]["message"] == f"Starting a test container of {image}"
+    assert not any("Reusing" in e["message"] for e in events)
     assert [e["step"] for e in events][-1] == "test"
+    assert body["result"]["ok"] is True and body["result"]["error"] is None
 
     # Without an input the test uses the bundle's saved test input.
     body, _ = await run_job(jp_fetch, "test", path)
@@ -504,6 +507,9 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
         "digest",
         "code_sha256",
         "time",
+        "notebook",
+        "cell_id",
+        "cell_sha256",
     }
     assert record["name"] == name and record["server"] == function_server.url
     assert record["namespace"] == "guest" and record["version"] == "0.0.1"
@@ -529,8 +535,19 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
     ids = [a["activationId"] for a in listing["activations"]]
     assert first_id in ids
     summary = next(a for a in listing["activations"] if a["activationId"] == first_id)
-    assert set(summary) == {"activationId", "name", "status", "start", "duration", "cold"}
+    assert set(summary) == {
+        "activationId",
+        "name",
+        "status",
+        "ok",
+        "start",
+        "duration",
+        "cold",
+        "version",
+        "cause",
+    }
     assert summary["name"] == name and summary["status"] == "success"
+    assert summary["version"] == "0.0.1" and summary["cause"]["kind"] == "person"
     assert isinstance(summary["cold"], bool)
 
     status, full = await call(jp_fetch, "GET", "activations", first_id)
@@ -554,7 +571,13 @@ async def test_deploy_invoke_activations_and_schedules(jp_fetch, jp_root_dir, fu
     assert status == 201, created
     trigger = created["trigger"]
     status, listing = await call(jp_fetch, "GET", "schedules", params={"name": name})
-    assert listing == {"schedules": [{"trigger": trigger, "action": name, "cron": "0 3 * * *"}]}
+    (entry,) = listing["schedules"]
+    assert {k: entry[k] for k in ("trigger", "action", "cron")} == {
+        "trigger": trigger,
+        "action": name,
+        "cron": "0 3 * * *",
+    }
+    assert entry["next_run"]["words"].endswith(":00 UTC")
     status, removed = await call(jp_fetch, "DELETE", "schedules", params={"name": name})
     assert status == 200 and removed == {"removed": [trigger]}
     status, listing = await call(jp_fetch, "GET", "schedules", params={"name": name})
