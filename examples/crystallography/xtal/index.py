@@ -14,7 +14,7 @@ target cell.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CrystallographyError
-from .geometry import UnitCell, read_cell, read_frames, read_geom
+from .geometry import UnitCell, hkl_within, read_cell, read_frames, read_geom
 from .integrate import Rings, integrate, predict, profile_radius
 from .peaks import PeakSearch, peak_list, peakfinder8
 
@@ -53,13 +53,14 @@ class Solution:
     cell: UnitCell
 
 
+@functools.lru_cache(maxsize=8)
 def hemisphere(count: int) -> np.ndarray:
     """Nearly uniform unit vectors over the hemisphere z ≥ 0 (a Fibonacci lattice)."""
     index = np.arange(count) + 0.5
     z = 1.0 - index / count
     phi = math.pi * (3.0 - math.sqrt(5.0)) * index
     r = np.sqrt(1.0 - z**2)
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1).astype(np.float32)
 
 
 def fractional_error(fractional: np.ndarray) -> np.ndarray:
@@ -85,13 +86,18 @@ def candidate_vectors(q: np.ndarray, length: float, settings: IndexingSettings) 
     step = 1.0 / (5.0 * length * q_max)  # radians: keeps the phase error of a peak below ~1 rad
     count = min(settings.max_grid_points, int(2 * math.pi / step**2))
     directions = hemisphere(count)
-    score = np.cos(2 * math.pi * length * (directions @ search.T)).sum(axis=1)
-    order = np.argsort(score)[::-1]
-    limit = math.cos(math.radians(settings.separation_degrees))
+    # Only the distance to the nearest integer matters, so float32 is precise enough (and fast).
+    projection = directions @ (length * search.T).astype(np.float32)
+    score = np.cos(np.float32(2 * math.pi) * (projection - np.rint(projection))).sum(axis=1)
+    best = directions[np.argsort(score)[::-1][: 50 * settings.directions_per_length]]
+    # Greedy suppression of directions close (either way) to a better one.
+    close = np.abs(best @ best.T) >= math.cos(math.radians(settings.separation_degrees))
     kept: list[np.ndarray] = []
-    for i in order[: 50 * settings.directions_per_length]:
-        if all(abs(directions[i] @ k) < limit for k in kept):
-            kept.append(directions[i])
+    taken: list[int] = []
+    for i in range(len(best)):
+        if not close[i, taken].any():
+            taken.append(i)
+            kept.append(best[i])
             if len(kept) == settings.directions_per_length:
                 break
     vectors = []
@@ -102,26 +108,41 @@ def candidate_vectors(q: np.ndarray, length: float, settings: IndexingSettings) 
     return vectors
 
 
-def _angle(u: np.ndarray, v: np.ndarray) -> float:
-    cosine = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
-    return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
+def _angles(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angles in degrees between every row of ``u`` and every row of ``v``."""
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return np.degrees(np.arccos(np.clip(u @ v.T, -1.0, 1.0)))
 
 
-def _triplets(candidates: list[list[np.ndarray]], cell: UnitCell, tolerance: float):
-    """Right-handed bases from the candidates whose three angles match the cell's."""
-    for a, b, c in itertools.product(*candidates):
-        for sign_b, sign_c in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-            basis = np.array([a, sign_b * b, sign_c * c])
-            if (
-                abs(_angle(basis[1], basis[2]) - cell.alpha) > tolerance
-                or abs(_angle(basis[0], basis[2]) - cell.beta) > tolerance
-                or abs(_angle(basis[0], basis[1]) - cell.gamma) > tolerance
-            ):
-                continue
-            determinant = np.linalg.det(basis)
-            if abs(determinant) < 0.5 * np.prod(np.linalg.norm(basis, axis=1)) * 0.1:
-                continue
-            yield basis if determinant > 0 else -basis
+def triplets(candidates: list[np.ndarray], cell: UnitCell, tolerance: float) -> np.ndarray:
+    """Right-handed bases (n×3×3) from candidate vectors whose angles match the cell's.
+
+    ``candidates`` holds the vectors (rows) for a, b and c. A vector may enter with either
+    sign, which turns its angles θ into 180° − θ; the handedness then fixes the overall sign.
+    """
+    a, b, c = candidates
+    if not (len(a) and len(b) and len(c)):
+        return np.zeros((0, 3, 3))
+    ab, ac, bc = _angles(a, b), _angles(a, c), _angles(b, c)
+    bases = []
+    for sign_b in (1, -1):
+        for sign_c in (1, -1):
+            gamma = ab if sign_b > 0 else 180 - ab
+            beta = ac if sign_c > 0 else 180 - ac
+            alpha = bc if sign_b * sign_c > 0 else 180 - bc
+            match = (
+                (np.abs(gamma - cell.gamma) <= tolerance)[:, :, None]
+                & (np.abs(beta - cell.beta) <= tolerance)[:, None, :]
+                & (np.abs(alpha - cell.alpha) <= tolerance)[None, :, :]
+            )
+            i, j, k = np.nonzero(match)
+            bases.append(np.stack([a[i], sign_b * b[j], sign_c * c[k]], axis=1))
+    bases = np.concatenate(bases)
+    determinant = np.linalg.det(bases)
+    volume = np.prod(np.linalg.norm(bases, axis=2), axis=1)
+    bases = bases[np.abs(determinant) > 0.05 * volume]  # not (nearly) coplanar
+    return bases * np.sign(np.linalg.det(bases))[:, None, None]
 
 
 def refine_basis(
@@ -162,13 +183,14 @@ def index_peaks(q: np.ndarray, cell: UnitCell, settings: IndexingSettings) -> So
             by_length[length] = candidate_vectors(q, length, settings)
             same = length
         candidates.append(by_length[same])
-    best, best_count = None, 0
-    for basis in _triplets(candidates, cell, settings.triplet_angle_tolerance):
-        count = int(np.all(fractional_error(q @ basis.T) < settings.index_tolerance, axis=1).sum())
-        if count > best_count:
-            best, best_count = basis, count
-    if best is None:
+    bases = triplets(
+        [np.array(v).reshape(-1, 3) for v in candidates], cell, settings.triplet_angle_tolerance
+    )
+    if len(bases) == 0:
         return None
+    fractional = np.einsum("nj,bij->bni", q, bases)
+    counts = np.all(fractional_error(fractional) < settings.index_tolerance, axis=2).sum(axis=1)
+    best = bases[int(np.argmax(counts))]
     basis, indexed = refine_basis(q, best, settings.index_tolerance)
     refined = UnitCell.from_basis(basis, like=cell)
     enough = indexed.sum() >= max(settings.min_indexed, settings.min_fraction * len(q))
@@ -240,6 +262,9 @@ def index(
             f"peaks are given for events {events[:3]}...; index needs one entry per frame "
             f"{start}..{stop - 1}, in order (pass find_peaks(...)['frames'] of the same range)"
         )
+    # Reflections that can reach the panel, enumerated once from the target cell (with a margin
+    # for refined cells); prediction keeps those near the Ewald sphere and on the panel.
+    candidates = hkl_within(cell.real_basis(), 0.95 * geometry.highest_resolution())
     results = []
     for entry, frame, mask in zip(peaks, frames, bad, strict=True):
         found = np.array(entry["peaks"], dtype=float).reshape(-1, 4)
@@ -251,14 +276,16 @@ def index(
             solution = index_peaks(q, cell, indexing)
             if solution is not None:
                 result["indexed_by"] = METHOD
-                result["crystals"].append(_crystal(solution, frame, mask, geometry, integration))
+                result["crystals"].append(
+                    _crystal(solution, frame, mask, geometry, integration, candidates)
+                )
         results.append(result)
     return {"settings": asdict(indexing), "rings": asdict(integration), "frames": results}
 
 
-def _crystal(solution: Solution, frame, mask, geometry, rings: Rings) -> dict:
+def _crystal(solution: Solution, frame, mask, geometry, rings: Rings, candidates) -> dict:
     radius = profile_radius(solution.basis, solution.hkl[solution.indexed], geometry.wavelength)
-    hkl, fs, ss = predict(solution.basis, geometry, radius)
+    hkl, fs, ss = predict(solution.basis, geometry, radius, candidates)
     intensity, sigma, peak, background, usable = integrate(
         frame, mask, fs, ss, rings, geometry.adu_per_photon
     )

@@ -42,10 +42,14 @@ def profile_radius(
 
 
 def predict(
-    basis: np.ndarray, geometry: Geometry, radius: float
+    basis: np.ndarray, geometry: Geometry, radius: float, hkl: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Miller indices and panel coordinates of reflections within ``radius`` of the Ewald sphere."""
-    hkl = hkl_within(basis, geometry.highest_resolution())
+    """Miller indices and panel coordinates of reflections within ``radius`` of the Ewald sphere.
+
+    ``hkl`` are the reflections to consider; all those the panel's resolution allows when None.
+    """
+    if hkl is None:
+        hkl = hkl_within(basis, geometry.highest_resolution())
     excitation = excitation_errors(basis, hkl, geometry.wavelength)
     near = np.abs(excitation) < radius
     hkl = hkl[near]
