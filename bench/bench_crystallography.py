@@ -164,7 +164,7 @@ def report(rows: list[dict], args) -> str:
     row("CC½", [f"{r['summary']['cc_half']:.3f}" for r in rows], "≥ 0.5")
     row("CC of merged I with the true I (nmeas ≥ 2)", [f"{r['cc_truth']:.3f}" for r in rows])
     for i in range(len(rows[0]["negatives"])):
-        label = " / ".join(r["negatives"][i][0] for r in rows)
+        label = " / ".join(dict.fromkeys(r["negatives"][i][0] for r in rows))
         row(f"wrong cell ({label}): hits indexed",
             [f"{r['negatives'][i][2]} of {r['negatives'][i][1]}" for r in rows], "(almost) none")  # fmt: skip
     for step in rows[0]["fps"]:
