@@ -76,7 +76,9 @@ def explain(status: str, result, raw_logs: list[str], metadata=None, code: str =
         return None
     error = result.get("error") if isinstance(result, dict) else None
     error = error if isinstance(error, str) else ("" if error is None else str(error))
-    frames = _frames([line["text"] for line in log_lines(raw_logs)], metadata, code)
+    # A traceback is printed on stderr; stdout lines may fall between its lines.
+    texts = [line["text"] for line in log_lines(raw_logs) if line["stream"] != "stdout"]
+    frames = _frames(texts, metadata, code)
     kind = message = None
     if status == "application error":
         headline = f"your function returned an error: {error}"

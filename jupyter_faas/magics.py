@@ -370,9 +370,13 @@ class ExplainedFailure(ActivationFailed):
         if error["traceback"]:
             lines.extend(error["traceback"].splitlines())
         printed = short_times(record.logs)
-        if error["traceback"]:  # the traceback is shown above, on the cell's lines
+        if error["traceback"]:
+            # The traceback is shown above, on the cell's lines: leave out its stderr lines.
             starts = [i for i, line in enumerate(printed) if line.endswith(TRACEBACK_HEAD)]
-            printed = printed[: starts[-1]] if starts else printed
+            if starts:
+                printed = printed[: starts[-1]] + [
+                    line for line in printed[starts[-1] :] if " stdout: " in line
+                ]
         if printed:
             lines.append(
                 f"Its output before it failed (last {min(logs_tail, len(printed))} lines):"

@@ -130,3 +130,13 @@ def test_without_its_bundle_frames_keep_handler_lines(bundle, tmp_path):
     error = explain("developer error", result, logs)
     assert [f["where"] for f in error["frames"]] == ["handler.py", "handler.py"]
     assert error["headline"] == "your function raised ValueError: negative: -1"
+
+
+def test_output_printed_between_the_traceback_lines_does_not_cut_it(bundle, tmp_path):
+    # The server timestamps stdout and stderr apart: a print can land inside the traceback.
+    result, logs = run_in_runtime(bundle, {"x": -2}, tmp_path)
+    printed = [line for line in logs if " stdout: " in line]
+    rest = [line for line in logs if " stdout: " not in line]
+    interleaved = rest[:2] + printed + rest[2:]
+    error = explain("developer error", result, interleaved, bundle.metadata, bundle.code)
+    assert [f["function"] for f in error["frames"]] == ["main", "helper"]
