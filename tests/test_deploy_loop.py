@@ -397,7 +397,9 @@ NB_CELLS = [
     (
         "fail-record",
         "import sys\n_failed = sys.last_value.__cause__\n"
-        "type(_failed).__name__, _failed.record.result, _failed.record.status",
+        "from jupyter_faas.errors import ActivationFailed\n"
+        "(type(_failed).__name__, _failed.record.result, _failed.record.status,\n"
+        " isinstance(_failed, ActivationFailed))",
     ),
     (
         "huge-capture",
@@ -509,14 +511,18 @@ def test_magics_payload_limit_is_checked_before_invoke(notebook):
 def test_magics_failed_activation_is_an_error_with_id_error_and_logs(notebook):
     text = notebook.text("fail-invoke")
     assert "UsageError" in text and "Traceback" not in text, text
+    # What went wrong first, then what it printed, with short times (issue 12, finding 5).
     assert re.search(
-        r"nbfail: activation [0-9a-f]{32} failed \(application error\): no data for 9", text
+        r"nbfail: your function returned an error: no data for 9 \(activation [0-9a-f]{32}\)",
+        text,
     ), text
-    assert "Last 10 log lines (20 earlier ones left out):" in text
-    assert "stdout: step 29" in text and "stdout: step 19" not in text
+    assert "Its output before it failed (last 10 lines):" in text
+    assert re.search(r"\n  \d\d:\d\d:\d\d\.\d{3} stdout: step 29\n", text), text
+    assert "stdout: step 19" not in text
     assert re.search(r"The whole record: %faas logs [0-9a-f]{32}", text)
+    # Still an ActivationFailed, its whole record one attribute away.
     assert notebook.result("fail-record") == (
-        "('ActivationFailed', {'error': 'no data for 9'}, 'application error')"
+        "('ExplainedFailure', {'error': 'no data for 9'}, 'application error', True)"
     )
 
 
@@ -546,8 +552,15 @@ def test_magics_async_invoke_logs_and_activations(notebook):
         "ms",
         "start",
         "kind",
+        "version",
+        "started",
+        "by",
     ]
     assert activation_id in listing
+    row = next(line for line in listing.splitlines() if activation_id in line)
+    # Which version ran and who started it (issue 12).
+    assert row.split()[-1] == "guest", row
+    assert re.fullmatch(r"\d+\.\d+\.\d+", row.split()[-2]), row
 
 
 def test_magics_invoke_form_is_a_widget_with_a_text_twin(notebook):
@@ -572,7 +585,9 @@ def test_magics_schedule_and_unschedule(notebook):
 def test_magics_list_and_delete(notebook):
     listing = notebook.text("list")
     assert re.search(r"nbloop\s+functions/nbloop\s+True\s+0\.0\.1", listing), listing
-    assert "nbloop: deleted from the function server (bundle kept)" in notebook.text("delete")
+    deleted = notebook.text("delete")
+    assert re.search(r"nbloop: deleted from http://127\.0\.0\.1:\d+; bundle \S+ removed", deleted)
+    assert "%faas versions nbloop still lists its deploys" in deleted
 
 
 @pytest.mark.parametrize(
