@@ -2,18 +2,20 @@
 
 Facilities put a TLS-intercepting proxy, an HTTP proxy or a package mirror
 between their machines and the internet; without these settings `pip install`
-inside an image build fails. One object carries them all, so no step can
-forget one.
+inside an image build fails. Their data sits in directories that functions read
+by reference (a path, never the frames in JSON). One object carries them all, so
+no step can forget one.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import ssl
 from urllib.parse import urlsplit
 
-from traitlets import Unicode, default, validate
+from traitlets import Dict, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import ConfigError
@@ -27,6 +29,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What a no_proxy entry may hold: host names, domains (".example.org"), addresses, CIDRs,
 #: ports and "*".
 _NO_PROXY_ENTRY = re.compile(r"^[A-Za-z0-9.*:\[\]/_-]+$")
+#: Where data mounts may not go inside a container: the runtime's, the system's, /tmp.
+_RESERVED_TARGETS = ("/faas", "/tmp", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib")
+#: Suffix of a data mount's container path that makes it writable.
+WRITABLE = ":rw"
 
 
 def check_setting_text(setting: str, value: str) -> str:
@@ -114,6 +120,19 @@ class FaaSSite(LoggingConfigurable):
         Default: $FAAS_PIP_EXTRA_INDEX_URL.""",
     ).tag(config=True)
 
+    data_mounts = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help=f"""Host directories mounted into every function container (local container
+        tests and the function server's action containers), as host path → path inside the
+        container; read-only unless the container path ends in "{WRITABLE}". Functions then
+        take data by reference: the notebook passes a path inside the container
+        (FaaSSite.container_path maps a host path). Writable mounts must be writable by the
+        user functions run as (c.DockerInvoker.user, uid 65534 by default). In the
+        container-less mode functions see the host paths themselves.
+        Example: {{"/beamline/raw": "/data", "/beamline/processed": "/results{WRITABLE}"}}.""",
+    ).tag(config=True)
+
     @default("ca_bundle")
     def _ca_bundle_default(self):
         for var in _CA_ENV:
@@ -156,6 +175,37 @@ class FaaSSite(LoggingConfigurable):
                 "/etc/ssl/certs/ca-certificates.crt, or to '' to use none.",
             )
         return path
+
+    @validate("data_mounts")
+    def _check_data_mounts(self, proposal):
+        setting = "c.FaaSSite.data_mounts"
+        targets: list[str] = []
+        for host, target in proposal["value"].items():
+            inside = target.removesuffix(WRITABLE)
+            problem = ""
+            if not os.path.isabs(host) or not os.path.isdir(host):
+                problem = f"the host path {host!r} is not an absolute path of a directory"
+            elif (
+                not posixpath.isabs(inside) or posixpath.normpath(inside) != inside or ":" in inside
+            ):
+                problem = f"the container path {target!r} is not a plain absolute path"
+            elif inside == "/" or any(
+                inside == r or inside.startswith(r + "/") for r in _RESERVED_TARGETS
+            ):
+                problem = f"{inside!r} would hide the runtime or the system inside the container"
+            elif any(
+                inside == t or inside.startswith(t + "/") or t.startswith(inside + "/")
+                for t in targets
+            ):
+                problem = f"{inside!r} overlaps another mount's container path"
+            if problem:
+                raise ConfigError(
+                    f"{setting}: {problem}.",
+                    hint=f'Map existing host directories to paths such as "/data" or '
+                    f'"/results{WRITABLE}", e.g. {{"/beamline/raw": "/data"}}.',
+                )
+            targets.append(inside)
+        return proposal["value"]
 
     @validate("http_proxy", "https_proxy", "pip_index_url")
     def _check_url(self, proposal):
@@ -225,7 +275,34 @@ class FaaSSite(LoggingConfigurable):
         return {**self.proxy_env(), **self.pip_env(ca_path=self.ca_bundle)}
 
     def container_volumes(self) -> dict[str, dict]:
-        """docker-py ``volumes=`` entry that mounts the CA bundle read-only, if one is set."""
-        if not self.ca_bundle:
-            return {}
-        return {self.ca_bundle: {"bind": CONTAINER_CA_PATH, "mode": "ro"}}
+        """docker-py ``volumes=``: the CA bundle (read-only), if one is set, and the data mounts."""
+        volumes = {
+            host: {
+                "bind": target.removesuffix(WRITABLE),
+                "mode": "rw" if target.endswith(WRITABLE) else "ro",
+            }
+            for host, target in self.data_mounts.items()
+        }
+        if self.ca_bundle:
+            volumes[self.ca_bundle] = {"bind": CONTAINER_CA_PATH, "mode": "ro"}
+        return volumes
+
+    def container_path(self, host_path: str | os.PathLike) -> str:
+        """Where ``host_path`` (a file or directory under a data mount) is inside a container.
+
+        Raises:
+            ConfigError: it is under no data mount; the message lists them.
+        """
+        path = os.path.realpath(host_path)
+        for host, target in self.data_mounts.items():
+            root = os.path.realpath(host)
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                rest = os.path.relpath(path, root)
+                inside = target.removesuffix(WRITABLE)
+                return inside if rest == "." else posixpath.join(inside, *rest.split(os.sep))
+        mounts = ", ".join(f"{h} → {t}" for h, t in self.data_mounts.items()) or "none"
+        raise ConfigError(
+            f"{host_path} is under no data mount, so functions cannot read it (mounts: {mounts}).",
+            hint='Add its directory to c.FaaSSite.data_mounts, e.g. {"/beamline/raw": "/data"}, '
+            "for the notebook and the function server alike.",
+        )

@@ -117,3 +117,47 @@ def test_two_extra_index_urls_build(tmp_path):
     ctx = image.tar_context({"Dockerfile": probe.encode()})
     img, _ = client.images.build(fileobj=ctx, custom_context=True, rm=True, forcerm=True)
     client.images.remove(img.id, force=True)
+
+
+# ---- data mounts: functions take data by reference ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mounts", "words"),
+    [
+        ({"relative/dir": "/data"}, "is not an absolute path of a directory"),
+        ({"/no/such/dir": "/data"}, "is not an absolute path of a directory"),
+        ({"{tmp}": "data"}, "is not a plain absolute path"),
+        ({"{tmp}": "/data/../etc"}, "is not a plain absolute path"),
+        ({"{tmp}": "/data:ro"}, "is not a plain absolute path"),
+        ({"{tmp}": "/"}, "would hide the runtime or the system"),
+        ({"{tmp}": "/faas/data"}, "would hide the runtime or the system"),
+        ({"{tmp}": "/tmp/data"}, "would hide the runtime or the system"),
+        ({"{tmp}": "/data", "{other}": "/data/more:rw"}, "overlaps another mount"),
+    ],
+)
+def test_bad_data_mounts_are_refused(tmp_path, mounts, words):
+    other = tmp_path / "other"
+    other.mkdir()
+    mounts = {k.format(tmp=tmp_path, other=other): v for k, v in mounts.items()}
+    with pytest.raises(ConfigError) as err:
+        FaaSSite(data_mounts=mounts, ca_bundle="")
+    assert words in str(err.value) and "c.FaaSSite.data_mounts" in str(err.value)
+
+
+def test_data_mounts_become_volumes_and_paths_map_into_them(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    (raw / "run1").mkdir(parents=True)
+    out.mkdir()
+    site = FaaSSite(data_mounts={str(raw): "/data", str(out): "/results:rw"}, ca_bundle="")
+    assert site.container_volumes() == {
+        str(raw): {"bind": "/data", "mode": "ro"},
+        str(out): {"bind": "/results", "mode": "rw"},
+    }
+    assert site.container_path(raw / "run1" / "frames.h5") == "/data/run1/frames.h5"
+    assert site.container_path(raw) == "/data"
+    assert site.container_path(out / "stream") == "/results/stream"
+    with pytest.raises(ConfigError, match="under no data mount, so functions cannot read it"):
+        site.container_path(tmp_path / "elsewhere.h5")
+    with pytest.raises(ConfigError, match="under no data mount"):
+        site.container_path(raw / ".." / "escape.h5")

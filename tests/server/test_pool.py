@@ -15,6 +15,7 @@ import docker.errors
 import pytest
 from support import activation_job
 from traitlets import TraitError
+from traitlets.config import Config
 
 from jupyter_faas import engine
 from jupyter_faas.server.pool.containers import (
@@ -263,6 +264,44 @@ def test_prewarmed_function_image_never_evicts_a_warm_container(loop, make_invok
     loop.run_until_complete(invoker.run(job(kind="blackbox", image=function_image)))
     wait_until(loop, lambda: all(s.state == "idle" for s in invoker._slots.values()))
     assert [s.state for s in invoker._slots.values()] == ["idle"], "no room: nothing prewarmed"
+
+
+#: Reads its input from a read-only data mount and writes its output to a writable one.
+DATA_STEP = """
+import errno
+import os
+
+
+def main(args):
+    with open(args["frames"]) as f:
+        total = sum(int(line) for line in f)
+    with open(os.path.join(args["out"], "total.txt"), "w") as f:
+        f.write(str(total))
+    try:
+        open(os.path.join(os.path.dirname(args["frames"]), "x"), "w").close()
+        readonly = "written"
+    except OSError as err:
+        readonly = errno.errorcode[err.errno]
+    return {"total": total, "readonly": readonly}
+"""
+
+
+@pytest.mark.docker
+def test_data_mounts_reach_action_containers_by_reference(loop, make_invoker, tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    out.mkdir()
+    out.chmod(0o777)  # the action runs as uid 65534
+    (raw / "frames.txt").write_text("1\n2\n39\n")
+    config = Config()
+    config.FaaSSite.data_mounts = {str(raw): "/data", str(out): "/results:rw"}
+    invoker = make_invoker(config=config)
+    site = invoker.site
+    params = {"frames": site.container_path(raw / "frames.txt"), "out": site.container_path(out)}
+    outcome = loop.run_until_complete(invoker.run(job(DATA_STEP, params=params)))
+    assert outcome.status_code == 0, outcome.result
+    assert outcome.result == {"total": 42, "readonly": "EROFS"}
+    assert (out / "total.txt").read_text() == "42"
 
 
 @pytest.mark.docker
