@@ -1,11 +1,14 @@
-"""Laue groups, the asymmetric unit, and merging statistics on observations with a known truth."""
+"""Laue groups, the asymmetric unit, ring integration and merging statistics, on inputs with a
+known truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from xtal.errors import CellError
+from xtal.integrate import Rings, integrate
 from xtal.merge import half_split, merge_observations
+from xtal.simulate import render_spots
 from xtal.symmetry import asymmetric_indices, default_laue_group, operators
 
 
@@ -73,3 +76,21 @@ def test_merging_recovers_intensities_and_cc_half_tracks_noise():
 def test_merging_nothing():
     empty = merge_observations(np.zeros((0, 3)), np.zeros(0), "4/mmm")
     assert empty["unique"] == 0 and empty["cc_half"] is None and empty["reflections"] == []
+
+
+def test_ring_integration_measures_spots_and_leaves_out_hot_pixels():
+    rng = np.random.default_rng(4)
+    expected = np.full((64, 64), 5.0)
+    fs = np.array([12.3, 30.6, 50.2, 20.5])
+    ss = np.array([14.7, 30.1, 40.9, 50.5])
+    photons = np.array([800.0, 200.0, 500.0, 0.0])
+    render_spots(expected, fs[:3], ss[:3], photons[:3], 0.8)
+    frame = rng.poisson(expected).astype(np.float32)
+    frame[50, 20] = 4000.0  # a hot pixel where the fourth "reflection" is predicted
+    bad = np.zeros(frame.shape, dtype=bool)
+    bad[40, 50] = True  # under the third spot
+    intensity, sigma, peak, background, usable = integrate(frame, bad, fs, ss, Rings())
+    assert usable.tolist() == [True, True, False, False]
+    assert intensity[:2] == pytest.approx(photons[:2], abs=4 * sigma[:2].max())
+    assert background[:2] == pytest.approx(5.0, abs=0.6)
+    assert sigma[0] > sigma[1] > 0

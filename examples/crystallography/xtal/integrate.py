@@ -2,7 +2,8 @@
 
 As CrystFEL's ``--int-radius`` rings: the intensity is the sum over a disc around the
 predicted position minus the mean of an annulus (one 3σ clip, so a neighbouring spot does not
-lift the background), with its counting error. The profile radius (how far from the Ewald
+lift the background), with its counting error; a reflection whose intensity sits in one bright
+pixel is a hot pixel or a zinger and is left out. The profile radius (how far from the Ewald
 sphere a reflection still shines) is estimated per crystal from the indexed peaks, as CrystFEL
 does before it predicts.
 """
@@ -23,6 +24,9 @@ class Rings:
     inner: float = 2.5
     middle: float = 3.5
     outer: float = 5.5
+    #: Largest share of a reflection's intensity one bright pixel may carry: Bragg spots span
+    #: several pixels, hot pixels and zingers one or two.
+    max_pixel_fraction: float = 0.4
 
 
 def excitation_errors(basis: np.ndarray, hkl: np.ndarray, wavelength: float) -> np.ndarray:
@@ -75,7 +79,8 @@ def integrate(
 
     Returns:
         (intensity, sigma, peak, background, usable): per spot, in ADU; ``usable`` is False
-        where the disc touches a bad pixel or the panel edge, or the annulus has too few pixels.
+        where the disc touches a bad pixel or the panel edge, the annulus has too few pixels,
+        or one bright pixel carries more than ``max_pixel_fraction`` of the intensity.
     """
     half = int(np.ceil(rings.outer))
     offsets = np.arange(-half, half + 1)
@@ -109,5 +114,7 @@ def integrate(
         + n_disc**2 * variance / np.maximum(count, 1)
     )
     peak = np.where(disc, values, -np.inf).max(axis=(1, 2))
-    usable = np.all(~disc | good, axis=(1, 2)) & (count >= 8)
+    bright = peak - background > 5 * np.sqrt(variance)
+    single_pixel = bright & (peak - background > rings.max_pixel_fraction * intensity)
+    usable = np.all(~disc | good, axis=(1, 2)) & (count >= 8) & ~single_pixel
     return intensity, sigma, peak, background, usable

@@ -158,7 +158,7 @@ def simulate_run(
             expected = water.copy()
             if rng.random() < ice_fraction:
                 ice_spots = _ice(rng, geometry, expected, q_pixels, spot_sigma)
-                _render(expected, *ice_spots, spot_sigma)
+                render_spots(expected, *ice_spots, spot_sigma)
             if hits[n]:
                 rotation = Rotation.random(random_state=rng).as_matrix()
                 bases[n] = basis @ rotation.T
@@ -167,7 +167,7 @@ def simulate_run(
                 fs, ss, photons = _bragg(bases[n], hkl, limits, table, geometry, radius)
                 photons *= scales[n]
                 drawn.append(len(photons))
-                _render(expected, fs, ss, photons, spot_sigma)
+                render_spots(expected, fs, ss, photons, spot_sigma)
             counts = rng.poisson(expected).astype(np.float32) * geometry.adu_per_photon
             counts += rng.normal(0.0, read_noise, counts.shape).astype(np.float32)
             np.maximum(counts, 0.0, out=counts)  # an ADC floor: only flagged pixels are negative
@@ -235,7 +235,7 @@ def _ice(rng, geometry, expected, q_pixels, spot_sigma):
     return fs, ss, rng.uniform(300.0, 1500.0, count)
 
 
-def _render(
+def render_spots(
     image: np.ndarray, fs: np.ndarray, ss: np.ndarray, photons: np.ndarray, sigma: float
 ) -> None:
     """Add Gaussian spots of the given total photons at continuous (fs, ss), in place."""
