@@ -3,35 +3,23 @@
  *
  * A cell is captured in the notebook's own kernel (its live namespace holds the names the
  * cell uses), then the server extension builds, tests, pushes and deploys the bundle while
- * the model follows the jobs. Provenance lands in `cell.metadata.faas`.
+ * the model follows the jobs. Provenance lands in `cell.metadata.faas` and the notebook is
+ * saved. One cell per function name per notebook: deploying another cell as a name a cell
+ * already deployed asks first.
  */
-import { InputDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { Dialog, InputDialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 
+import { faasMetadata, magicName, provenanceOf } from './cells';
 import { sha256Hex } from './hash';
-import { errorMessage } from './request';
+import { captureInKernel, ICaptureAnswer, ICaptureOptions, IClaimOwner, NameTaken } from './kernel';
+import { APIError, errorMessage, jsonBody, requestAPI } from './request';
 import { IActiveCellStatus, IFunctionsModel, IProvenance, METADATA_KEY } from './tokens';
 
-/** The kernel's capture answer (`jupyter_faas.sidebar_kernel.capture`). */
-interface ICaptureAnswer {
-  ok: boolean;
-  error?: string;
-  bundle?: string;
-  name?: string;
-  code_sha256?: string;
-}
-
-/** Function names: the same rule as `jupyter_faas.bundle.check_name`. */
+/** Function names, checked here before asking the server why one is refused. */
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** A `%%faas NAME ...` first line. */
-const MAGIC_LINE = /^%%faas(?:\s+([^\s-][^\s]*))?/;
-
-/** The longest the kernel may take to capture (it runs the cell first), in ms. */
-const CAPTURE_TIMEOUT_MS = 10 * 60 * 1000;
 
 /** How long to wait after an edit before re-hashing cells, in ms. */
 const MARK_DELAY_MS = 250;
@@ -43,23 +31,11 @@ const CHANGED_CLASS = 'jp-faas-changed';
 /** The CSS custom property holding a marked cell's label. */
 const LABEL_PROPERTY = '--jp-faas-cell-label';
 
-/** The `%%faas` name of a cell's source, or null for a plain cell (or `%%faas` without a name). */
-export function magicName(source: string): string | null {
-  const match = MAGIC_LINE.exec(source);
-  return match?.[1] ?? null;
-}
+const DIALOG_TITLE = 'Deploy cell as function';
 
 /** True when the cell starts with `%%faas`. */
 function isMagicCell(source: string): boolean {
   return source.startsWith('%%faas');
-}
-
-/** The provenance in a cell's metadata, when it has a usable one. */
-function provenanceOf(cell: Cell): IProvenance | null {
-  const value = cell.model.getMetadata(METADATA_KEY) as IProvenance | undefined;
-  return value && typeof value.cell_sha256 === 'string' && typeof value.name === 'string'
-    ? value
-    : null;
 }
 
 /**
@@ -74,6 +50,7 @@ export class CellDeployer implements IDisposable {
     tracker.widgetAdded.connect(this._onWidgetAdded, this);
     tracker.activeCellChanged.connect(this._scheduleAll, this);
     tracker.currentChanged.connect(this._scheduleAll, this);
+    model.changed.connect(this._onModelChanged, this);
     tracker.forEach(panel => this._watch(panel));
   }
 
@@ -93,7 +70,7 @@ export class CellDeployer implements IDisposable {
     const cell = this.tracker.activeCell;
     if (!panel || !cell || cell.model.type !== 'code') {
       await showErrorMessage(
-        'Deploy cell as function',
+        DIALOG_TITLE,
         'Select a code cell in a notebook first: a `%%faas NAME` cell or a cell that defines `main`.'
       );
       return;
@@ -106,30 +83,49 @@ export class CellDeployer implements IDisposable {
     const kernel = panel.sessionContext.session?.kernel;
     if (!kernel) {
       await showErrorMessage(
-        'Deploy cell as function',
+        DIALOG_TITLE,
         'This notebook has no running kernel. Start one (Kernel ▸ Restart Kernel…) and deploy ' +
           'again: the cell is captured in the kernel, with the names earlier cells defined.'
       );
       return;
     }
     const cellHash = await sha256Hex(source);
+    const rival = this._rivalCell(panel, cell, name);
+    let replace = false;
+    if (rival || !(await this._claimIsFree(panel, cell, name, cellHash))) {
+      replace = await this._askToReplace(name, rival ? `cell ${panel.content.widgets.indexOf(rival) + 1} of ${panel.context.path}` : null);
+      if (!replace) {
+        return;
+      }
+    }
+    const testInput = (faasMetadata(cell).test_input as Record<string, unknown> | undefined) ?? null;
+    const options: ICaptureOptions = { replace, cellId: cell.model.id, notebook: panel.context.path, testInput };
     this.model.beginDeployment(name);
     let answer: ICaptureAnswer & { bundle: string };
     try {
-      answer = await captureInKernel(kernel, name, source);
+      answer = await captureInKernel(kernel, name, source, options);
     } catch (error) {
-      this.model.updateDeployment({
-        status: 'failed',
-        error: errorMessage(error),
-        steps: this.model.deployment?.steps.map(s =>
-          s.step === 'capture' ? { ...s, status: 'failed', message: 'Capture failed' } : s
-        )
-      });
-      return;
+      const owner = error instanceof NameTaken ? error.owner : null;
+      if (owner && (await this._askToReplace(name, ownerWords(owner)))) {
+        answer = await captureInKernel(kernel, name, source, { ...options, replace: true }).catch(err => {
+          this._captureFailed(err);
+          return null as any;
+        });
+        if (!answer) {
+          return;
+        }
+      } else {
+        this._captureFailed(error);
+        return;
+      }
+    }
+    // Recorded before the jobs, so a failed test still finds this cell (and its test input).
+    if (!cell.isDisposed && !provenanceOf(cell)) {
+      cell.model.setMetadata(METADATA_KEY, { ...faasMetadata(cell), name });
     }
     let record;
     try {
-      record = await this.model.deployBundle(answer.name ?? name, answer.bundle);
+      record = await this.model.deployBundle(answer.name ?? name, answer.bundle, testInput);
     } catch {
       // The model shows the failure in the sidebar's progress view.
       return;
@@ -142,12 +138,22 @@ export class CellDeployer implements IDisposable {
       namespace: record.namespace,
       version: record.version,
       time: record.time,
-      cell_sha256: cellHash
+      cell_sha256: cellHash,
+      cell_id: cell.model.id,
+      notebook: panel.context.path
     };
+    if (testInput) {
+      provenance.test_input = testInput;
+    }
     // The cell may have been deleted while the deploy ran.
     if (!cell.isDisposed) {
       cell.model.setMetadata(METADATA_KEY, provenance);
     }
+    // The replaced cell no longer stands for the function.
+    if (rival && !rival.isDisposed) {
+      rival.model.deleteMetadata(METADATA_KEY);
+    }
+    await this._save(panel);
     this._schedule(panel);
   }
 
@@ -163,30 +169,38 @@ export class CellDeployer implements IDisposable {
     this.tracker.widgetAdded.disconnect(this._onWidgetAdded, this);
     this.tracker.activeCellChanged.disconnect(this._scheduleAll, this);
     this.tracker.currentChanged.disconnect(this._scheduleAll, this);
+    this.model.changed.disconnect(this._onModelChanged, this);
     this.tracker.forEach(panel => panel.content.modelContentChanged.disconnect(this._onContent, this));
   }
 
-  /** The function name: from `%%faas NAME`, else asked for (prefilled from provenance). */
+  /**
+   * The function name: a redeploy of a known cell takes its recorded name (one click), a
+   * `%%faas NAME` cell its own; otherwise the name is asked for.
+   */
   private async _functionName(cell: Cell, source: string): Promise<string | null> {
     if (isMagicCell(source)) {
       const name = magicName(source);
       if (name === null) {
         await showErrorMessage(
-          'Deploy cell as function',
+          DIALOG_TITLE,
           'This `%%faas` cell names no function: write it as `%%faas NAME` (for example `%%faas peaks`).'
         );
       }
       return name;
     }
-    let suggestion = provenanceOf(cell)?.name ?? '';
+    const recorded = faasMetadata(cell).name;
+    if (typeof recorded === 'string' && NAME_PATTERN.test(recorded)) {
+      return recorded;
+    }
+    let suggestion = '';
     let problem = '';
     // Asks again after an invalid name, at most a few times.
     for (let attempt = 0; attempt < 5; attempt++) {
       const result = await InputDialog.getText({
-        title: 'Deploy cell as function',
+        title: DIALOG_TITLE,
         label:
           (problem ? `${problem}\n` : '') +
-          'Function name (lowercase letters, digits and "-"; the cell must define main(args)):',
+          'Function name (lowercase letters, digits and "-", at most 63 characters; the cell must define main(args)):',
         text: suggestion,
         placeholder: 'my-function',
         okLabel: 'Deploy'
@@ -195,13 +209,112 @@ export class CellDeployer implements IDisposable {
         return null;
       }
       const value = result.value.trim();
-      if (NAME_PATTERN.test(value)) {
+      const refusal = await nameRefusal(value);
+      if (refusal === null) {
         return value;
       }
-      problem = `"${value}" is not a valid function name.`;
-      suggestion = value.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
+      [problem, suggestion] = refusal;
     }
     return null;
+  }
+
+  /** Another cell of this notebook that deployed (or is named) `name`. */
+  private _rivalCell(panel: NotebookPanel, cell: Cell, name: string): Cell | null {
+    for (const other of panel.content.widgets) {
+      if (other !== cell && provenanceOf(other)?.name === name) {
+        return other;
+      }
+    }
+    return null;
+  }
+
+  /** Whether the server knows no other cell (of any notebook in the folder) that deployed `name`. */
+  private async _claimIsFree(panel: NotebookPanel, cell: Cell, name: string, cellHash: string): Promise<boolean> {
+    try {
+      await requestAPI<{ free: boolean }>(
+        'claims',
+        jsonBody('POST', { name, notebook: panel.context.path, cell_id: cell.model.id, cell_sha256: cellHash })
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof APIError && error.status === 409) {
+        return false;
+      }
+      // Any other answer is not a claim by another cell; the capture checks again.
+      return true;
+    }
+  }
+
+  /** Ask whether this cell should take `name` over from the cell that deployed it. */
+  private async _askToReplace(name: string, owner: string | null): Promise<boolean> {
+    const answer = await showDialog({
+      title: `${name} is deployed from another cell`,
+      body:
+        `${owner ? `${owner[0].toUpperCase()}${owner.slice(1)}` : 'Another cell'} deployed ${name}. ` +
+        `Deploying this cell as ${name} replaces that function's code, and the other cell no ` +
+        'longer stands for it. Choose another name for a second function.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: `Replace ${name}` })]
+    });
+    return answer.button.accept;
+  }
+
+  private _captureFailed(error: unknown): void {
+    this.model.updateDeployment({
+      status: 'failed',
+      error: errorMessage(error),
+      steps: this.model.deployment?.steps.map(s =>
+        s.step === 'capture' ? { ...s, status: 'failed', message: 'Capture failed' } : s
+      )
+    });
+  }
+
+  /** Save the notebook, so the provenance on disk is the deploy's. */
+  private async _save(panel: NotebookPanel): Promise<void> {
+    if (panel.isDisposed) {
+      return;
+    }
+    try {
+      await panel.context.save();
+    } catch (error) {
+      await showErrorMessage(DIALOG_TITLE, `The deploy worked, but saving ${panel.context.path} failed: ${errorMessage(error)}`);
+    }
+  }
+
+  /**
+   * Deploys made elsewhere (`%faas deploy` in the kernel) record their cell: write their
+   * provenance into that cell when it is open and its own is older.
+   */
+  private _onModelChanged(): void {
+    for (const info of this.model.functions) {
+      const recorded = info.provenance;
+      if (!recorded?.cell_id || !recorded.notebook || typeof recorded.cell_sha256 !== 'string') {
+        continue;
+      }
+      this.tracker.forEach(panel => {
+        if (panel.context.path !== recorded.notebook) {
+          return;
+        }
+        const cell = panel.content.widgets.find(c => c.model.id === recorded.cell_id);
+        if (!cell) {
+          return;
+        }
+        const own = faasMetadata(cell);
+        if (typeof own.time === 'number' && own.time >= recorded.time) {
+          return;
+        }
+        const provenance: IProvenance = { ...recorded };
+        if (own.test_input) {
+          provenance.test_input = own.test_input;
+        }
+        // A clean notebook is saved with it (nothing of the person's goes with it).
+        const clean = !panel.context.model.dirty;
+        cell.model.setMetadata(METADATA_KEY, provenance);
+        if (clean) {
+          void this._save(panel);
+        }
+        this._schedule(panel);
+      });
+    }
   }
 
   private _onWidgetAdded(_: INotebookTracker, panel: NotebookPanel): void {
@@ -323,77 +436,36 @@ export class CellDeployer implements IDisposable {
   private _marks = new Map<string, Set<string>>();
 }
 
-/**
- * Capture `source` as function `name` in the notebook's kernel.
- *
- * The code runs without storing history. It is not `silent`: a silent request gets no
- * execute_result, and that result's text/plain is the answer (bare JSON). Kernel errors
- * (jupyter-faas missing from the kernel's environment, say) are thrown.
- */
-export async function captureInKernel(
-  kernel: Kernel.IKernelConnection,
-  name: string,
-  source: string
-): Promise<ICaptureAnswer & { bundle: string }> {
-  // A JSON string literal is also a Python string literal for the same text, whatever
-  // quotes, backslashes or non-ASCII characters the cell holds.
-  const code =
-    'import jupyter_faas.sidebar_kernel as _faas; ' +
-    `_faas.capture(${JSON.stringify(name)}, ${JSON.stringify(source)}, None, None)`;
-  const future = kernel.requestExecute({
-    code,
-    silent: false,
-    store_history: false,
-    allow_stdin: false,
-    stop_on_error: false
-  });
-  let answerText: string | null = null;
-  let failure: string | null = null;
-  future.onIOPub = (msg: KernelMessage.IIOPubMessage) => {
-    if (KernelMessage.isExecuteResultMsg(msg) || KernelMessage.isDisplayDataMsg(msg)) {
-      const data = msg.content.data;
-      const json = data['application/json'];
-      answerText = json !== undefined ? JSON.stringify(json) : String(data['text/plain'] ?? '');
-    } else if (KernelMessage.isErrorMsg(msg)) {
-      failure = `${msg.content.ename}: ${msg.content.evalue}`;
-    }
-  };
-  let timer = 0;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = window.setTimeout(
-      () => reject(new Error(`The kernel did not finish capturing ${name} within ${CAPTURE_TIMEOUT_MS / 60000} minutes.`)),
-      CAPTURE_TIMEOUT_MS
-    );
-  });
-  try {
-    await Promise.race([future.done, timeout]);
-  } finally {
-    window.clearTimeout(timer);
+/** "cell 3 of demo/peaks.ipynb" for people, from a claim's owner. */
+function ownerWords(owner: IClaimOwner): string | null {
+  if (owner.notebook) {
+    return `a cell of ${owner.notebook}${owner.version ? ` (version ${owner.version})` : ''}`;
   }
-  if (failure !== null) {
-    throw new Error(
-      `Capturing ${name} in the kernel failed: ${failure}. Is jupyter-faas installed in the ` +
-        "notebook's kernel environment?"
-    );
-  }
-  if (answerText === null) {
-    throw new Error(`The kernel gave no answer when capturing ${name}.`);
-  }
-  const answer = parseAnswer(answerText);
-  if (!answer.ok || !answer.bundle) {
-    throw new Error(answer.error ?? `The kernel could not capture ${name}.`);
-  }
-  return answer as ICaptureAnswer & { bundle: string };
+  return null;
 }
 
-/** The capture answer from its text (bare JSON: sidebar_kernel's CaptureReply). */
-function parseAnswer(text: string): ICaptureAnswer {
-  try {
-    return JSON.parse(text) as ICaptureAnswer;
-  } catch {
-    throw new Error(
-      `The kernel's capture answer is not JSON: ${text.slice(0, 200)}. Do the kernel and the ` +
-        'Jupyter server have the same jupyter-faas version?'
-    );
+/**
+ * Why `name` is not a valid function name, and a valid suggestion; null when it is valid.
+ * The server says exactly why (length, characters) when it can; else the rule is given.
+ */
+async function nameRefusal(name: string): Promise<[string, string] | null> {
+  if (NAME_PATTERN.test(name)) {
+    return null;
   }
+  try {
+    await requestAPI<{ valid: boolean }>(`names?${new URLSearchParams({ name })}`);
+  } catch (error) {
+    if (error instanceof APIError && error.status === 400) {
+      const suggestion = (error.body as { suggestion?: string } | null)?.suggestion ?? '';
+      return [error.message, suggestion];
+    }
+  }
+  const suggestion = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return [`"${name}" is not a valid function name.`, suggestion];
 }
+

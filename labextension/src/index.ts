@@ -6,13 +6,15 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
+import { FunctionCells } from './cells';
 import { CellDeployer } from './deploy';
 import { FunctionsModel } from './model';
+import { createFunctionPage, FunctionPage } from './page';
 import { FunctionsSidebar, functionsIcon } from './sidebar';
-import { CommandIDs, IFunctionsModel, PALETTE_CATEGORY, PluginIDs } from './tokens';
+import { CommandIDs, IFunctionsModel, PAGE_ID_PREFIX, PALETTE_CATEGORY, PluginIDs } from './tokens';
 
 /** The shared model. */
 const modelPlugin: JupyterFrontEndPlugin<IFunctionsModel> = {
@@ -72,9 +74,11 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ): void => {
-    const sidebar = new FunctionsSidebar(model, () => {
-      void app.commands.execute(CommandIDs.deployCell);
-    });
+    const sidebar = new FunctionsSidebar(
+      model,
+      () => void app.commands.execute(CommandIDs.deployCell),
+      name => void app.commands.execute(CommandIDs.openFunction, { name })
+    );
     app.shell.add(sidebar, 'left', { rank: 650, type: 'Functions' });
     restorer?.add(sidebar, sidebar.id);
     app.commands.addCommand(CommandIDs.openPanel, {
@@ -88,4 +92,44 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [modelPlugin, deployPlugin, sidebarPlugin];
+/** A page per function in the main area, restored on reload. */
+const pagesPlugin: JupyterFrontEndPlugin<void> = {
+  id: PluginIDs.pages,
+  description: "A function's page: invoke, test, activations, versions, bundle, schedules.",
+  autoStart: true,
+  requires: [IFunctionsModel, INotebookTracker],
+  optional: [ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    model: IFunctionsModel,
+    notebooks: INotebookTracker,
+    restorer: ILayoutRestorer | null
+  ): void => {
+    const cells = new FunctionCells(notebooks, app, model);
+    const pages = new WidgetTracker<MainAreaWidget<FunctionPage>>({ namespace: 'jupyter-faas-function' });
+    app.commands.addCommand(CommandIDs.openFunction, {
+      label: args => (args.name ? `Open function ${args.name}` : 'Open function'),
+      caption: "Open a function's page: invoke, test, activations, versions, bundle, schedules",
+      execute: async args => {
+        const name = String(args.name ?? '');
+        const open = pages.find(page => page.content.functionName === name);
+        if (open) {
+          app.shell.activateById(open.id);
+          return open;
+        }
+        const page = createFunctionPage(name, model, cells);
+        await pages.add(page);
+        app.shell.add(page, 'main');
+        app.shell.activateById(page.id);
+        return page;
+      }
+    });
+    void restorer?.restore(pages, {
+      command: CommandIDs.openFunction,
+      args: page => ({ name: page.content.functionName }),
+      name: page => page.id.slice(PAGE_ID_PREFIX.length)
+    });
+  }
+};
+
+export default [modelPlugin, deployPlugin, sidebarPlugin, pagesPlugin];

@@ -12,12 +12,15 @@ import {
   IDeployment,
   IDeployRecord,
   IDeployStep,
+  IFunctionDetail,
   IFunctionInfo,
   IFunctionList,
   IFunctionsModel,
   IJobEvent,
   IJobStatus,
   ISchedule,
+  ITestReport,
+  IVersion,
   JobAction
 } from './tokens';
 
@@ -27,8 +30,8 @@ const JOB_DEADLINE_MS = 60 * 60 * 1000;
 /** Consecutive failed polls of a job before the sidebar reports it lost. */
 const JOB_POLL_RETRIES = 5;
 
-/** How many activations are listed per function. */
-const ACTIVATION_LIMIT = 20;
+/** How many activations are listed (and drawn) per function. */
+const ACTIVATION_LIMIT = 50;
 
 /** The steps a sidebar deploy goes through, in order. */
 const DEPLOY_STEPS: IDeployStep['step'][] = ['capture', 'build', 'test', 'push', 'deploy'];
@@ -86,6 +89,76 @@ export class FunctionsModel implements IFunctionsModel {
     }
   }
 
+  info(name: string): IFunctionInfo | undefined {
+    return this._functions.find(f => f.name === name);
+  }
+
+  detail(name: string): IFunctionDetail | undefined {
+    return this._details.get(name);
+  }
+
+  async loadDetail(name: string): Promise<void> {
+    const detail = await requestAPI<IFunctionDetail>(`functions/${encodeURIComponent(name)}`);
+    this._details.set(name, detail);
+    this._changed.emit();
+  }
+
+  versions(name: string): ReadonlyArray<IVersion> | undefined {
+    return this._versions.get(name);
+  }
+
+  async loadVersions(name: string): Promise<void> {
+    const answer = await requestAPI<{ versions: IVersion[] }>(
+      `functions/${encodeURIComponent(name)}/versions`
+    );
+    this._versions.set(name, answer.versions);
+    this._changed.emit();
+  }
+
+  async rollback(name: string, version: string): Promise<IVersion> {
+    try {
+      const record = await requestAPI<IVersion>(
+        `functions/${encodeURIComponent(name)}/rollback`,
+        jsonBody('POST', { version })
+      );
+      this._lastResults.delete(name);
+      return record;
+    } finally {
+      await Promise.all([
+        this.loadVersions(name).catch(() => undefined),
+        this.loadDetail(name).catch(() => undefined),
+        this.refresh()
+      ]);
+    }
+  }
+
+  async bundleFiles(name: string): Promise<Record<string, string>> {
+    const answer = await requestAPI<{ files: Record<string, string> }>(
+      `functions/${encodeURIComponent(name)}/bundle`
+    );
+    return answer.files;
+  }
+
+  async deleteFunction(name: string): Promise<void> {
+    try {
+      await requestAPI<unknown>(`functions/${encodeURIComponent(name)}`, { method: 'DELETE' });
+    } finally {
+      this._details.delete(name);
+      this._versions.delete(name);
+      this._activations.delete(name);
+      await this.refresh();
+    }
+  }
+
+  async testBundle(bundle: string, input: Record<string, unknown>): Promise<ITestReport> {
+    try {
+      const job = await this._followJob('test', bundle, input, () => undefined);
+      return job.result as ITestReport;
+    } finally {
+      void this.refresh();
+    }
+  }
+
   activations(name: string): ReadonlyArray<IActivationSummary> | undefined {
     return this._activations.get(name);
   }
@@ -93,6 +166,11 @@ export class FunctionsModel implements IFunctionsModel {
   async loadActivations(name: string): Promise<void> {
     const query = new URLSearchParams({ name, limit: String(ACTIVATION_LIMIT) });
     const answer = await requestAPI<{ activations: IActivationSummary[] }>(`activations?${query}`);
+    const old = this._activations.get(name);
+    // Polled every few seconds: views re-render only when something changed.
+    if (old && sameActivations(old, answer.activations)) {
+      return;
+    }
     this._activations.set(name, answer.activations);
     this._changed.emit();
   }
@@ -101,10 +179,16 @@ export class FunctionsModel implements IFunctionsModel {
     return requestAPI<IActivation>(`activations/${encodeURIComponent(id)}`);
   }
 
+  lastResult(name: string): IActivation | undefined {
+    return this._lastResults.get(name);
+  }
+
   /** Invoke blocking; the activation list and the function row are refreshed after. */
   async invoke(name: string, input: Record<string, unknown>): Promise<IActivation> {
     try {
-      return await requestAPI<IActivation>('invoke', jsonBody('POST', { name, input, async: false }));
+      const activation = await requestAPI<IActivation>('invoke', jsonBody('POST', { name, input, async: false }));
+      this._lastResults.set(name, activation);
+      return activation;
     } finally {
       void this.loadActivations(name).catch(() => undefined);
       void this.refresh();
@@ -137,6 +221,9 @@ export class FunctionsModel implements IFunctionsModel {
 
   /** Start showing a new deploy of `name` (its capture step running). */
   beginDeployment(name: string): IDeployment {
+    this._job = null;
+    this._failedStep = null;
+    this._logged = new Set();
     this._deployment = {
       name,
       status: 'running',
@@ -165,23 +252,32 @@ export class FunctionsModel implements IFunctionsModel {
    * Build, test in a container, push and deploy a captured bundle, following each job's
    * events live in `deployment`. A failing container test stops before anything is pushed.
    *
+   * @param testInput - the container test's input (the cell's), else the bundle's own.
    * @returns the deploy record.
    * @throws Error with the failing step's message (also stored in `deployment.error`).
    */
-  async deployBundle(name: string, bundle: string): Promise<IDeployRecord> {
+  async deployBundle(
+    name: string,
+    bundle: string,
+    testInput: Record<string, unknown> | null
+  ): Promise<IDeployRecord> {
     this._setStep('capture', { status: 'done', message: `Captured ${bundle}`, progress: 1 });
     try {
       await this._runJob('build', bundle);
-      // The test input is the bundle's own (`%%faas NAME --test '{...}'`), else {}.
-      const tested = await this._runJob('test', bundle);
-      const container = tested.result?.container ?? {};
+      const tested = await this._runJob('test', bundle, testInput);
+      const report = (tested.result ?? {}) as Partial<ITestReport>;
+      const container = report.container ?? { status: 'no result', logs: [], seconds: null, result: null };
       if (container.status !== TEST_PASSED) {
-        const logs: string[] = container.logs ?? [];
+        // The exception first (mapped to the cell), then what it means and what to do.
+        const headline = report.error?.headline ?? report.message;
+        const traceback = report.error?.traceback;
+        const detail = Array.isArray(traceback) ? traceback.join('\n') : (traceback ?? container.logs.join('\n'));
+        this._setStep('test', { status: 'failed', message: headline ?? `Ended with "${container.status}"` });
         throw new Error(
-          `The container test of ${name} ended ` +
-            `with "${container.status}"; nothing was deployed.` +
-            (logs.length ? `\nLogs:\n${logs.join('\n')}` : '') +
-            '\nFix the cell, or give a test input with `%%faas NAME --test \'{...}\'`.'
+          (headline ? `${headline}\n` : '') +
+            `The container test of ${name} ended with "${container.status}"; nothing was deployed.` +
+            `\nFix the cell, or set the test input on ${name}'s page (Test tab), then deploy again.` +
+            (detail ? `\n\n${detail}` : '')
         );
       }
       this._setStep('test', {
@@ -200,16 +296,21 @@ export class FunctionsModel implements IFunctionsModel {
       const steps = (this._deployment?.steps ?? []).map(s =>
         s.status === 'waiting' ? { ...s, status: 'skipped' as const, message: 'Not needed' } : s
       );
+      // The previous version's result no longer describes the function.
+      this._lastResults.delete(name);
       this.updateDeployment({ status: 'done', record, steps });
       return record;
     } catch (error) {
       const message = errorMessage(error);
-      this._failRunningStep(message);
+      this._failSteps(message);
       this.updateDeployment({ status: 'failed', error: message });
       throw error;
     } finally {
+      this._job = null;
       void this.refresh();
       void this.loadActivations(name).catch(() => undefined);
+      void this.loadVersions(name).catch(() => undefined);
+      void this.loadDetail(name).catch(() => undefined);
     }
   }
 
@@ -240,10 +341,29 @@ export class FunctionsModel implements IFunctionsModel {
     Signal.clearData(this);
   }
 
+  /** Run one job of the deploy, its step (and the earlier steps it names) moving live. */
+  private async _runJob(
+    action: JobAction,
+    bundle: string,
+    input: Record<string, unknown> | null = null
+  ): Promise<IJobStatus> {
+    this._job = action;
+    this._setStep(action, { status: 'running', message: `Starting ${action}`, progress: null });
+    return this._followJob(action, bundle, input, events => this._addEvents(events));
+  }
+
   /** POST a job and follow its events (long polls) until it finishes. */
-  private async _runJob(action: JobAction, bundle: string): Promise<IJobStatus> {
-    this._setStep(action, { status: 'running', message: `Starting ${action}`, progress: 0 });
-    const { id } = await requestAPI<{ id: string }>('jobs', jsonBody('POST', { action, bundle }));
+  private async _followJob(
+    action: JobAction,
+    bundle: string,
+    input: Record<string, unknown> | null,
+    onEvents: (events: IJobEvent[]) => void
+  ): Promise<IJobStatus> {
+    const body: Record<string, unknown> = { action, bundle };
+    if (input !== null) {
+      body.input = input;
+    }
+    const { id } = await requestAPI<{ id: string }>('jobs', jsonBody('POST', body));
     const deadline = Date.now() + JOB_DEADLINE_MS;
     let after = 0;
     let failures = 0;
@@ -261,7 +381,7 @@ export class FunctionsModel implements IFunctionsModel {
         continue;
       }
       after = status.next;
-      this._addEvents(status.events);
+      onEvents(status.events);
       if (status.status === 'failed') {
         throw new Error(status.error?.error ?? `The ${action} job failed.`);
       }
@@ -272,25 +392,41 @@ export class FunctionsModel implements IFunctionsModel {
     throw new Error(`The ${action} job ${id} did not finish within ${JOB_DEADLINE_MS / 60000} minutes.`);
   }
 
-  /** Append job events to the log and move each named step's progress. */
+  /**
+   * Append job events to the log and move each named step. A later job's events about a
+   * step already done (a test job reusing the image it just built) are neither shown on
+   * that step nor logged again; the log never repeats a step's line.
+   */
   private _addEvents(events: IJobEvent[]): void {
     if (!this._deployment || events.length === 0) {
       return;
     }
+    const current = this._job ? DEPLOY_STEPS.indexOf(this._job) : -1;
+    const fresh: IJobEvent[] = [];
     for (const event of events) {
       const known = this._deployment.steps.find(s => s.step === event.step);
-      if (known) {
-        // A job's events can name earlier steps (deploy builds and pushes): those move too.
-        // A progress-only event (no message) moves the bar and keeps the step's last words.
+      const earlierAndDone = known && known.status === 'done' && DEPLOY_STEPS.indexOf(known.step) < current;
+      if (known && !earlierAndDone) {
+        this._failedStep = known.step;
+        // An event's own status ends or skips its step; a progress-only event (no message)
+        // moves the bar and keeps the step's last words.
+        const status =
+          event.status ?? (known.status === 'waiting' || known.status === 'skipped' ? 'running' : known.status);
         this._setStep(known.step, {
-          status: known.status === 'waiting' || known.status === 'skipped' ? 'running' : known.status,
+          status,
           message: event.message || known.message,
-          progress: event.progress
+          progress: status === 'done' ? 1 : event.progress
         });
       }
+      const key = `${event.step}\u0000${event.message}`;
+      if (event.message && !earlierAndDone && !this._logged.has(key)) {
+        this._logged.add(key);
+        fresh.push(event);
+      }
     }
-    const said = events.filter(event => event.message);
-    this.updateDeployment({ log: [...this._deployment.log, ...said] });
+    if (fresh.length) {
+      this.updateDeployment({ log: [...this._deployment.log, ...fresh] });
+    }
   }
 
   private _setStep(step: IDeployStep['step'], update: Partial<IDeployStep>): void {
@@ -301,20 +437,41 @@ export class FunctionsModel implements IFunctionsModel {
     // Reaching a step finishes every earlier one still running (push has no job of its own).
     const index = DEPLOY_STEPS.indexOf(step);
     const settled = steps.map((s, i) =>
-      i < index && s.status === 'running' ? { ...s, status: 'done' as const } : s
+      i < index && s.status === 'running' ? { ...s, status: 'done' as const, progress: 1 } : s
     );
     this.updateDeployment({ steps: settled });
   }
 
-  private _failRunningStep(message: string): void {
+  /**
+   * Mark a failed deploy's steps: the step the failing job last spoke of fails with the
+   * message, every other step still running (the job's own, e.g. deploy after a failed
+   * push) fails as stopped by it, and steps never reached stay waiting.
+   */
+  private _failSteps(message: string): void {
     if (!this._deployment) {
       return;
     }
     const steps = this._deployment.steps;
-    const running = steps.find(s => s.status === 'running') ?? steps.find(s => s.status === 'waiting');
-    if (running) {
-      this._setStep(running.step, { status: 'failed', message: message.split('\n')[0] });
+    const culprit =
+      steps.find(s => s.status === 'failed') ??
+      steps.find(s => s.step === this._failedStep && s.status === 'running') ??
+      steps.find(s => s.status === 'running') ??
+      steps.find(s => s.status === 'waiting');
+    if (!culprit) {
+      return;
     }
+    const firstLine = message.split('\n')[0];
+    const updated = steps.map(s => {
+      if (s === culprit) {
+        // A step the job itself failed keeps the job's words for it.
+        return { ...s, status: 'failed' as const, message: s.status === 'failed' ? s.message : firstLine };
+      }
+      if (s.status === 'running') {
+        return { ...s, status: 'failed' as const, message: `Stopped: ${culprit.step} failed` };
+      }
+      return s;
+    });
+    this.updateDeployment({ steps: updated });
   }
 
   private _changed = new Signal<this, void>(this);
@@ -327,5 +484,21 @@ export class FunctionsModel implements IFunctionsModel {
   private _changedFunctions: Set<string> = new Set();
   private _activations = new Map<string, IActivationSummary[]>();
   private _schedules = new Map<string, ISchedule[]>();
+  private _details = new Map<string, IFunctionDetail>();
+  private _lastResults = new Map<string, IActivation>();
+  private _versions = new Map<string, IVersion[]>();
+  /** The deploy's job now running, and the step its events last named. */
+  private _job: JobAction | null = null;
+  private _failedStep: IDeployStep['step'] | null = null;
+  /** Lines already in the deploy's log (step and message). */
+  private _logged = new Set<string>();
   private _disposed = false;
+}
+
+/** True when two activation lists hold the same records in the same states. */
+function sameActivations(a: ReadonlyArray<IActivationSummary>, b: ReadonlyArray<IActivationSummary>): boolean {
+  return (
+    a.length === b.length &&
+    a.every((x, i) => x.activationId === b[i].activationId && x.status === b[i].status && x.duration === b[i].duration)
+  );
 }

@@ -6,12 +6,16 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { IErrorBody } from './tokens';
 
-/** A failed API call: `message` is the server's actionable text, `reason` its machine reason. */
+/**
+ * A failed API call: `message` is the server's actionable text, `reason` its machine reason,
+ * `body` the whole error answer (some carry more fields: `suggestion`, `owner`).
+ */
 export class APIError extends Error {
   constructor(
     message: string,
     readonly status: number,
-    readonly reason: string
+    readonly reason: string,
+    readonly body: unknown = null
   ) {
     super(message);
     this.name = 'APIError';
@@ -61,7 +65,8 @@ export async function requestAPI<T>(endPoint: string, init: RequestInit = {}): P
     throw new APIError(
       body?.error ?? `The server answered ${response.status} ${response.statusText}.`,
       response.status,
-      body?.reason ?? 'http'
+      body?.reason ?? 'http',
+      body
     );
   }
   if (data === null) {

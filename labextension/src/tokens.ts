@@ -10,34 +10,64 @@ export namespace PluginIDs {
   export const model = 'jupyter-faas:model';
   export const sidebar = 'jupyter-faas:sidebar-plugin';
   export const deploy = 'jupyter-faas:deploy';
+  export const pages = 'jupyter-faas:pages';
 }
 
 /** Command ids (labels are set where the commands are added). */
 export namespace CommandIDs {
   export const deployCell = 'jupyter-faas:deploy-cell';
   export const openPanel = 'jupyter-faas:open-panel';
+  export const openFunction = 'jupyter-faas:open-function';
 }
 
 /** The sidebar widget's id; the layout restorer stores it. */
 export const SIDEBAR_ID = 'jupyter-faas:sidebar';
 
-/** The cell metadata key holding deployment provenance. */
+/** The cell metadata key holding deployment provenance (and the cell's test input). */
 export const METADATA_KEY = 'faas';
+
+/** The prefix of a function page's widget id (the function's name follows). */
+export const PAGE_ID_PREFIX = 'jp-faas-function-';
 
 /** Palette category of the commands. */
 export const PALETTE_CATEGORY = 'Functions';
 
-/** A function's life-cycle state, furthest step reached. */
-export type FunctionState = 'bundle' | 'built' | 'tested' | 'deployed';
+/** A function's life-cycle state, furthest step reached ('test-failed': its last container test failed). */
+export type FunctionState = 'bundle' | 'built' | 'test-failed' | 'tested' | 'deployed';
+
+/** What started an activation: a person (an API key), a schedule, a trigger, a sequence. */
+export interface IActivationCause {
+  kind: 'person' | 'schedule' | 'trigger' | 'sequence' | string;
+  /** Short words for a badge: "guest", "schedule *\/5 * * * *", "trigger t1", "sequence pipe". */
+  label: string;
+  subject?: string | null;
+  trigger?: string | null;
+  cron?: string | null;
+  sequence?: string | null;
+  parent?: string | null;
+}
 
 /** A summary of one activation, as listed by the server. */
 export interface IActivationSummary {
   activationId: string;
   name?: string;
   status: string;
+  ok?: boolean;
   start: number;
   duration: number | null;
   cold: boolean;
+  /** The function's version that ran, when known. */
+  version?: string | null;
+  cause?: IActivationCause | null;
+}
+
+/** A failure's parts, mapped to the cell by the server extension. */
+export interface IActivationError {
+  headline?: string;
+  type?: string | null;
+  message?: string | null;
+  traceback?: string | string[] | null;
+  frames?: { where: string; line: number; function: string; text: string }[];
 }
 
 /** A full activation record (`GET activations/{id}` or a blocking invoke). */
@@ -47,6 +77,36 @@ export interface IActivation extends IActivationSummary {
   logs: string[];
   waitTime: number | null;
   initTime: number | null;
+  error?: IActivationError | null;
+}
+
+/** One deploy of a function: what ran, from which code, when and by whom. */
+export interface IVersion {
+  version: string;
+  time: number | null;
+  who: string | null;
+  image: string | null;
+  digest: string | null;
+  code_sha256: string | null;
+  current: boolean;
+  rollback_of?: string | null;
+  cell_id?: string | null;
+  notebook?: string | null;
+}
+
+/** The last container test this server ran of a function. */
+export interface ITestSummary {
+  ok: boolean;
+  verdict: string;
+  status: string;
+  message: string;
+  time: number;
+}
+
+/** What the function page shows beyond the list row. */
+export interface IFunctionDetail extends IFunctionInfo {
+  commands: { curl?: string; wsk?: string; web_url?: string | null };
+  schedules?: ISchedule[];
 }
 
 /** Where and when a function was deployed. */
@@ -66,6 +126,10 @@ export interface IFunctionInfo {
   digest: string | null;
   deployed: IDeployedInfo | null;
   last_activation: IActivationSummary | null;
+  test?: ITestSummary | null;
+  /** The last deploy's provenance (its notebook and cell when known). */
+  provenance?: IProvenance | null;
+  web_url?: string | null;
 }
 
 /** `GET functions`. */
@@ -74,11 +138,12 @@ export interface IFunctionList {
   server_error?: string;
 }
 
-/** One progress event of a job. */
+/** One progress event of a job; `status` ends or skips its step. */
 export interface IJobEvent {
   step: string;
   message: string;
   progress: number | null;
+  status?: 'running' | 'done' | 'failed' | 'skipped';
 }
 
 /** The JSON error body of every failing route. */
@@ -112,6 +177,9 @@ export interface IDeployRecord {
   digest: string;
   code_sha256: string;
   time: number;
+  cell_sha256?: string | null;
+  cell_id?: string | null;
+  notebook?: string | null;
 }
 
 /** What the sidebar writes into `cell.metadata.faas` after a deploy. */
@@ -124,6 +192,27 @@ export interface IProvenance {
   version: string | null;
   time: number;
   cell_sha256: string;
+  cell_id?: string | null;
+  notebook?: string | null;
+  /** The input the container test uses (set from the function page). */
+  test_input?: Record<string, unknown>;
+}
+
+/** A container test's report (the test job's result), with the kernel's side when it ran. */
+export interface ITestReport {
+  ok?: boolean;
+  verdict: string;
+  message?: string;
+  error?: IActivationError | null;
+  differences?: string[];
+  container: {
+    status: string;
+    result: unknown;
+    logs: string[];
+    seconds: number | null;
+    peak_memory_bytes?: number | null;
+  };
+  kernel?: { ok: boolean; result: unknown; error?: string | null; seconds?: number | null } | null;
 }
 
 /** A cron schedule of a function. */
@@ -131,6 +220,8 @@ export interface ISchedule {
   trigger: string;
   action: string;
   cron: string;
+  /** The next run, in epoch seconds and in words ("in 4 minutes, at 12:05 UTC"). */
+  next_run?: { time: number; words: string } | null;
 }
 
 /** One step of the deploy pipeline as the sidebar shows it. */
@@ -173,9 +264,25 @@ export interface IFunctionsModel {
   /** Names of functions whose cells in open notebooks changed since their deploy. */
   readonly changedFunctions: ReadonlySet<string>;
   refresh(): Promise<void>;
+  /** The list row of `name`, if listed. */
+  info(name: string): IFunctionInfo | undefined;
+  detail(name: string): IFunctionDetail | undefined;
+  loadDetail(name: string): Promise<void>;
+  versions(name: string): ReadonlyArray<IVersion> | undefined;
+  loadVersions(name: string): Promise<void>;
+  /** Make `version` the deployed code of `name` again (one step); the new current version. */
+  rollback(name: string, version: string): Promise<IVersion>;
+  /** The bundle's files as text, by file name. */
+  bundleFiles(name: string): Promise<Record<string, string>>;
+  /** Delete `name` everywhere: its schedules, action and bundle (the version history stays). */
+  deleteFunction(name: string): Promise<void>;
+  /** Run a container test of `bundle` on `input` (a job); its report. */
+  testBundle(bundle: string, input: Record<string, unknown>): Promise<ITestReport>;
   activations(name: string): ReadonlyArray<IActivationSummary> | undefined;
   loadActivations(name: string): Promise<void>;
   activation(id: string): Promise<IActivation>;
+  /** The last invoke's activation from this page, until the function is deployed again. */
+  lastResult(name: string): IActivation | undefined;
   invoke(name: string, input: Record<string, unknown>): Promise<IActivation>;
   schedules(name: string): ReadonlyArray<ISchedule> | undefined;
   loadSchedules(name: string): Promise<void>;
@@ -183,7 +290,7 @@ export interface IFunctionsModel {
   removeSchedule(name: string, cron: string): Promise<void>;
   beginDeployment(name: string): IDeployment;
   updateDeployment(update: Partial<IDeployment>): void;
-  deployBundle(name: string, bundle: string): Promise<IDeployRecord>;
+  deployBundle(name: string, bundle: string, testInput: Record<string, unknown> | null): Promise<IDeployRecord>;
   setActiveCell(status: IActiveCellStatus): void;
   setChangedFunctions(names: Set<string>): void;
 }

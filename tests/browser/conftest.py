@@ -19,6 +19,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +72,6 @@ class JupyterLab:
     root: Path
     log_path: Path
 
-    def lab_url(self, path: str = "") -> str:
-        return f"{self.url}/lab/tree/{path}?token={self.token}" if path else f"{self.url}/lab"
-
 
 def _write_jupyter_config(folder: Path, server: FunctionServer, test_labels, base_image, registry):
     """Config files in a fresh JUPYTER_CONFIG_DIR: the extension on, pointed at test services."""
@@ -97,18 +95,15 @@ def _write_lab_settings(folder: Path) -> None:
     path.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
-@pytest.fixture(scope="session")
-def jupyterlab(
-    tmp_path_factory, function_server, test_labels, base_image, registry
-) -> Iterator[JupyterLab]:
-    """JupyterLab in a subprocess on a free port, with a known token and a temporary root."""
-    home = tmp_path_factory.mktemp("jupyterlab")
+@contextmanager
+def running_jupyterlab(home: Path, server: FunctionServer, test_labels, base_image, registry):
+    """JupyterLab in a subprocess on a free port, with a known token and a root in ``home``."""
     root = home / "root"
     config_dir = home / "config"
     settings_dir = home / "settings"
     for folder in (root, config_dir):
         folder.mkdir()
-    _write_jupyter_config(config_dir, function_server, test_labels, base_image, registry)
+    _write_jupyter_config(config_dir, server, test_labels, base_image, registry)
     _write_lab_settings(settings_dir)
     token = secrets.token_hex(16)
     port = free_port()
@@ -156,6 +151,27 @@ def jupyterlab(
 
 
 @pytest.fixture(scope="session")
+def jupyterlab(
+    tmp_path_factory, function_server, test_labels, base_image, registry
+) -> Iterator[JupyterLab]:
+    """JupyterLab with the extension, pointed at the test function server and registry."""
+    home = tmp_path_factory.mktemp("jupyterlab")
+    with running_jupyterlab(home, function_server, test_labels, base_image, registry) as lab:
+        yield lab
+
+
+@pytest.fixture
+def jupyterlab_without_registry(
+    tmp_path_factory, function_server, test_labels, base_image
+) -> Iterator[JupyterLab]:
+    """JupyterLab whose registry is a free port nothing listens on: every push fails."""
+    home = tmp_path_factory.mktemp("jupyterlab-no-registry")
+    nowhere = f"127.0.0.1:{free_port()}"
+    with running_jupyterlab(home, function_server, test_labels, base_image, nowhere) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """Debian's Chromium driven by Playwright (no `playwright install`: nothing to download)."""
     from playwright.sync_api import sync_playwright
@@ -191,7 +207,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture
 def page(request, browser, jupyterlab, function_server, tmp_path):
-    """A fresh tab; on failure, a screenshot and both servers' log tails in the report."""
+    """A fresh tab; on failure, a screenshot and both servers' log tails in the report.
+
+    A test on another JupyterLab (``jupyterlab_without_registry``) gets that one's log.
+    """
     tab = browser.new_page()
     yield tab
     failed = getattr(request.node, "report_call", None)
@@ -202,7 +221,8 @@ def page(request, browser, jupyterlab, function_server, tmp_path):
             print(f"screenshot of the page at the failure: {shot}")
         except Exception as err:  # the page may have crashed; the logs still matter
             print(f"(no screenshot: {err})")
-        print(f"--- JupyterLab log ({jupyterlab.log_path}) ---\n{tail(jupyterlab.log_path)}")
+        lab = request.node.funcargs.get("jupyterlab_without_registry") or jupyterlab
+        print(f"--- JupyterLab log ({lab.log_path}) ---\n{tail(lab.log_path)}")
         print(
             f"--- function server log ({function_server.log_path}) ---\n"
             f"{tail(function_server.log_path)}"

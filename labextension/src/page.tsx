@@ -1,0 +1,981 @@
+/**
+ * A function's page in the main area: invoke, test, activations (with their picture),
+ * versions with rollback, the bundle's files and schedules, plus go to cell, delete, the
+ * web URL and copyable curl and wsk commands.
+ */
+import { Clipboard, Dialog, MainAreaWidget, showDialog } from '@jupyterlab/apputils';
+import { Button, ReactWidget, refreshIcon, UseSignal } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import React, { useEffect, useRef, useState } from 'react';
+
+import { ICellRef } from './cells';
+import { ActivationChart } from './chart';
+import { absolute, ago, clock, duration, failureOf, isFailure, logLines, shortDigest } from './format';
+import { errorMessage } from './request';
+import {
+  IActivation,
+  IActivationSummary,
+  IFunctionsModel,
+  ITestReport,
+  IVersion,
+  PAGE_ID_PREFIX
+} from './tokens';
+
+/** How often a visible page asks for new activations (cron, notebook and other clients), ms. */
+const ACTIVATIONS_POLL_MS = 3_000;
+
+/** How often a visible page re-reads the function (versions, schedules, commands), ms. */
+const DETAIL_POLL_MS = 15_000;
+
+/** A cron line: five fields (minute hour day month weekday), or six with seconds first. */
+const CRON_PATTERN = /^\S+(\s+\S+){4,5}$/;
+
+/** What the page needs from the notebooks: its cell, and the test input kept there. */
+export interface ICellAccess {
+  reveal(name: string): Promise<ICellRef | null>;
+  testInput(name: string): Record<string, unknown> | null;
+  setTestInput(name: string, input: Record<string, unknown>): Promise<string | null>;
+  /** Run the container test in the notebook's kernel (with the kernel's verdict), if possible. */
+  testInKernel(name: string, input: Record<string, unknown>): Promise<ITestReport | null>;
+}
+
+/** The tabs, in order. */
+const TABS = ['invoke', 'test', 'activations', 'versions', 'bundle', 'schedules'] as const;
+type Tab = (typeof TABS)[number];
+
+/** A main-area widget showing `name`'s page. */
+export function createFunctionPage(
+  name: string,
+  model: IFunctionsModel,
+  cells: ICellAccess
+): MainAreaWidget<FunctionPage> {
+  const content = new FunctionPage(name, model, cells);
+  const widget = new MainAreaWidget({ content });
+  widget.id = `${PAGE_ID_PREFIX}${name}`;
+  widget.title.label = `ƒ ${name}`;
+  widget.title.caption = `Function ${name}`;
+  widget.title.closable = true;
+  return widget;
+}
+
+/** The page's content (`createFunctionPage` wraps it in a main-area widget). */
+export class FunctionPage extends ReactWidget {
+  constructor(
+    readonly functionName: string,
+    private readonly model: IFunctionsModel,
+    private readonly cells: ICellAccess
+  ) {
+    super();
+    this.addClass('jp-faas-Page');
+  }
+
+  protected render(): JSX.Element {
+    return (
+      <UseSignal signal={this.model.changed}>
+        {() => <PageView name={this.functionName} model={this.model} cells={this.cells} onDeleted={() => this.parent?.close()} />}
+      </UseSignal>
+    );
+  }
+
+  // Polls only while visible: a page added to the main area is attached visible (no
+  // after-show), a page in a background tab becomes visible by after-show.
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    if (this.isVisible) {
+      this._start();
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._start();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._stop();
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._stop();
+    super.onBeforeDetach(msg);
+  }
+
+  dispose(): void {
+    this._stop();
+    super.dispose();
+  }
+
+  private _start(): void {
+    this._stop();
+    this._pollActivations();
+    this._pollDetail();
+    this._activationsTimer = window.setInterval(() => this._pollActivations(), ACTIVATIONS_POLL_MS);
+    this._detailTimer = window.setInterval(() => this._pollDetail(), DETAIL_POLL_MS);
+  }
+
+  private _pollActivations(): void {
+    const name = this.functionName;
+    const known = this.model.activations(name)?.[0];
+    this.model.loadActivations(name).then(
+      () => {
+        // A run of a version this page has not seen (a redeploy elsewhere): re-read versions.
+        const newest = this.model.activations(name)?.[0];
+        if (newest && newest.activationId !== known?.activationId) {
+          void this.model.refresh();
+          const current = this.model.versions(name)?.find(v => v.current)?.version;
+          if (newest.version && newest.version !== current) {
+            void this.model.loadVersions(name).catch(() => undefined);
+          }
+        }
+      },
+      () => undefined
+    );
+  }
+
+  private _pollDetail(): void {
+    const name = this.functionName;
+    void this.model.loadDetail(name).catch(() => undefined);
+    void this.model.loadVersions(name).catch(() => undefined);
+  }
+
+  private _stop(): void {
+    window.clearInterval(this._activationsTimer);
+    window.clearInterval(this._detailTimer);
+  }
+
+  private _activationsTimer = 0;
+  private _detailTimer = 0;
+}
+
+interface IPageProps {
+  name: string;
+  model: IFunctionsModel;
+  cells: ICellAccess;
+  onDeleted: () => void;
+}
+
+function PageView({ name, model, cells, onDeleted }: IPageProps): JSX.Element {
+  const [tab, setTab] = useState<Tab>('invoke');
+  const [notice, setNotice] = useState<string | null>(null);
+  const tabRefs = useRef<Record<string, HTMLButtonElement | null>>({});
+  const info = model.detail(name) ?? model.info(name);
+  const deployed = info?.state === 'deployed';
+  const goToCell = async () => {
+    setNotice(null);
+    try {
+      const found = await cells.reveal(name);
+      if (!found) {
+        setNotice(
+          `No open notebook has ${name}'s cell, and its last deploy recorded no notebook. ` +
+            `Open the notebook holding the %%faas ${name} cell (or the cell deployed as ${name}).`
+        );
+      }
+    } catch (err) {
+      setNotice(errorMessage(err));
+    }
+  };
+  const remove = async () => {
+    const bundle = info?.bundle ? ` and the bundle folder ${info.bundle}` : '';
+    const answer = await showDialog({
+      title: `Delete ${name}?`,
+      body:
+        `This removes ${name}'s schedules, its action on the function server${bundle}. ` +
+        'Its version history stays, so a rollback can bring it back.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!answer.button.accept) {
+      return;
+    }
+    try {
+      await model.deleteFunction(name);
+      onDeleted();
+    } catch (err) {
+      setNotice(`Could not delete ${name}: ${errorMessage(err)}`);
+    }
+  };
+  const onTabKey = (event: React.KeyboardEvent, index: number) => {
+    const step = event.key === 'ArrowRight' ? 1 : event.key === 'ArrowLeft' ? -1 : 0;
+    if (step) {
+      const next = TABS[(index + step + TABS.length) % TABS.length];
+      setTab(next);
+      tabRefs.current[next]?.focus();
+      event.preventDefault();
+    }
+  };
+  const webUrl = model.detail(name)?.commands?.web_url ?? info?.web_url ?? null;
+  return (
+    <div className="jp-faas-PageView" data-testid={`faas-page-${name}`}>
+      <header className="jp-faas-PageHeader">
+        <h1 className="jp-faas-PageTitle">{name}</h1>
+        {info && (
+          <span className={`jp-faas-Badge jp-faas-mod-${info.state}`} data-testid="faas-page-state">
+            {stateWords(info.state)}
+          </span>
+        )}
+        {info?.deployed && (
+          <span className="jp-faas-PageFacts" title={absolute(info.deployed.time)}>
+            version {info.deployed.version} deployed {ago(info.deployed.time)}
+          </span>
+        )}
+        <span className="jp-faas-PageActions">
+          <Button className="jp-mod-styled" data-testid="faas-go-to-cell" onClick={() => void goToCell()}>
+            Go to cell
+          </Button>
+          <Button className="jp-mod-styled jp-mod-warn" data-testid="faas-delete" onClick={() => void remove()}>
+            Delete…
+          </Button>
+        </span>
+      </header>
+      {info?.image && (
+        <p className="jp-faas-PageImage">
+          Image <code className="jp-faas-Ref">{info.image}</code>
+          {info.digest && (
+            <code className="jp-faas-Ref jp-faas-Digest" title={info.digest}>
+              {shortDigest(info.digest)}
+            </code>
+          )}
+        </p>
+      )}
+      {webUrl && (
+        <p className="jp-faas-PageImage">
+          Web URL{' '}
+          <a href={webUrl} target="_blank" rel="noreferrer" className="jp-faas-Ref" data-testid="faas-web-url">
+            {webUrl}
+          </a>
+        </p>
+      )}
+      {info?.state === 'test-failed' && info.test && (
+        <p className="jp-faas-Failure" role="alert" data-testid="faas-page-test-failed">
+          {info.test.message}
+        </p>
+      )}
+      {notice && (
+        <p className="jp-faas-Error" role="alert" data-testid="faas-page-notice">
+          {notice}
+        </p>
+      )}
+      {!info && <p className="jp-faas-Empty">{name} is not listed (any more): refresh the Functions panel.</p>}
+      <div className="jp-faas-Tabs" role="tablist" aria-label={`${name}: sections`}>
+        {TABS.map((t, i) => (
+          <button
+            key={t}
+            ref={node => (tabRefs.current[t] = node)}
+            role="tab"
+            id={`jp-faas-tab-${name}-${t}`}
+            aria-selected={tab === t}
+            aria-controls={`jp-faas-tabpanel-${name}-${t}`}
+            tabIndex={tab === t ? 0 : -1}
+            className="jp-faas-Tab"
+            data-testid={`faas-tab-${t}`}
+            onClick={() => setTab(t)}
+            onKeyDown={event => onTabKey(event, i)}
+          >
+            {t[0].toUpperCase() + t.slice(1)}
+          </button>
+        ))}
+      </div>
+      <div
+        role="tabpanel"
+        id={`jp-faas-tabpanel-${name}-${tab}`}
+        aria-labelledby={`jp-faas-tab-${name}-${tab}`}
+        className="jp-faas-TabPanel"
+        data-testid={`faas-tabpanel-${tab}`}
+      >
+        {tab === 'invoke' &&
+          (deployed ? (
+            <InvokeTab model={model} name={name} />
+          ) : (
+            <NotDeployed name={name} what="invoke it" />
+          ))}
+        {tab === 'test' && <TestTab model={model} name={name} cells={cells} />}
+        {tab === 'activations' && <ActivationsTab model={model} name={name} />}
+        {tab === 'versions' && <VersionsTab model={model} name={name} />}
+        {tab === 'bundle' && <BundleTab model={model} name={name} />}
+        {tab === 'schedules' &&
+          (deployed ? (
+            <SchedulesTab model={model} name={name} />
+          ) : (
+            <NotDeployed name={name} what="schedule it" />
+          ))}
+      </div>
+    </div>
+  );
+}
+
+function stateWords(state: string): string {
+  return state === 'bundle' ? 'bundle only' : state === 'test-failed' ? 'test failed' : state;
+}
+
+function NotDeployed({ name, what }: { name: string; what: string }): JSX.Element {
+  return (
+    <p className="jp-faas-Empty">
+      {name} is not deployed: select its cell and press "Deploy active cell" in the Functions panel to {what}.
+    </p>
+  );
+}
+
+/** The input's problem, or null when it is a JSON object; empty text means `{}`. */
+export function inputProblem(text: string): string | null {
+  if (!text.trim()) {
+    return null;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return `Not valid JSON: ${errorMessage(error)}`;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return 'The input must be a JSON object, for example {"x": 1}.';
+  }
+  return null;
+}
+
+/** The input as an object (empty text: `{}`); call only when `inputProblem` is null. */
+export function parseInput(text: string): Record<string, unknown> {
+  return text.trim() ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+interface IJsonInputProps {
+  id: string;
+  label: string;
+  value: string;
+  testid: string;
+  onChange: (text: string) => void;
+  /** Ctrl+Enter (Cmd+Enter on a Mac) runs this when the input is valid. */
+  onSubmit: () => void;
+}
+
+function JsonInput({ id, label, value, testid, onChange, onSubmit }: IJsonInputProps): JSX.Element {
+  const problem = inputProblem(value);
+  const problemId = `${id}-problem`;
+  return (
+    <>
+      <label htmlFor={id}>{label}</label>
+      <textarea
+        id={id}
+        className="jp-faas-Input"
+        rows={4}
+        spellCheck={false}
+        value={value}
+        placeholder="{}  (empty means {}; Ctrl+Enter runs)"
+        aria-invalid={problem !== null}
+        aria-describedby={problem ? problemId : undefined}
+        data-testid={testid}
+        onChange={event => onChange(event.target.value)}
+        onKeyDown={event => {
+          if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+            event.preventDefault();
+            // The notebook's own Ctrl+Enter (run cell) must not see it.
+            event.stopPropagation();
+            if (problem === null) {
+              onSubmit();
+            }
+          }
+        }}
+      />
+      {problem && (
+        <p id={problemId} className="jp-faas-Error" role="alert" data-testid={`${testid}-problem`}>
+          {problem}
+        </p>
+      )}
+    </>
+  );
+}
+
+function CopyableCommand({ label, text, testid }: { label: string; text: string; testid: string }): JSX.Element {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div className="jp-faas-Command">
+      <div className="jp-faas-Label">
+        {label}
+        <Button
+          small
+          minimal
+          className="jp-faas-Copy"
+          aria-label={`Copy the ${label} command`}
+          data-testid={`${testid}-copy`}
+          onClick={() => {
+            Clipboard.copyToSystem(text);
+            setCopied(true);
+            window.setTimeout(() => setCopied(false), 1500);
+          }}
+        >
+          {copied ? 'Copied' : 'Copy'}
+        </Button>
+      </div>
+      <pre className="jp-faas-CommandText" data-testid={testid}>
+        {text}
+      </pre>
+    </div>
+  );
+}
+
+function InvokeTab({ model, name }: { model: IFunctionsModel; name: string }): JSX.Element {
+  const [text, setText] = useState('{}');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const result = model.lastResult(name) ?? null;
+  const problem = inputProblem(text);
+  const commands = model.detail(name)?.commands;
+  const invoke = async () => {
+    if (busy) {
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      await model.invoke(name, parseInput(text));
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section className="jp-faas-Section" aria-label={`Invoke ${name}`}>
+      <JsonInput
+        id={`jp-faas-input-${name}`}
+        label="Input (a JSON object)"
+        value={text}
+        testid="faas-invoke-input"
+        onChange={setText}
+        onSubmit={() => void invoke()}
+      />
+      <div className="jp-faas-Buttons">
+        <Button
+          className="jp-mod-styled jp-mod-accept"
+          disabled={problem !== null || busy}
+          aria-label={`Invoke ${name}`}
+          title="Invoke (Ctrl+Enter in the input)"
+          data-testid="faas-invoke"
+          onClick={() => void invoke()}
+        >
+          {busy ? 'Invoking…' : 'Invoke'}
+        </Button>
+      </div>
+      {error && (
+        <pre className="jp-faas-Error" role="alert" data-testid="faas-invoke-error">
+          {error}
+        </pre>
+      )}
+      {result && <ActivationView activation={result} testid="faas-invoke-result" />}
+      {commands && (commands.curl || commands.wsk) && (
+        <div className="jp-faas-Commands">
+          <h3 className="jp-faas-Subtitle">From a terminal</h3>
+          {commands.curl && <CopyableCommand label="curl" text={commands.curl} testid="faas-command-curl" />}
+          {commands.wsk && <CopyableCommand label="wsk" text={commands.wsk} testid="faas-command-wsk" />}
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** An activation opened: a failure first in its own style, then result and logs. */
+export function ActivationView({ activation, testid }: { activation: IActivation; testid: string }): JSX.Element {
+  const failure = failureOf(activation);
+  const lines = logLines(activation);
+  return (
+    <div
+      className={`jp-faas-Activation ${failure ? 'jp-faas-mod-failed' : 'jp-faas-mod-ok'}`}
+      data-testid={testid}
+      data-status={activation.status}
+    >
+      {failure && (
+        <div className="jp-faas-Failure" role="alert">
+          <p className="jp-faas-FailureHeadline" data-testid={`${testid}-headline`}>
+            {failure.headline}
+          </p>
+          {failure.traceback.length > 0 && (
+            <pre className="jp-faas-Traceback" data-testid={`${testid}-traceback`}>
+              {failure.traceback.join('\n')}
+            </pre>
+          )}
+        </div>
+      )}
+      <p className="jp-faas-ActivationFacts">
+        <strong className="jp-faas-Status">{activation.status}</strong> in {duration(activation.duration)},{' '}
+        {activation.cold ? 'cold' : 'warm'} start at {activation.start ? clock(activation.start) : 'n/a'}
+        {activation.version && <> · version {activation.version}</>}
+        {activation.cause?.label && <> · started by {activation.cause.label}</>}{' '}
+        <code className="jp-faas-Ref" title="activation id">
+          {activation.activationId}
+        </code>
+      </p>
+      {!failure && (
+        <>
+          <div className="jp-faas-Label">Result</div>
+          <pre data-testid={`${testid}-result`}>{JSON.stringify(activation.result ?? null, null, 2)}</pre>
+        </>
+      )}
+      <div className="jp-faas-Label">Logs</div>
+      {lines.length ? (
+        <ol className="jp-faas-LogLines" data-testid={`${testid}-logs`}>
+          {lines.map((line, i) => (
+            <li key={i} className={line.stream === 'stderr' ? 'jp-faas-mod-stderr' : ''}>
+              {line.time && <time className="jp-faas-LogTime">{line.time}</time>}
+              <span className="jp-faas-LogText">{line.text}</span>
+            </li>
+          ))}
+        </ol>
+      ) : (
+        <p className="jp-faas-Empty" data-testid={`${testid}-logs`}>
+          (no log lines)
+        </p>
+      )}
+    </div>
+  );
+}
+
+interface ITestProps {
+  model: IFunctionsModel;
+  name: string;
+  cells: ICellAccess;
+}
+
+function TestTab({ model, name, cells }: ITestProps): JSX.Element {
+  const kept = cells.testInput(name);
+  const [text, setText] = useState(kept ? JSON.stringify(kept) : '{}');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [report, setReport] = useState<ITestReport | null>(null);
+  const [where, setWhere] = useState<string | null>(null);
+  const info = model.info(name);
+  const problem = inputProblem(text);
+  const run = async () => {
+    if (busy) {
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    setReport(null);
+    const input = parseInput(text);
+    try {
+      const notebook = await cells.setTestInput(name, input);
+      setWhere(notebook ? `Kept as the test input in ${name}'s cell (${notebook}).` : null);
+      const inKernel = await cells.testInKernel(name, input);
+      if (inKernel) {
+        setReport(inKernel);
+      } else if (info?.bundle) {
+        setReport(await model.testBundle(info.bundle, input));
+      } else {
+        setError(`${name} has no bundle here to test: deploy its cell from the Functions panel first.`);
+      }
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const passed = report ? (report.ok ?? report.container.status === 'success') : null;
+  return (
+    <section className="jp-faas-Section" aria-label={`Test ${name}`}>
+      <p className="jp-faas-Hint">
+        Runs {name} in a local container on this input (and in the notebook's kernel when it is open, for
+        the verdict); the input is kept in the cell's metadata and the next deploy tests with it.
+      </p>
+      <JsonInput
+        id={`jp-faas-test-input-${name}`}
+        label="Test input (a JSON object)"
+        value={text}
+        testid="faas-test-input"
+        onChange={setText}
+        onSubmit={() => void run()}
+      />
+      <div className="jp-faas-Buttons">
+        <Button
+          className="jp-mod-styled jp-mod-accept"
+          disabled={problem !== null || busy}
+          data-testid="faas-test-run"
+          onClick={() => void run()}
+        >
+          {busy ? 'Testing…' : 'Test in a container'}
+        </Button>
+      </div>
+      {where && (
+        <p className="jp-faas-Hint" data-testid="faas-test-kept">
+          {where}
+        </p>
+      )}
+      {error && (
+        <pre className="jp-faas-Error" role="alert" data-testid="faas-test-error">
+          {error}
+        </pre>
+      )}
+      {report && (
+        <div
+          className={`jp-faas-TestReport ${passed ? 'jp-faas-mod-ok' : 'jp-faas-mod-failed'}`}
+          data-testid="faas-test-report"
+          data-verdict={report.verdict}
+          data-ok={String(passed)}
+        >
+          <p className={passed ? 'jp-faas-Verdict' : 'jp-faas-FailureHeadline'} data-testid="faas-test-verdict">
+            {report.error?.headline ?? report.message ?? report.verdict}
+          </p>
+          <p className="jp-faas-ActivationFacts">
+            Verdict: <strong>{report.verdict}</strong> · container {report.container.status} in{' '}
+            {typeof report.container.seconds === 'number' ? `${report.container.seconds.toFixed(2)} s` : 'n/a'}
+          </p>
+          {report.error?.traceback && (
+            <pre className="jp-faas-Traceback">
+              {Array.isArray(report.error.traceback) ? report.error.traceback.join('\n') : report.error.traceback}
+            </pre>
+          )}
+          {report.differences && report.differences.length > 0 && (
+            <ul className="jp-faas-Differences">
+              {report.differences.map((d, i) => (
+                <li key={i}>{d}</li>
+              ))}
+            </ul>
+          )}
+          <div className="jp-faas-Columns">
+            <div>
+              <div className="jp-faas-Label">Container</div>
+              <pre data-testid="faas-test-container-result">{JSON.stringify(report.container.result ?? null, null, 2)}</pre>
+            </div>
+            {report.kernel && (
+              <div>
+                <div className="jp-faas-Label">Kernel</div>
+                <pre data-testid="faas-test-kernel-result">
+                  {report.kernel.ok ? JSON.stringify(report.kernel.result ?? null, null, 2) : report.kernel.error}
+                </pre>
+              </div>
+            )}
+          </div>
+          {report.container.logs.length > 0 && (
+            <>
+              <div className="jp-faas-Label">Container logs</div>
+              <pre>{report.container.logs.join('\n')}</pre>
+            </>
+          )}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function ActivationsTab({ model, name }: { model: IFunctionsModel; name: string }): JSX.Element {
+  const [error, setError] = useState<string | null>(null);
+  const [opened, setOpened] = useState<IActivation | null>(null);
+  const list = model.activations(name);
+  const load = () => {
+    setError(null);
+    model.loadActivations(name).catch(err => setError(errorMessage(err)));
+  };
+  useEffect(load, [name]);
+  const open = async (summary: IActivationSummary) => {
+    setError(null);
+    try {
+      setOpened(await model.activation(summary.activationId));
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  };
+  return (
+    <section className="jp-faas-Section" aria-label={`Activations of ${name}`}>
+      <h3 className="jp-faas-Subtitle">
+        Activations <span className="jp-faas-Hint">(refreshed every few seconds)</span>
+        <Button
+          small
+          minimal
+          aria-label={`Reload the activations of ${name}`}
+          title="Reload"
+          data-testid="faas-activations-refresh"
+          onClick={load}
+        >
+          <refreshIcon.react tag="span" />
+        </Button>
+      </h3>
+      {error && (
+        <p className="jp-faas-Error" role="alert">
+          {error}
+        </p>
+      )}
+      {list === undefined ? (
+        <p className="jp-faas-Empty">Loading…</p>
+      ) : list.length === 0 ? (
+        <p className="jp-faas-Empty">No activations yet.</p>
+      ) : (
+        <>
+          <ActivationChart activations={list} selected={opened?.activationId ?? null} onSelect={a => void open(a)} />
+          <table className="jp-faas-Table" data-testid="faas-activations">
+            <thead>
+              <tr>
+                <th scope="col">Status</th>
+                <th scope="col">Start</th>
+                <th scope="col">Duration</th>
+                <th scope="col">Start kind</th>
+                <th scope="col">Version</th>
+                <th scope="col">Started by</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.map(a => (
+                <tr
+                  key={a.activationId}
+                  data-testid="faas-activation-row"
+                  data-activation={a.activationId}
+                  className={`${isFailure(a.status) ? 'jp-faas-mod-failed' : ''} ${
+                    opened?.activationId === a.activationId ? 'jp-mod-selected' : ''
+                  }`}
+                >
+                  <td>
+                    <button
+                      className="jp-faas-Link jp-faas-Status"
+                      aria-label={`Open activation ${a.activationId} (${a.status})`}
+                      data-testid="faas-activation-open"
+                      onClick={() => void open(a)}
+                    >
+                      {a.status}
+                    </button>
+                  </td>
+                  <td title={absolute(a.start / 1000)}>{clock(a.start)}</td>
+                  <td>{duration(a.duration)}</td>
+                  <td>{a.cold ? 'cold' : 'warm'}</td>
+                  <td data-testid="faas-activation-version">{a.version ?? ''}</td>
+                  <td data-testid="faas-activation-cause">{a.cause?.label ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+      {opened && <ActivationView activation={opened} testid="faas-activation-detail" />}
+    </section>
+  );
+}
+
+function VersionsTab({ model, name }: { model: IFunctionsModel; name: string }): JSX.Element {
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+  useEffect(() => {
+    model.loadVersions(name).catch(err => setError(errorMessage(err)));
+  }, [name]);
+  const list = model.versions(name);
+  const rollback = async (target: IVersion) => {
+    setBusy(target.version);
+    setError(null);
+    setDone(null);
+    try {
+      const made = await model.rollback(name, target.version);
+      setDone(`Rolled back to version ${target.version}: the server now runs it as version ${made.version}.`);
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(null);
+    }
+  };
+  return (
+    <section className="jp-faas-Section" aria-label={`Versions of ${name}`}>
+      <p className="jp-faas-Hint">
+        Every deploy of {name} to this server. A rollback redeploys that version's exact image and code in
+        one step (the server numbers it as a new version).
+      </p>
+      {error && (
+        <pre className="jp-faas-Error" role="alert" data-testid="faas-versions-error">
+          {error}
+        </pre>
+      )}
+      {done && (
+        <p className="jp-faas-Success" role="status" data-testid="faas-rollback-done">
+          {done}
+        </p>
+      )}
+      {list === undefined ? (
+        <p className="jp-faas-Empty">Loading…</p>
+      ) : list.length === 0 ? (
+        <p className="jp-faas-Empty">No deploys recorded yet.</p>
+      ) : (
+        <table className="jp-faas-Table jp-faas-Versions" data-testid="faas-versions">
+          <thead>
+            <tr>
+              <th scope="col">Version</th>
+              <th scope="col">Deployed</th>
+              <th scope="col">By</th>
+              <th scope="col">Code</th>
+              <th scope="col">Image</th>
+              <th scope="col" />
+            </tr>
+          </thead>
+          <tbody>
+            {list.map(v => (
+              <tr
+                key={v.version}
+                data-testid="faas-version-row"
+                data-version={v.version}
+                data-current={String(v.current)}
+                className={v.current ? 'jp-faas-mod-current' : ''}
+              >
+                <td>
+                  <strong>{v.version}</strong>
+                  {v.current && <span className="jp-faas-Badge jp-faas-mod-deployed">current</span>}
+                  {v.rollback_of && <span className="jp-faas-Hint"> rollback of {v.rollback_of}</span>}
+                </td>
+                <td title={absolute(v.time)}>
+                  {v.time ? `${clock(v.time * 1000)}, ${ago(v.time)}` : ''}
+                </td>
+                <td>{v.who ?? ''}</td>
+                <td>
+                  <code className="jp-faas-Ref" title={v.code_sha256 ?? ''}>
+                    {v.code_sha256 ? v.code_sha256.slice(0, 12) : ''}
+                  </code>
+                </td>
+                <td>
+                  <code className="jp-faas-Ref" title={v.image ?? ''}>
+                    {v.image ?? ''}
+                  </code>
+                  {v.digest && (
+                    <code className="jp-faas-Ref jp-faas-Digest" title={v.digest}>
+                      {shortDigest(v.digest)}
+                    </code>
+                  )}
+                </td>
+                <td>
+                  <Button
+                    small
+                    className="jp-mod-styled"
+                    disabled={v.current || busy !== null}
+                    aria-label={`Roll ${name} back to version ${v.version}`}
+                    data-testid="faas-rollback"
+                    onClick={() => void rollback(v)}
+                  >
+                    {busy === v.version ? 'Rolling back…' : 'Roll back'}
+                  </Button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+/** The bundle's files, in the order people read them. */
+const BUNDLE_ORDER = ['handler.py', 'requirements.txt', 'faas.json'];
+
+function BundleTab({ model, name }: { model: IFunctionsModel; name: string }): JSX.Element {
+  const [files, setFiles] = useState<Record<string, string> | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    model.bundleFiles(name).then(setFiles, err => setError(errorMessage(err)));
+  }, [name, model.info(name)?.deployed?.version]);
+  if (error) {
+    return (
+      <p className="jp-faas-Error" role="alert" data-testid="faas-bundle-error">
+        {error}
+      </p>
+    );
+  }
+  if (!files) {
+    return <p className="jp-faas-Empty">Loading…</p>;
+  }
+  const names = Object.keys(files).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return (
+    <section className="jp-faas-Section" aria-label={`Bundle of ${name}`}>
+      <p className="jp-faas-Hint">{model.info(name)?.bundle ?? ''}</p>
+      {names.map(file => (
+        <div key={file} className="jp-faas-BundleFile">
+          <h3 className="jp-faas-Subtitle">{file}</h3>
+          <pre data-testid={`faas-bundle-file-${file}`}>{files[file]}</pre>
+        </div>
+      ))}
+    </section>
+  );
+}
+
+function rank(file: string): number {
+  const index = BUNDLE_ORDER.indexOf(file);
+  return index < 0 ? BUNDLE_ORDER.length : index;
+}
+
+function SchedulesTab({ model, name }: { model: IFunctionsModel; name: string }): JSX.Element {
+  const [cron, setCron] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    model.loadSchedules(name).catch(err => setError(errorMessage(err)));
+  }, [name]);
+  const run = async (work: Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work;
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const cronValue = cron.trim();
+  const cronProblem =
+    cronValue && !CRON_PATTERN.test(cronValue)
+      ? 'A cron line has five fields: minute hour day month weekday, e.g. */5 * * * *.'
+      : null;
+  const list = model.schedules(name) ?? [];
+  const inputId = `jp-faas-cron-${name}`;
+  return (
+    <section className="jp-faas-Section" aria-label={`Schedules of ${name}`}>
+      {list.length === 0 ? (
+        <p className="jp-faas-Empty">No schedules.</p>
+      ) : (
+        <ul className="jp-faas-Schedules" data-testid="faas-schedules">
+          {list.map(s => (
+            <li key={s.trigger}>
+              <code>{s.cron}</code>
+              <span className="jp-faas-Hint" data-testid="faas-schedule-next">
+                {s.next_run ? `next run ${s.next_run.words}` : ''}
+              </span>
+              <Button
+                small
+                className="jp-mod-styled jp-mod-warn"
+                aria-label={`Remove schedule ${s.cron} of ${name}`}
+                disabled={busy}
+                onClick={() => void run(model.removeSchedule(name, s.cron))}
+              >
+                Remove
+              </Button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <form
+        className="jp-faas-ScheduleForm"
+        onSubmit={event => {
+          event.preventDefault();
+          if (cronValue && !cronProblem) {
+            void run(model.addSchedule(name, cronValue).then(() => setCron('')));
+          }
+        }}
+      >
+        <label htmlFor={inputId}>Cron (UTC)</label>
+        <input
+          id={inputId}
+          className="jp-mod-styled"
+          value={cron}
+          placeholder="*/5 * * * *"
+          aria-invalid={cronProblem !== null}
+          data-testid="faas-cron"
+          onChange={event => setCron(event.target.value)}
+        />
+        <Button
+          type="submit"
+          small
+          className="jp-mod-styled"
+          aria-label={`Add a cron schedule to ${name}`}
+          data-testid="faas-schedule-add"
+          disabled={busy || !cronValue || cronProblem !== null}
+        >
+          Add
+        </Button>
+      </form>
+      {(cronProblem || error) && (
+        <p className="jp-faas-Error" role="alert">
+          {cronProblem ?? error}
+        </p>
+      )}
+    </section>
+  );
+}
