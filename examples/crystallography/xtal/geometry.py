@@ -1,4 +1,5 @@
-"""CrystFEL detector geometry (``.geom``) and unit cell (``.cell``) files, read and written.
+"""CrystFEL detector geometry (``.geom``) and unit cell (``.cell``) files, read and written,
+and the frames of a run (HDF5) read as the geometry describes them.
 
 Only what a single-panel detector at normal incidence needs: the formats are described in
 CrystFEL's ``crystfel_geometry(5)`` and ``cell_explorer(1)`` man pages. Coordinates follow

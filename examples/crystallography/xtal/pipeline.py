@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .errors import CrystallographyError
 from .geometry import frame_count, read_geom
 from .index import index
 from .merge import merge
@@ -20,7 +21,7 @@ from .stream import write_hkl, write_stream, write_summary
 def chunks(frames: int, size: int) -> list[tuple[int, int]]:
     """(start, stop) ranges covering ``frames`` frames, ``size`` at a time."""
     if size < 1:
-        raise ValueError(f"chunk size {size} must be at least 1")
+        raise CrystallographyError(f"chunk size {size} must be at least 1 frame")
     return [(start, min(start + size, frames)) for start in range(0, frames, size)]
 
 

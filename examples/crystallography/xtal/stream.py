@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CrystallographyError
-from .geometry import UnitCell, format_cell
+from .geometry import UnitCell, format_cell, read_cell, read_geom
 
 STREAM_MAGIC = "CrystFEL stream format 2.3"
 HKL_MAGIC = "CrystFEL reflection list version 2.0"
@@ -93,8 +93,6 @@ def write_stream(
     command: str | None = None,
 ) -> None:
     """Write ``index`` frame results as a CrystFEL stream, with the geometry and cell it used."""
-    from .geometry import read_cell, read_geom
-
     geometry = read_geom(geom_file)
     cell = read_cell(cell_file)
     command = command or " ".join(
