@@ -361,3 +361,27 @@ def test_a_failed_push_fails_the_deploy_step(page, jupyterlab_without_registry):
     assert "running" not in steps.values(), steps
     error = by_id(page, "faas-deploy-error").inner_text()
     assert "registry" in error.lower(), error
+
+
+def test_a_deploy_by_the_magic_marks_its_cell(page, jupyterlab, function_server):
+    """`%faas deploy` in the kernel: the panel writes its provenance into the `%%faas` cell."""
+    notebook = jupyterlab.root / "by-magic.ipynb"
+    write_notebook(notebook, cells=3)
+    open_notebook(page, jupyterlab, notebook.name)
+    type_into_cell(page, 0, "%load_ext jupyter_faas")
+    type_into_cell(page, 1, '%%faas by-magic\ndef main(args):\n    return {"from": "magic"}\n')
+    type_into_cell(page, 2, "%faas deploy by-magic")
+    open_sidebar(page)
+    page.locator(f"{CELLS} .cm-content").nth(0).click()
+    for _ in range(3):
+        page.keyboard.press("Shift+Enter")
+    marked = page.locator(f"{CELLS}[data-faas-state='deployed']")
+    marked.wait_for(timeout=INVOKE_TIMEOUT_MS)
+    assert "%%faas by-magic" in marked.inner_text()
+    # The notebook has the person's unsaved edits, so saving it stays theirs to do.
+    page.keyboard.press("Control+s")
+    provenance = saved_cell_metadata(notebook, 1, deployed)
+    assert provenance["name"] == "by-magic" and provenance["server"] == function_server.url
+    assert invoke_from_server(function_server, "by-magic", {})["response"]["result"] == {
+        "from": "magic"
+    }
