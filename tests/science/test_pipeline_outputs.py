@@ -121,3 +121,25 @@ def test_truncated_or_foreign_streams(processed, tmp_path):
         read_stream(truth.cell_file)
     with pytest.raises(CrystallographyError, match="not a CrystFEL reflection list"):
         read_hkl(truth.cell_file)
+
+
+def test_every_step_takes_json_arguments_and_returns_json(tmp_path):
+    """What a %%faas function receives and returns: names, paths, numbers; never frames."""
+    arguments = {"path": str(tmp_path / "r.h5"), "geom_file": str(tmp_path / "r.geom"),
+                 "cell_file": str(tmp_path / "r.cell"), "n_frames": 6, "seed": 3,
+                 "cell": "monoclinic"}  # fmt: skip
+    made = json.loads(json.dumps(simulate_run(**json.loads(json.dumps(arguments)))))
+    assert made["laue_group"] == "2/m_b" and made["frames"] == 6
+    chunk = {"run_file": made["run_file"], "geom_file": made["geom_file"],
+             "cell_file": made["cell_file"], "start": 2, "stop": 6}  # fmt: skip
+    indexed = json.loads(json.dumps(index(**chunk)))
+    assert [frame["event"] for frame in indexed["frames"]] == [2, 3, 4, 5]
+    # A .cell file names the cell to simulate, too (here the one just written).
+    again = simulate_run(tmp_path / "s.h5", tmp_path / "s.geom", tmp_path / "s.cell", 1, 0,
+                         cell=made["cell_file"], geometry=made["geom_file"])  # fmt: skip
+    assert again["laue_group"] == "2/m_b"
+    assert (tmp_path / "s.geom").read_text() == (tmp_path / "r.geom").read_text()
+    with pytest.raises(CrystallographyError, match="neither one of tetragonal, monoclinic"):
+        simulate_run(
+            tmp_path / "x.h5", tmp_path / "x.geom", tmp_path / "x.cell", 1, 0, cell="cubic"
+        )

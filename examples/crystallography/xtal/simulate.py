@@ -21,13 +21,26 @@ import h5py
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .geometry import HC_EV_ANGSTROM, Geometry, UnitCell, hkl_within, write_cell, write_geom
+from .errors import CellError
+from .geometry import (
+    HC_EV_ANGSTROM,
+    Geometry,
+    UnitCell,
+    hkl_within,
+    read_cell,
+    read_geom,
+    write_cell,
+    write_geom,
+)
 from .symmetry import asymmetric_indices, default_laue_group
 
 #: Lysozyme-like primitive tetragonal cell (intensities in 4/mmm).
 TETRAGONAL = UnitCell(79.1, 79.1, 37.9, 90.0, 90.0, 90.0, "tetragonal", "P", "c")
 #: A primitive monoclinic cell, unique axis b (intensities in 2/m).
 MONOCLINIC = UnitCell(48.2, 62.5, 55.3, 90.0, 107.4, 90.0, "monoclinic", "P", "b")
+
+#: The cells ``simulate_run`` knows by name.
+CELLS = {"tetragonal": TETRAGONAL, "monoclinic": MONOCLINIC}
 
 #: d-spacing of hexagonal ice's strongest ring (Å), where the false ice spots sit.
 ICE_RING_D = 3.67
@@ -86,8 +99,8 @@ def simulate_run(
     cell_file: str | Path,
     n_frames: int = 150,
     seed: int = 0,
-    cell: UnitCell = TETRAGONAL,
-    geometry: Geometry | None = None,
+    cell: UnitCell | str = "tetragonal",
+    geometry: Geometry | str | None = None,
     hit_fraction: float = 0.8,
     crystal_scale: float = 900.0,
     wilson_b: float = 20.0,
@@ -105,8 +118,10 @@ def simulate_run(
         cell_file: the CrystFEL unit cell to write (the truth: the cell the crystals have).
         n_frames: frames in the run.
         seed: the random seed; the same seed gives the same run.
-        cell: the crystals' cell (see ``TETRAGONAL`` and ``MONOCLINIC``).
-        geometry: the detector; ``detector()`` when None.
+        cell: the crystals' cell: a ``UnitCell``, a name in ``CELLS`` ("tetragonal",
+            "monoclinic") or the path of a CrystFEL ``.cell`` file (primitive).
+        geometry: the detector: a ``Geometry``, the path of a single-panel ``.geom``, or
+            ``detector()`` when None.
         hit_fraction: the probability that a frame holds a crystal.
         crystal_scale: photons of a mean reflection at zero resolution, fully excited.
         wilson_b: Å², the intensity fall-off exp(−B/(2d²)).
@@ -120,6 +135,10 @@ def simulate_run(
         {"run_file", "geom_file", "cell_file", "frames", "hits", "laue_group",
         "spots_per_hit"}: paths as given, counts, and the mean number of reflections drawn.
     """
+    if isinstance(cell, str | Path):
+        cell = _named_cell(cell)
+    if isinstance(geometry, str | Path):
+        geometry = read_geom(geometry)
     geometry = geometry or detector()
     rng = np.random.default_rng(seed)
     laue_group = default_laue_group(cell.lattice_type, cell.unique_axis)
@@ -198,6 +217,16 @@ def simulate_run(
         "laue_group": laue_group,
         "spots_per_hit": float(np.mean(drawn)) if drawn else 0.0,
     }
+
+
+def _named_cell(name: str | Path) -> UnitCell:
+    if str(name) in CELLS:
+        return CELLS[str(name)]
+    if not Path(name).is_file():
+        raise CellError(
+            f"cell '{name}' is neither one of {', '.join(CELLS)} nor a CrystFEL .cell file"
+        )
+    return read_cell(name)
 
 
 def _bragg(
