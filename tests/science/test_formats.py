@@ -93,6 +93,7 @@ def test_scattering_vectors_project_back_to_their_pixels():
         (lambda t: t.replace("p0/fs = +1.000000x", "p0/fs = +1.0w"), "not a direction"),
         (lambda t: t.replace("dim0 = %", "dim0 = 0"), "dim0 = %"),
         (lambda t: t + "this line has no equals sign\n", "not 'key = value'"),
+        (lambda t: t + "bad_stop/min_fs = 3\nbad_stop/max_fs = 9\n", "bad region 'bad_stop' needs"),
     ],
 )
 def test_malformed_geom_is_refused_with_the_fix(tmp_path, change, message):
@@ -138,6 +139,28 @@ def test_read_frames_flags_negative_pixels(tmp_path):
     frames, bad = read_frames(run_file, geometry, 1, 3)
     assert frames.shape == (2, 40, 50) and frames.dtype == np.float32
     assert bad[:, 0, 0].all() and bad.sum() == 2
+
+
+def test_bad_regions_and_flags_mask_pixels(tmp_path):
+    run_file, geometry = _run(tmp_path)
+    text = format_geom(geometry) + (
+        "flag_morethan = 100\n"
+        "bad_strip/min_fs = 5\nbad_strip/max_fs = 6\nbad_strip/min_ss = 0\nbad_strip/max_ss = 39\n"
+        "bad_stop/min_x = -2\nbad_stop/max_x = 2\nbad_stop/min_y = -2\nbad_stop/max_y = 2\n"
+        "bad_stop/panel = p0\n"
+    )
+    (tmp_path / "masked.geom").write_text(text)
+    masked = read_geom(tmp_path / "masked.geom")
+    with h5py.File(run_file, "a") as handle:
+        handle[masked.data][0, 20, 30] = 500.0  # above flag_morethan
+    frames, bad = read_frames(run_file, masked, 0, 1)
+    assert bad[0, :, 5:7].all() and not bad[0, 1:, 4].any() and not bad[0, 1:, 7].any()
+    assert bad[0, 20, 30]
+    ss, fs = np.indices(masked.shape)
+    x, y = masked.lab_xy(fs + 0.5, ss + 0.5)
+    stop = (np.abs(x) <= 2) & (np.abs(y) <= 2)
+    assert stop.sum() == 16 and bad[0][stop].all()
+    assert bad.sum() == 40 * 2 + 16 + 1 + 1  # strip, stop, the bright pixel, the negative corner
 
 
 @pytest.mark.parametrize(("start", "stop"), [(2, 4), (-1, 2), (2, 2), (5, 9)])

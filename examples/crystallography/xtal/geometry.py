@@ -43,8 +43,12 @@ class Geometry:
     ss_vector: tuple[float, float] = (0.0, 1.0)
     data: str = "/entry_1/data_1/data"
     flag_lessthan: float | None = 0.0
+    flag_morethan: float | None = None
     adu_per_photon: float = 1.0
     panel: str = "p0"
+    #: Rectangles of bad pixels, inclusive: ("fs", min_fs, max_fs, min_ss, max_ss) in panel
+    #: pixels, or ("xy", min_x, max_x, min_y, max_y) in pixels from the beam.
+    bad_regions: tuple[tuple[str, float, float, float, float], ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -100,10 +104,21 @@ class Geometry:
         return float(1.0 / q.max())
 
     def bad_pixels(self, frames: np.ndarray) -> np.ndarray:
-        """Pixels the geometry flags by value (``flag_lessthan``), or non-finite ones."""
+        """Pixels flagged by value (``flag_lessthan``, ``flag_morethan``), non-finite ones, and
+        those in the bad regions, shaped like ``frames``."""
         bad = ~np.isfinite(frames)
         if self.flag_lessthan is not None:
             bad |= frames < self.flag_lessthan
+        if self.flag_morethan is not None:
+            bad |= frames > self.flag_morethan
+        if self.bad_regions:
+            ss, fs = np.indices(self.shape, dtype=float)
+            fs += self.min_fs
+            ss += self.min_ss
+            x, y = self.lab_xy(fs + 0.5, ss + 0.5)
+            for kind, low_1, high_1, low_2, high_2 in self.bad_regions:
+                first, second = (fs, ss) if kind == "fs" else (x, y)
+                bad |= (first >= low_1) & (first <= high_1) & (second >= low_2) & (second <= high_2)
         return bad
 
 
@@ -128,6 +143,8 @@ def format_geom(geometry: Geometry) -> str:
     ]
     if geometry.flag_lessthan is not None:
         lines.append(f"flag_lessthan = {geometry.flag_lessthan:g}")
+    if geometry.flag_morethan is not None:
+        lines.append(f"flag_morethan = {geometry.flag_morethan:g}")
     lines += [
         "",
         f"{p}/min_fs = {geometry.min_fs}",
@@ -139,6 +156,15 @@ def format_geom(geometry: Geometry) -> str:
         f"{p}/corner_x = {geometry.corner_x:.4f}",
         f"{p}/corner_y = {geometry.corner_y:.4f}",
     ]
+    for number, (kind, low_1, high_1, low_2, high_2) in enumerate(geometry.bad_regions):
+        first, second = ("fs", "ss") if kind == "fs" else ("x", "y")
+        lines += [
+            "",
+            f"bad_region{number}/min_{first} = {low_1:g}",
+            f"bad_region{number}/max_{first} = {high_1:g}",
+            f"bad_region{number}/min_{second} = {low_2:g}",
+            f"bad_region{number}/max_{second} = {high_2:g}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -185,6 +211,7 @@ def read_geom(path: str | Path) -> Geometry:
         raise GeometryError(f"cannot read the geometry file {path}: {error.strerror}") from None
     globals_: dict[str, str] = {}
     panels: dict[str, dict[str, str]] = {}
+    bad: dict[str, dict[str, str]] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(";", 1)[0].strip()
         if not line:
@@ -194,9 +221,10 @@ def read_geom(path: str | Path) -> Geometry:
         key, value = (part.strip() for part in line.split("=", 1))
         if "/" in key and not key.startswith("/"):
             panel, name = key.split("/", 1)
-            if panel.startswith("bad") or panel.startswith("rigid_group"):
-                continue  # bad regions and rigid groups: not used by this single-panel core
-            panels.setdefault(panel, {})[name] = value
+            if panel.startswith("bad"):
+                bad.setdefault(panel, {})[name] = value
+            elif not panel.startswith("rigid_group"):  # rigid groups: nothing to do for one panel
+                panels.setdefault(panel, {})[name] = value
         else:
             globals_[key] = value
     if len(panels) != 1:
@@ -228,7 +256,10 @@ def read_geom(path: str | Path) -> Geometry:
         raise GeometryError(f"{path}: wavelength, clen and res must be positive")
     if settings.get("dim0", "%") != "%":
         raise GeometryError(f"{path}: 'dim0 = {settings['dim0']}': frames must be 'dim0 = %'")
-    flag = settings.get("flag_lessthan")
+    flags = {
+        key: None if key not in settings else _number(key, settings[key], path)
+        for key in ("flag_lessthan", "flag_morethan")
+    }
     geometry = Geometry(
         wavelength=wavelength,
         clen=value["clen"],
@@ -242,13 +273,28 @@ def read_geom(path: str | Path) -> Geometry:
         fs_vector=_direction("fs", settings.get("fs", "+x"), path),
         ss_vector=_direction("ss", settings.get("ss", "+y"), path),
         data=settings.get("data", "/entry_1/data_1/data"),
-        flag_lessthan=None if flag is None else _number("flag_lessthan", flag, path),
+        **flags,
         adu_per_photon=value.get("adu_per_photon", 1.0),
         panel=panel,
+        bad_regions=tuple(_bad_region(name, keys, path) for name, keys in bad.items()),
     )
     if geometry.max_fs < geometry.min_fs or geometry.max_ss < geometry.min_ss:
         raise GeometryError(f"{path}: max_fs/max_ss must not be below min_fs/min_ss")
     return geometry
+
+
+def _bad_region(
+    name: str, keys: dict[str, str], path: Path
+) -> tuple[str, float, float, float, float]:
+    for kind, (first, second) in (("fs", ("fs", "ss")), ("xy", ("x", "y"))):
+        wanted = [f"min_{first}", f"max_{first}", f"min_{second}", f"max_{second}"]
+        if all(key in keys for key in wanted):
+            low_1, high_1, low_2, high_2 = (_number(f"{name}/{k}", keys[k], path) for k in wanted)
+            return (kind, low_1, high_1, low_2, high_2)
+    raise GeometryError(
+        f"{path}: bad region '{name}' needs min_fs, max_fs, min_ss, max_ss "
+        "(panel pixels) or min_x, max_x, min_y, max_y (pixels from the beam)"
+    )
 
 
 _NUMERIC = {
