@@ -20,10 +20,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
+from IPython.core.interactiveshell import InteractiveShell
 from test_handlers import call, run_job, wait_job
 
+from jupyter_faas import sidebar_kernel
 from jupyter_faas.deployers.openwhisk_rest import OpenWhiskClient
-from jupyter_faas.workspace import FaaSWorkspace
+from jupyter_faas.workspace import FaaSWorkspace, NameTaken
 
 pytestmark = pytest.mark.docker
 
@@ -252,7 +254,25 @@ async def test_versions_rollback_bundle_commands_status_and_delete(
     assert not any(v["current"] for v in listing["versions"])
 
 
-async def test_a_second_cell_must_ask_for_a_deployed_name(jp_fetch, jp_root_dir, function_server):
+def sidebar_capture(root: Path, monkeypatch, name: str, **kwargs) -> dict:
+    """What the sidebar's capture answers, in an IPython shell working in the notebook's folder."""
+    monkeypatch.chdir(root / "nb")
+    monkeypatch.setenv("FAAS_BUNDLE_DIR", "functions")
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell(f"VERSION = 3\n{CELL}", store_history=True)
+        reply = sidebar_kernel.capture(
+            None, f"%%faas {name}\n{CELL}", None, None, notebook=NOTEBOOK, **kwargs
+        )
+        return json.loads(str(reply))
+    finally:
+        InteractiveShell.clear_instance()
+
+
+async def test_a_second_cell_must_ask_for_a_deployed_name(
+    jp_fetch, jp_root_dir, function_server, monkeypatch
+):
     name = f"life-{uuid.uuid4().hex[:6]}"
     write_notebook(jp_root_dir)
     capture(jp_root_dir, name, 1, cell_id="cell-a")
@@ -267,10 +287,14 @@ async def test_a_second_cell_must_ask_for_a_deployed_name(jp_fetch, jp_root_dir,
     assert f"{name} is already deployed from cell 2 of life.ipynb" in taken["error"]
     assert taken["owner"]["cell_id"] == "cell-a" and taken["owner"]["version"] == "0.0.1"
 
-    # The kernel side refuses the same way, and takes the name over when told to.
-    with pytest.raises(Exception, match="--replace") as refused:
+    # The kernel side refuses the same way (the sidebar's capture answers with the owner),
+    # and takes the name over when told to.
+    with pytest.raises(NameTaken, match="--replace"):
         capture(jp_root_dir, name, 2, cell_id="cell-b")
-    assert getattr(refused.value, "status", None) == 409
+    answer = sidebar_capture(jp_root_dir, monkeypatch, name, cell_id="cell-b")
+    assert answer["ok"] is False and answer["reason"] == "name-taken"
+    assert answer["owner"]["cell_id"] == "cell-a"
+    assert f"{name} is already deployed from cell 2 of life.ipynb" in answer["error"]
     capture(jp_root_dir, name, 2, cell_id="cell-b", replace=True)
     record, _ = await deploy(jp_fetch, name)
     assert record["cell_id"] == "cell-b"
@@ -327,3 +351,29 @@ async def test_a_failed_push_ends_the_push_step_as_failed(
     assert events[-1]["step"] == "push" and events[-1]["status"] == "failed"
     assert events[-1]["message"] == body["error"]["error"].split("\n")[0]
     assert not any(e["step"] == "deploy" for e in events)
+
+
+async def test_a_web_action_shows_its_url_and_the_url_works(jp_fetch, function_server):
+    name = f"life-web-{uuid.uuid4().hex[:6]}"
+    client = server_client(function_server)
+    code = "def main(args):\n    return {'hello': args.get('who', 'world')}\n"
+    client.put_action(
+        name,
+        {
+            "exec": {"kind": "python:3.11", "code": code},
+            "annotations": [{"key": "web-export", "value": True}],
+        },
+    )
+    status, detail = await call(jp_fetch, "GET", "functions", name)
+    assert status == 200, detail
+    url = detail["commands"]["web_url"]
+    assert url == f"{function_server.url}/api/v1/web/guest/default/{name}.json"
+    assert detail["web_url"] == url and detail["bundle"] is None
+    session = requests.Session()
+    session.trust_env = False
+    answer = session.get(url, params={"who": "sidebar"}, timeout=60)
+    assert answer.status_code == 200 and answer.json() == {"hello": "sidebar"}
+    status, listing = await call(jp_fetch, "GET", "functions")
+    assert next(f for f in listing["functions"] if f["name"] == name)["web_url"] == url
+    status, done = await call(jp_fetch, "DELETE", "functions", name)
+    assert done["action_deleted"] is True and done["bundles_removed"] == []

@@ -7,6 +7,7 @@ which is what a silent execute request returns).
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -188,3 +189,40 @@ def test_outside_a_kernel_it_answers_with_an_error(monkeypatch):
         "error": "capture() runs inside an IPython kernel (the sidebar calls it there).",
         "reason": "usage",
     }
+
+
+def test_the_sidebars_cell_id_notebook_and_test_input_are_recorded(shell, tmp_path):
+    # Issue 12: the origin of the function (for provenance and claims), the test input the
+    # sidebar keeps in the cell's metadata (it wins over --test), and the cell's lines.
+    answer = text_plain(
+        shell,
+        capture(
+            None,
+            MAGIC,
+            None,
+            None,
+            cell_id="c-17",
+            notebook="demo/peaks.ipynb",
+            test_input={"x": 40},
+        ),
+    )
+    assert answer["ok"] is True, answer
+    metadata = Bundle.load(tmp_path / "functions" / "peaks").metadata
+    assert metadata.cell == {
+        "notebook": "demo/peaks.ipynb",
+        "cell_id": "c-17",
+        "cell_sha256": hashlib.sha256(MAGIC.encode()).hexdigest(),
+        "execution_count": None,
+    }
+    assert metadata.test_input == {"x": 40}
+    # main's return line is line 3 of the cell (the %%faas line is line 1).
+    code = Bundle.load(tmp_path / "functions" / "peaks").code.splitlines()
+    handler_line = code.index("    return {'y': args['x'] + OFFSET}") + 1
+    assert metadata.cell_line(handler_line) == 3
+    assert metadata.cell_line(1) is None  # the header is not the cell's
+
+
+def test_a_test_input_that_is_not_an_object_is_refused(shell, tmp_path):
+    answer = text_plain(shell, capture("triple", PLAIN, test_input=[1, 2]))
+    assert answer["ok"] is False and "must be a JSON object, not list" in answer["error"]
+    assert not (tmp_path / "functions").exists()
