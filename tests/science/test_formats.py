@@ -94,6 +94,8 @@ def test_scattering_vectors_project_back_to_their_pixels():
         (lambda t: t.replace("dim0 = %", "dim0 = 0"), "dim0 = %"),
         (lambda t: t + "this line has no equals sign\n", "not 'key = value'"),
         (lambda t: t + "bad_stop/min_fs = 3\nbad_stop/max_fs = 9\n", "bad region 'bad_stop' needs"),
+        (lambda t: t + "mask_file = other.h5\n", "put the mask dataset in the run file"),
+        (lambda t: t + "mask_good = good\n", "not an integer like 0x1"),
     ],
 )
 def test_malformed_geom_is_refused_with_the_fix(tmp_path, change, message):
@@ -161,6 +163,23 @@ def test_bad_regions_and_flags_mask_pixels(tmp_path):
     stop = (np.abs(x) <= 2) & (np.abs(y) <= 2)
     assert stop.sum() == 16 and bad[0][stop].all()
     assert bad.sum() == 40 * 2 + 16 + 1 + 1  # strip, stop, the bright pixel, the negative corner
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_mask_dataset_good_and_bad_bits(tmp_path, per_frame):
+    run_file, geometry = _run(tmp_path)
+    masked = dataclasses.replace(geometry, mask="/entry_1/data_1/mask", mask_good=0x1, mask_bad=0x2)
+    bits = np.ones(masked.shape, dtype=np.uint16)
+    bits[3, 4] = 0  # the good bit missing
+    bits[5, 6] = 0x3  # a bad bit set
+    bits[7, 8] = 0x5  # an unrelated bit: still good
+    with h5py.File(run_file, "a") as handle:
+        handle[masked.mask] = np.stack([bits] * 3) if per_frame else bits
+    _, bad = read_frames(run_file, masked, 1, 3)
+    assert bad[:, 3, 4].all() and bad[:, 5, 6].all() and not bad[:, 7, 8].any()
+    assert bad.sum() == 2 * 3  # and the negative corner pixel
+    with pytest.raises(RunFileError, match="no mask dataset /nowhere"):
+        read_frames(run_file, dataclasses.replace(masked, mask="/nowhere"), 0, 1)
 
 
 @pytest.mark.parametrize(("start", "stop"), [(2, 4), (-1, 2), (2, 2), (5, 9)])

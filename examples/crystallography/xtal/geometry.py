@@ -49,6 +49,11 @@ class Geometry:
     #: Rectangles of bad pixels, inclusive: ("fs", min_fs, max_fs, min_ss, max_ss) in panel
     #: pixels, or ("xy", min_x, max_x, min_y, max_y) in pixels from the beam.
     bad_regions: tuple[tuple[str, float, float, float, float], ...] = ()
+    #: A mask dataset in the run file, (ss, fs) or one per frame, and its good and bad bits:
+    #: a pixel is good when all ``mask_good`` bits are set and no ``mask_bad`` bit is.
+    mask: str | None = None
+    mask_good: int = 0
+    mask_bad: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -145,6 +150,12 @@ def format_geom(geometry: Geometry) -> str:
         lines.append(f"flag_lessthan = {geometry.flag_lessthan:g}")
     if geometry.flag_morethan is not None:
         lines.append(f"flag_morethan = {geometry.flag_morethan:g}")
+    if geometry.mask is not None:
+        lines += [
+            f"mask = {geometry.mask}",
+            f"mask_good = {geometry.mask_good:#x}",
+            f"mask_bad = {geometry.mask_bad:#x}",
+        ]
     lines += [
         "",
         f"{p}/min_fs = {geometry.min_fs}",
@@ -277,10 +288,25 @@ def read_geom(path: str | Path) -> Geometry:
         adu_per_photon=value.get("adu_per_photon", 1.0),
         panel=panel,
         bad_regions=tuple(_bad_region(name, keys, path) for name, keys in bad.items()),
+        mask=settings.get("mask"),
+        mask_good=_bits("mask_good", settings.get("mask_good", "0"), path),
+        mask_bad=_bits("mask_bad", settings.get("mask_bad", "0"), path),
     )
+    if "mask_file" in settings:
+        raise GeometryError(
+            f"{path}: 'mask_file' (a mask in another file) is not supported; "
+            "put the mask dataset in the run file and name it with 'mask = /path'"
+        )
     if geometry.max_fs < geometry.min_fs or geometry.max_ss < geometry.min_ss:
         raise GeometryError(f"{path}: max_fs/max_ss must not be below min_fs/min_ss")
     return geometry
+
+
+def _bits(key: str, value: str, path: Path) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise GeometryError(f"{path}: '{key} = {value}' is not an integer like 0x1") from None
 
 
 def _bad_region(
@@ -475,7 +501,35 @@ def read_frames(
                 f"it has {total} frames, so 0 <= start < stop <= {total}"
             )
         frames = np.asarray(dataset[start:stop], dtype=np.float32)
-    return frames, geometry.bad_pixels(frames)
+        bad = geometry.bad_pixels(frames)
+        if geometry.mask is not None:
+            bad |= _masked(handle, run_file, geometry, start, stop)
+    return frames, bad
+
+
+def _masked(
+    handle: h5py.File, run_file: str | Path, geometry: Geometry, start: int, stop: int
+) -> np.ndarray:
+    """Bad pixels by the geometry's mask dataset, for frames ``start``..``stop - 1``."""
+    mask = handle.get(geometry.mask)
+    if not isinstance(mask, h5py.Dataset):
+        raise RunFileError(
+            f"{run_file} has no mask dataset {geometry.mask} (the geometry's 'mask')"
+        )
+    if tuple(mask.shape) == geometry.shape:
+        values = mask[()]
+    elif mask.ndim == 3 and tuple(mask.shape[1:]) == geometry.shape:
+        values = mask[start:stop]
+    else:
+        raise RunFileError(
+            f"{run_file}:{geometry.mask} has shape {mask.shape}; the mask must be "
+            f"{geometry.shape} or (frames, {geometry.shape[0]}, {geometry.shape[1]})"
+        )
+    values = np.asarray(values).astype(np.int64)
+    good = ((values & geometry.mask_good) == geometry.mask_good) & (
+        (values & geometry.mask_bad) == 0
+    )
+    return ~good
 
 
 def _open_run(run_file: str | Path) -> h5py.File:
