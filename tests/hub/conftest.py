@@ -128,7 +128,7 @@ def hub_function_server(tmp_path_factory, test_labels, docker_client, base_image
     """A function server of this run's own, with the real DockerInvoker."""
     folder = tmp_path_factory.mktemp("hub-function-server")
     with running_function_server(
-        folder / "data",
+        folder,
         test_labels,
         "--FunctionServer.invoker_class=docker",
         "--FunctionServer.shutdown_grace_s=1",
@@ -155,7 +155,11 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
         "FAAS_HUB_LABELS": json.dumps({RUN_LABEL: run_label}),
         "FAAS_HUB_REGISTRY_PREFIX": f"faas-test-{run_label}/users",
         "FAAS_HUB_PROXY_COMMAND": str(
-            ROOT / ".state" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
+            Path(os.environ.get("FAAS_STATE_DIR") or ROOT / ".state")
+            / "hub"
+            / "node_modules"
+            / ".bin"
+            / "configurable-http-proxy"
         ),
         "FAAS_HUB_START_TIMEOUT": str(SPAWN_TIMEOUT),
         "FAAS_SERVER_URL": hub_function_server.url,
