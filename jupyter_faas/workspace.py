@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from .traits import EntryPointType, backend_default
 
 #: Container outcomes after which the function is not also run in the kernel.
 _NOT_REPEATED = ("timeout", "out of memory")
+#: A Dockerfile step of a build's log ("Step 3/7 : RUN pip install …").
+_BUILD_STEP = re.compile(r"\AStep (\d+)/(\d+) :")
 #: Files a bundle folder keeps about its function's life: the last test and the last deploy.
 TEST_FILE = "test.json"
 DEPLOYED_FILE = "deployed.json"
@@ -291,7 +294,16 @@ class FaaSWorkspace(LoggingConfigurable):
         return Bundle.load(path)
 
     def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
-        return self.builder.build(bundle, progress)
+        """Build (or reuse) ``bundle``'s image; a build's "Step 3/7" lines move its bar."""
+
+        def relay(event: dict) -> None:
+            found = _BUILD_STEP.match(str(event.get("message", "")))
+            if found and event.get("step") == "build" and event.get("progress") is None:
+                done, total = int(found[1]), int(found[2])
+                event = {**event, "progress": (done - 1) / total if total else None}
+            progress(event)
+
+        return self.builder.build(bundle, relay)
 
     def test(
         self,

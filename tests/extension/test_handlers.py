@@ -435,6 +435,10 @@ async def test_build_then_test_streams_progress_and_reports_the_container(jp_fet
         "status": "done",
     }
     assert any(e["message"].startswith("Step ") for e in events), "the build log is streamed"
+    # Each Dockerfile step moves the bar (issue 12, finding 8).
+    fractions = [e["progress"] for e in events if e["message"].startswith("Step ")]
+    assert fractions == sorted(fractions) and len(set(fractions)) > 1, fractions
+    assert all(0 <= f < 1 for f in fractions), fractions
     assert all(set(e) == {"step", "message", "progress", "status"} for e in events)
 
     body, events = await run_job(jp_fetch, "test", path, input={"n": 21})
