@@ -129,7 +129,7 @@ def test_every_step_takes_json_arguments_and_returns_json(tmp_path):
                  "cell_file": str(tmp_path / "r.cell"), "n_frames": 6, "seed": 3,
                  "cell": "monoclinic"}  # fmt: skip
     made = json.loads(json.dumps(simulate_run(**json.loads(json.dumps(arguments)))))
-    assert made["laue_group"] == "2/m_b" and made["frames"] == 6
+    assert made["laue_group"] == "2/m_uab" and made["frames"] == 6
     chunk = {"run_file": made["run_file"], "geom_file": made["geom_file"],
              "cell_file": made["cell_file"], "start": 2, "stop": 6}  # fmt: skip
     indexed = json.loads(json.dumps(index(**chunk)))
@@ -137,7 +137,7 @@ def test_every_step_takes_json_arguments_and_returns_json(tmp_path):
     # A .cell file names the cell to simulate, too (here the one just written).
     again = simulate_run(tmp_path / "s.h5", tmp_path / "s.geom", tmp_path / "s.cell", 1, 0,
                          cell=made["cell_file"], geometry=made["geom_file"])  # fmt: skip
-    assert again["laue_group"] == "2/m_b"
+    assert again["laue_group"] == "2/m_uab"
     assert (tmp_path / "s.geom").read_text() == (tmp_path / "r.geom").read_text()
     with pytest.raises(CrystallographyError, match="neither one of tetragonal, monoclinic"):
         simulate_run(

@@ -1,7 +1,8 @@
 """Laue groups acting on Miller indices, to put equivalent reflections together.
 
 A Laue group is a point group plus the inversion (Friedel's law). Each is generated here from
-its generators as integer matrices acting on (h, k, l); names follow CrystFEL's ``-y`` option.
+its generators as integer matrices acting on (h, k, l); names are CrystFEL's (its ``-y``
+option): ``2/m_uab`` is 2/m with unique axis b.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ _TWOFOLD_DIAGONAL = np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1]])
 
 _GENERATORS = {
     "-1": [_INVERSION],
-    "2/m_a": [_TWOFOLD["a"], _INVERSION],
-    "2/m_b": [_TWOFOLD["b"], _INVERSION],
-    "2/m_c": [_TWOFOLD["c"], _INVERSION],
+    "2/m_uaa": [_TWOFOLD["a"], _INVERSION],
+    "2/m_uab": [_TWOFOLD["b"], _INVERSION],
+    "2/m_uac": [_TWOFOLD["c"], _INVERSION],
     "mmm": [_TWOFOLD["a"], _TWOFOLD["b"], _INVERSION],
     "4/m": [_FOURFOLD_C, _INVERSION],
     "4/mmm": [_FOURFOLD_C, _TWOFOLD_DIAGONAL, _INVERSION],
@@ -53,7 +54,7 @@ def default_laue_group(lattice_type: str, unique_axis: str = "b") -> str:
     """The highest Laue group of a lattice, which the simulation also uses."""
     groups = {
         "triclinic": "-1",
-        "monoclinic": f"2/m_{unique_axis}",
+        "monoclinic": f"2/m_ua{unique_axis}",
         "orthorhombic": "mmm",
         "tetragonal": "4/mmm",
     }
