@@ -1,6 +1,6 @@
 """Simulated runs, made once per session, that the science tests check the core against.
 
-The runs are smaller than the benchmark's (60 frames instead of 150) so the suite stays quick
+The runs are smaller than the benchmark's (45 frames instead of 150) so the suite stays quick
 on two cores; they carry everything the quality targets are about: noise, ice and hot-pixel
 false peaks, panel gaps, a beam stop and misses.
 """
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "cryst
 from xtal.pipeline import process_run  # noqa: E402
 from xtal.simulate import MONOCLINIC, TETRAGONAL, simulate_run  # noqa: E402
 
-FRAMES = 60
+FRAMES = 45
 
 
 @dataclass

@@ -107,7 +107,7 @@ def test_index_finds_the_true_orientation_and_cell(simulated, peaks):
 )
 def test_a_wrong_cell_indexes_almost_nothing(simulated, peaks, tmp_path, wrong):
     write_cell(tmp_path / "wrong.cell", wrong)
-    stop = 30
+    stop = 24
     frames = index(
         simulated.run_file, simulated.geom_file, tmp_path / "wrong.cell", 0, stop,
         peaks["frames"][:stop], MIN_PEAKS,
