@@ -65,6 +65,21 @@ def test_photon_energy_instead_of_wavelength(tmp_path):
     assert read_geom(tmp_path / "e.geom").wavelength == pytest.approx(12398.4198 / 9500)
 
 
+def test_scattering_angle_of_a_pixel():
+    """|q| = 2 sin θ / λ with tan 2θ = r / clen, for a pixel r metres from the beam."""
+    geometry = dataclasses.replace(
+        detector((256, 320)), fs_vector=(0.0, 1.0), ss_vector=(-1.0, 0.0)
+    )
+    fs, ss = 100.5, 30.5
+    # fs runs along +y and ss along −x from the corner.
+    x = (geometry.corner_x - (ss - geometry.min_ss)) / geometry.res
+    y = (geometry.corner_y + (fs - geometry.min_fs)) / geometry.res
+    two_theta = np.arctan(np.hypot(x, y) / geometry.clen)
+    q = geometry.scattering_vectors(np.array([fs]), np.array([ss]))[0]
+    assert np.linalg.norm(q) == pytest.approx(2 * np.sin(two_theta / 2) / geometry.wavelength)
+    assert np.arctan2(q[1], q[0]) == pytest.approx(np.arctan2(y, x))
+
+
 def test_scattering_vectors_project_back_to_their_pixels():
     geometry = detector((256, 320))
     rng = np.random.default_rng(0)
@@ -92,6 +107,7 @@ def test_scattering_vectors_project_back_to_their_pixels():
         (lambda t: t + "q1/min_fs = 0\nq1/corner_x = 3\n", "exactly one panel"),
         (lambda t: t.replace("p0/fs = +1.000000x", "p0/fs = +1.0w"), "not a direction"),
         (lambda t: t.replace("dim0 = %", "dim0 = 0"), "dim0 = %"),
+        (lambda t: t.replace("p0/ss = +1.000000y", "p0/ss = -2x"), "must not be parallel"),
         (lambda t: t + "this line has no equals sign\n", "not 'key = value'"),
         (lambda t: t + "bad_stop/min_fs = 3\nbad_stop/max_fs = 9\n", "bad region 'bad_stop' needs"),
         (lambda t: t + "mask_file = other.h5\n", "put the mask dataset in the run file"),

@@ -297,6 +297,9 @@ def read_geom(path: str | Path) -> Geometry:
             f"{path}: 'mask_file' (a mask in another file) is not supported; "
             "put the mask dataset in the run file and name it with 'mask = /path'"
         )
+    (fx, fy), (sx, sy) = geometry.fs_vector, geometry.ss_vector
+    if abs(fx * sy - fy * sx) < 1e-6:
+        raise GeometryError(f"{path}: {panel}/fs and {panel}/ss must not be parallel")
     if geometry.max_fs < geometry.min_fs or geometry.max_ss < geometry.min_ss:
         raise GeometryError(f"{path}: max_fs/max_ss must not be below min_fs/min_ss")
     return geometry
