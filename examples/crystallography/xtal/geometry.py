@@ -180,6 +180,7 @@ def format_geom(geometry: Geometry) -> str:
 
 
 def write_geom(path: str | Path, geometry: Geometry) -> None:
+    """Write ``format_geom``'s text."""
     Path(path).write_text(format_geom(geometry))
 
 
@@ -408,6 +409,7 @@ LATTICE_TYPES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "rhomb
 
 
 def format_cell(cell: UnitCell) -> str:
+    """The ``.cell`` text of a cell (CrystFEL unit cell file version 1.0)."""
     return (
         "CrystFEL unit cell file version 1.0\n\n"
         f"lattice_type = {cell.lattice_type}\n"
@@ -419,6 +421,7 @@ def format_cell(cell: UnitCell) -> str:
 
 
 def write_cell(path: str | Path, cell: UnitCell) -> None:
+    """Write ``format_cell``'s text."""
     Path(path).write_text(format_cell(cell))
 
 

@@ -64,6 +64,7 @@ def hemisphere(count: int) -> np.ndarray:
 
 
 def fractional_error(fractional: np.ndarray) -> np.ndarray:
+    """Distance of each fractional index from the nearest integer."""
     return np.abs(fractional - np.round(fractional))
 
 
@@ -160,6 +161,7 @@ def refine_basis(
 
 
 def cell_matches(refined: UnitCell, target: UnitCell, settings: IndexingSettings) -> bool:
+    """CrystFEL's cell check: every length within a fraction, every angle within degrees."""
     lengths = all(
         abs(x / y - 1) <= settings.length_tolerance
         for x, y in zip(refined.parameters[:3], target.parameters[:3], strict=True)
@@ -284,6 +286,7 @@ def index(
 
 
 def _crystal(solution: Solution, frame, mask, geometry, rings: Rings, candidates) -> dict:
+    """A solution as JSON, with its reflections predicted and integrated on its frame."""
     radius = profile_radius(solution.basis, solution.hkl[solution.indexed], geometry.wavelength)
     hkl, fs, ss = predict(solution.basis, geometry, radius, candidates)
     intensity, sigma, peak, background, usable = integrate(

@@ -34,6 +34,7 @@ def half_split(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's correlation, or None when there is too little to correlate."""
     if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
         return None
     return float(np.corrcoef(x, y)[0, 1])

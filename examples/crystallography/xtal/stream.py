@@ -184,6 +184,7 @@ class _StreamState:
         self.mode: str | None = None
 
     def feed(self, line: str, stream: dict, path: Path) -> None:
+        """Take one line: open or close a block, or add what it holds to ``stream``."""
         if line in ("----- Begin geometry file -----", "----- Begin unit cell -----"):
             self.block = []
             return
