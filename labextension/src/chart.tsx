@@ -10,7 +10,7 @@ import { IActivationSummary } from './tokens';
 
 const WIDTH = 720;
 const HEIGHT = 140;
-const AXIS = 28;
+const AXIS = 60;
 const TOP = 14;
 const BOTTOM = 18;
 /** Widest a bar gets, so three activations do not look like a wall. */

@@ -3,18 +3,12 @@
  */
 import { IActivation } from './tokens';
 
-/** Activation statuses that are failures (ours and OpenWhisk's words). */
-const FAILED_STATUSES = new Set([
-  'application error',
-  'developer error',
-  'action developer error',
-  'internal error',
-  'whisk internal error'
-]);
-
-/** True when an activation's status is a failure of any kind. */
+/**
+ * True when an activation's status is a failure of any kind: "application error",
+ * "developer error" (OpenWhisk's "action developer error"), "internal error".
+ */
 export function isFailure(status: string): boolean {
-  return FAILED_STATUSES.has(status) || (status !== 'success' && status !== 'running');
+  return status !== 'success' && status !== 'running';
 }
 
 /** A duration in ms as people read it. */

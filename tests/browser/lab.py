@@ -253,3 +253,17 @@ def make_web_action(server, name: str) -> None:
     }
     answer = session.put(url, params={"overwrite": "true"}, json=body, auth=(user, key), timeout=30)
     answer.raise_for_status()
+
+
+def wait_for_saved_layout(lab, notebook: str, widget_key: str, timeout: float = 30) -> None:
+    """Wait until the notebook's workspace on the server holds ``widget_key`` (e.g. an open
+    page), so a reload restores it (JupyterLab saves the layout a moment after a change)."""
+    url = f"{lab.url}/lab/api/workspaces/{Path(notebook).stem}"
+    session = loopback()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = session.get(url, params={"token": lab.token}, timeout=10)
+        if answer.ok and widget_key in answer.json().get("data", {}):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the workspace of {notebook} did not save {widget_key!r} in {timeout} s")

@@ -173,6 +173,13 @@ def test_function_page_from_deploy_to_delete(page, jupyterlab, function_server):
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_IMAGES / "function-failure.png"))
 
+    # Closing the page keeps the last result: it opens again with it.
+    shown = result_id(page)
+    page.get_by_role("tab", name=f"ƒ {NAME}").locator(".lm-TabBar-tabCloseIcon").click()
+    root.wait_for(state="detached")
+    open_function_page(page, NAME)
+    assert result_id(page) == shown
+
     # The copyable curl command works as shown (the wsk one is shown beside it).
     curl = by_id(page, "faas-command-curl").inner_text()
     ran = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=120)
@@ -200,6 +207,9 @@ def test_function_page_from_deploy_to_delete(page, jupyterlab, function_server):
     rows.nth(count).wait_for(timeout=15_000)
     assert bars.count() == count + 1
     page.locator(f"[data-testid='faas-last-{NAME}']", has_text="success").wait_for(timeout=15_000)
+    by_id(page, "faas-activation-open").nth(1).click()
+    by_id(page, "faas-activation-detail").wait_for()
+    page.screenshot(path=str(DOCS_IMAGES / "function-activations.png"))
 
     # A schedule shows its next run in words.
     by_id(page, "faas-tab-schedules").click()
@@ -228,9 +238,12 @@ def test_function_page_from_deploy_to_delete(page, jupyterlab, function_server):
     )
     second = saved_cell_metadata(notebook, 0, lambda m: m.get("version") != first_version)
     assert second["cell_sha256"] != provenance["cell_sha256"]
+    # The old version's result is gone from the page.
+    page.get_by_role("tab", name=f"ƒ {NAME}").click()
+    by_id(page, "faas-tab-invoke").click()
+    assert by_id(page, "faas-invoke-result").count() == 0
 
     # Versions: each deploy with its code hash, time and who; rollback in one step.
-    page.get_by_role("tab", name=f"ƒ {NAME}").click()
     by_id(page, "faas-tab-versions").click()
     versions = by_id(page, "faas-version-row")
     versions.nth(1).wait_for()

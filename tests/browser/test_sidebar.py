@@ -28,6 +28,7 @@ from lab import (
     saved_cell_metadata,
     step_statuses,
     type_into_cell,
+    wait_for_saved_layout,
     widen_left_panel,
     write_notebook,
 )
@@ -105,6 +106,8 @@ def test_deploy_invoke_and_provenance_from_the_sidebar(page, jupyterlab, functio
     page.screenshot(path=str(DOCS_IMAGES / "sidebar-invoke.png"))
 
     # After a reload the layout (sidebar and page included) comes back, the cell still marked.
+    # The layout restorer keeps the page as "<its tracker's namespace>:<function name>".
+    wait_for_saved_layout(jupyterlab, NOTEBOOK, f"jupyter-faas-function:{NAME}")
     page.reload(timeout=PAGE_TIMEOUT_MS)
     page.locator(f"[data-testid='faas-page-{NAME}']").wait_for(timeout=PAGE_TIMEOUT_MS)
     by_id(page, "faas-deploy-cell").wait_for(timeout=PAGE_TIMEOUT_MS)
