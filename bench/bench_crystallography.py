@@ -157,7 +157,7 @@ def report(rows: list[dict], args) -> str:
         [f"{r['summary']['indexed']} ({100 * r['summary']['indexing_rate']:.1f} %)" for r in rows],
         "≥ 95 %",
     )
-    row("indexed with the true orientation (up to the Laue group)",
+    row("indexed as the true lattice (basis within 0.05 of a Laue-group operator)",
         [f"{r['right']} of {r['summary']['indexed']}" for r in rows])  # fmt: skip
     row(
         "mean refined cell (Å, °)",
