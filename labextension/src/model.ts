@@ -19,6 +19,7 @@ import {
   IJobEvent,
   IJobStatus,
   ISchedule,
+  IServerStatus,
   ITestReport,
   IVersion,
   JobAction
@@ -85,6 +86,40 @@ export class FunctionsModel implements IFunctionsModel {
       this._loadError = errorMessage(error);
     } finally {
       this._loading = false;
+      this._changed.emit();
+    }
+  }
+
+  /**
+   * Follow the server cheaply (`GET status`, no folder scan): new runs update the rows'
+   * last run; a function deployed, removed or at another version elsewhere reloads the list.
+   */
+  async refreshStatus(): Promise<void> {
+    let status: IServerStatus;
+    try {
+      status = await requestAPI<IServerStatus>('status');
+    } catch {
+      return this.refresh();
+    }
+    const onServer = Object.keys(status.functions);
+    const listed = this._functions.filter(f => f.deployed);
+    const stale =
+      (status.server_error ?? null) !== this._serverError ||
+      onServer.length !== listed.length ||
+      onServer.some(name => this.info(name)?.deployed?.version !== status.functions[name].version);
+    if (stale) {
+      return this.refresh();
+    }
+    let changed = false;
+    this._functions = this._functions.map(row => {
+      const last = status.functions[row.name]?.last_activation ?? null;
+      if (last?.activationId === row.last_activation?.activationId) {
+        return row;
+      }
+      changed = true;
+      return { ...row, last_activation: last };
+    });
+    if (changed) {
       this._changed.emit();
     }
   }

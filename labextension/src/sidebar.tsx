@@ -18,8 +18,11 @@ export const functionsIcon = new LabIcon({
     '1-1zm1 2v14h14V5H5zm3.2 2h2.3l5.3 10h-2.3l-2.1-4.1L8.9 17H6.6l3.6-6.3L8.2 7z"/></svg>'
 });
 
-/** How often the list refreshes while the sidebar is visible (last runs from cron, notebooks and other clients), ms. */
-const REFRESH_INTERVAL_MS = 5_000;
+/** How often the sidebar follows the server while visible (runs from cron, notebooks and other clients), ms. */
+const STATUS_INTERVAL_MS = 5_000;
+
+/** Every how many status polls the whole list is reloaded (bundles written by the magics). */
+const FULL_REFRESH_EVERY = 6;
 
 /** The sidebar widget. */
 export class FunctionsSidebar extends ReactWidget {
@@ -45,8 +48,13 @@ export class FunctionsSidebar extends ReactWidget {
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
+    window.clearInterval(this._timer);
     void this.model.refresh();
-    this._timer = window.setInterval(() => void this.model.refresh(), REFRESH_INTERVAL_MS);
+    let ticks = 0;
+    this._timer = window.setInterval(() => {
+      ticks += 1;
+      void (ticks % FULL_REFRESH_EVERY ? this.model.refreshStatus() : this.model.refresh());
+    }, STATUS_INTERVAL_MS);
   }
 
   protected onAfterHide(msg: Message): void {

@@ -138,6 +138,12 @@ export interface IFunctionList {
   server_error?: string;
 }
 
+/** `GET status`: each deployed function's server state, cheap to poll. */
+export interface IServerStatus {
+  functions: Record<string, { version: string | null; last_activation: IActivationSummary | null }>;
+  server_error?: string;
+}
+
 /** One progress event of a job; `status` ends or skips its step. */
 export interface IJobEvent {
   step: string;
@@ -264,6 +270,7 @@ export interface IFunctionsModel {
   /** Names of functions whose cells in open notebooks changed since their deploy. */
   readonly changedFunctions: ReadonlySet<string>;
   refresh(): Promise<void>;
+  refreshStatus(): Promise<void>;
   /** The list row of `name`, if listed. */
   info(name: string): IFunctionInfo | undefined;
   detail(name: string): IFunctionDetail | undefined;
