@@ -12,7 +12,7 @@ import pytest
 from xtal.errors import CrystallographyError
 from xtal.index import index
 from xtal.merge import merge
-from xtal.pipeline import chunks, process_run
+from xtal.pipeline import chunks, process_chunk, process_run
 from xtal.simulate import TETRAGONAL, detector, simulate_run
 from xtal.stream import read_hkl, read_stream, write_stream
 
@@ -163,3 +163,30 @@ def test_a_rotated_rectangular_panel(tmp_path):
     for frame in indexed:
         change = np.array(frame["crystals"][0]["basis"]) @ np.linalg.inv(truth[frame["event"]])
         assert np.abs(change - np.round(change)).max() < 0.05
+
+
+def test_chunks_can_write_their_streams_and_return_little(simulated, tmp_path):
+    files = [str(simulated.run_file), str(simulated.geom_file), str(simulated.cell_file)]
+    full = process_chunk(*files, 0, 6)
+    compact = [
+        process_chunk(*files, start, stop, stream_file=str(tmp_path / f"{start}.stream"))
+        for start, stop in chunks(6, 3)
+    ]
+    lines = [frame for result in compact for frame in result["frames"]]
+    assert len(json.dumps(lines)) < len(json.dumps(full["frames"])) / 20
+    assert [f["event"] for f in lines] == list(range(6))
+    assert [f["hit"] for f in lines] == [f["hit"] for f in full["frames"]]
+    assert [f["num_peaks"] for f in lines] == [len(f["peaks"]) for f in full["frames"]]
+    assert [f["cells"] for f in lines] == [
+        [c["cell"] for c in f["crystals"]] for f in full["frames"]
+    ]
+    # The chunk streams, concatenated, are the stream of the whole range.
+    (tmp_path / "run.stream").write_text(
+        "".join((tmp_path / f"{s}.stream").read_text() for s in (0, 3))
+    )
+    write_stream(tmp_path / "one.stream", *files, full["frames"])
+    assert (
+        read_stream(tmp_path / "run.stream")["chunks"]
+        == read_stream(tmp_path / "one.stream")["chunks"]
+    )
+    assert merge(tmp_path / "run.stream") == merge(tmp_path / "one.stream")
