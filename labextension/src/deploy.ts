@@ -10,6 +10,7 @@
 import { Dialog, InputDialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { Kernel } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 
 import { faasMetadata, magicName, provenanceOf } from './cells';
@@ -91,33 +92,19 @@ export class CellDeployer implements IDisposable {
     }
     const cellHash = await sha256Hex(source);
     const rival = this._rivalCell(panel, cell, name);
-    let replace = false;
-    if (rival || !(await this._claimIsFree(panel, cell, name, cellHash))) {
-      replace = await this._askToReplace(name, rival ? `cell ${panel.content.widgets.indexOf(rival) + 1} of ${panel.context.path}` : null);
-      if (!replace) {
-        return;
-      }
+    const owner = rival
+      ? `cell ${panel.content.widgets.indexOf(rival) + 1} of ${panel.context.path}`
+      : await this._claimOwner(panel, cell, name, cellHash);
+    const replace = owner !== null;
+    if (replace && !(await this._askToReplace(name, owner))) {
+      return;
     }
     const testInput = (faasMetadata(cell).test_input as Record<string, unknown> | undefined) ?? null;
     const options: ICaptureOptions = { replace, cellId: cell.model.id, notebook: panel.context.path, testInput };
     this.model.beginDeployment(name);
-    let answer: ICaptureAnswer & { bundle: string };
-    try {
-      answer = await captureInKernel(kernel, name, source, options);
-    } catch (error) {
-      const owner = error instanceof NameTaken ? error.owner : null;
-      if (owner && (await this._askToReplace(name, ownerWords(owner)))) {
-        answer = await captureInKernel(kernel, name, source, { ...options, replace: true }).catch(err => {
-          this._captureFailed(err);
-          return null as any;
-        });
-        if (!answer) {
-          return;
-        }
-      } else {
-        this._captureFailed(error);
-        return;
-      }
+    const answer = await this._capture(kernel, name, source, options);
+    if (answer === null) {
+      return;
     }
     // Recorded before the jobs, so a failed test still finds this cell (and its test input).
     if (!cell.isDisposed && !provenanceOf(cell)) {
@@ -228,34 +215,66 @@ export class CellDeployer implements IDisposable {
     return null;
   }
 
-  /** Whether the server knows no other cell (of any notebook in the folder) that deployed `name`. */
-  private async _claimIsFree(panel: NotebookPanel, cell: Cell, name: string, cellHash: string): Promise<boolean> {
+  /**
+   * Another cell (of any notebook in the folder) the server knows deployed `name`, in words;
+   * null when the name is free or this cell's own.
+   */
+  private async _claimOwner(panel: NotebookPanel, cell: Cell, name: string, cellHash: string): Promise<string | null> {
     try {
       await requestAPI<{ free: boolean }>(
         'claims',
         jsonBody('POST', { name, notebook: panel.context.path, cell_id: cell.model.id, cell_sha256: cellHash })
       );
-      return true;
+      return null;
     } catch (error) {
       if (error instanceof APIError && error.status === 409) {
-        return false;
+        const owner = (error.body as { owner?: IClaimOwner } | null)?.owner;
+        return (owner && ownerWords(owner)) ?? 'another cell';
       }
-      // Any other answer is not a claim by another cell; the capture checks again.
-      return true;
+      // Any other answer is no claim by another cell; the capture checks again.
+      return null;
     }
   }
 
   /** Ask whether this cell should take `name` over from the cell that deployed it. */
-  private async _askToReplace(name: string, owner: string | null): Promise<boolean> {
+  private async _askToReplace(name: string, owner: string): Promise<boolean> {
     const answer = await showDialog({
       title: `${name} is deployed from another cell`,
       body:
-        `${owner ? `${owner[0].toUpperCase()}${owner.slice(1)}` : 'Another cell'} deployed ${name}. ` +
+        `${owner[0].toUpperCase()}${owner.slice(1)} deployed ${name}. ` +
         `Deploying this cell as ${name} replaces that function's code, and the other cell no ` +
         'longer stands for it. Choose another name for a second function.',
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: `Replace ${name}` })]
     });
     return answer.button.accept;
+  }
+
+  /**
+   * Capture the cell in the kernel; when the kernel finds another cell owning the name
+   * (deployed from a notebook this one cannot see), ask, and take it over if told to.
+   *
+   * @returns the capture, or null when it failed (shown in the panel) or was not wanted.
+   */
+  private async _capture(
+    kernel: Kernel.IKernelConnection,
+    name: string,
+    source: string,
+    options: ICaptureOptions
+  ): Promise<(ICaptureAnswer & { bundle: string }) | null> {
+    try {
+      return await captureInKernel(kernel, name, source, options);
+    } catch (error) {
+      if (!(error instanceof NameTaken) || !(await this._askToReplace(name, ownerWords(error.owner)))) {
+        this._captureFailed(error);
+        return null;
+      }
+    }
+    try {
+      return await captureInKernel(kernel, name, source, { ...options, replace: true });
+    } catch (error) {
+      this._captureFailed(error);
+      return null;
+    }
   }
 
   private _captureFailed(error: unknown): void {
@@ -436,12 +455,10 @@ export class CellDeployer implements IDisposable {
   private _marks = new Map<string, Set<string>>();
 }
 
-/** "cell 3 of demo/peaks.ipynb" for people, from a claim's owner. */
-function ownerWords(owner: IClaimOwner): string | null {
-  if (owner.notebook) {
-    return `a cell of ${owner.notebook}${owner.version ? ` (version ${owner.version})` : ''}`;
-  }
-  return null;
+/** "a cell of demo/peaks.ipynb (version 0.0.3)" for people, from a claim's owner. */
+function ownerWords(owner: IClaimOwner): string {
+  const version = owner.version ? ` (version ${owner.version})` : '';
+  return owner.notebook ? `a cell of ${owner.notebook}${version}` : `another cell${version}`;
 }
 
 /**
