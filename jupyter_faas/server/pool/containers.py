@@ -226,6 +226,11 @@ class ActionContainer(Slot):
     def ready(self, deadline: float) -> None:
         self.wait_listening(deadline)
 
+    @property
+    def announces_start(self) -> bool:
+        """Images that print sentinels run our runtime, which announces that it listens."""
+        return self.sentinelled
+
     def sentinel_wait(self, sentinel_wait_s: float) -> float:
         """Images that print no sentinels are not waited for."""
         return sentinel_wait_s if (self.sentinelled or self.logs.saw_sentinel) else 0.0

@@ -22,6 +22,8 @@ from collections import Counter
 
 from ...runtime.faas_protocol import SENTINEL, marker
 
+#: How the line starts that our runtime prints once it listens (runtime/proxy.py, ``main``).
+RUNTIME_STARTED = "faas runtime: listening on "
 #: Output kept between activations beyond this is dropped (and reported as truncated).
 BUFFER_LIMIT_BYTES = 16 * 1024 * 1024
 #: Longer lines are split into pieces of at most this many bytes.
@@ -77,6 +79,8 @@ class LogCollector:
         self._dropped = False
         self._open = 0
         self._closers: list = []
+        #: The start-up line still to come, dropped when it does (see ``discard``).
+        self._late_startup: str | None = None
 
     @classmethod
     def attach(cls, api, container_id: str, name: str) -> LogCollector:
@@ -146,12 +150,19 @@ class LogCollector:
             )
         return out
 
-    def discard(self) -> None:
-        """Drop what the container printed so far (its runtime's start-up lines)."""
+    def discard(self, startup: str | None = None) -> None:
+        """Drop what the container printed so far (its runtime's start-up lines).
+
+        ``startup``: how the line starts that the runtime prints once it listens. The port
+        can answer before that line has come through the output stream; if it is not here
+        yet, it is dropped when it comes, so it never joins an activation's logs.
+        """
         with self._cond:
+            seen = startup is None or any(e[2].startswith(startup) for e in self._lines)
             self._lines = [e for e in self._lines if _is_marker(e[2])]
             self._recount()
             self._dropped = False
+            self._late_startup = None if seen else startup
 
     def wait_ended(self, timeout: float) -> None:
         """Block until the container's output has ended (it exited or was removed)."""
@@ -246,6 +257,9 @@ class LogCollector:
     def _add(self, stream: str, raw: bytes, ns: int) -> bool:
         """Buffer one line; True when it is a marker line."""
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if self._late_startup is not None and text.startswith(self._late_startup):
+            self._late_startup = None
+            return False
         is_marker = _is_marker(text)
         limit = BUFFER_LIMIT_BYTES
         if is_marker:

@@ -105,6 +105,9 @@ class ProcessSlot(Slot):
     prints them in every environment.
     """
 
+    #: Always our runtime, which says when it listens.
+    announces_start = True
+
     def __init__(self, process: RuntimeProcess, name: str, action_key: str):
         super().__init__(name, name, process.memory_mb, action_key, "busy")
         self.process = process

@@ -20,6 +20,7 @@ from ...actionclient import ActionResponse, ContainerGone
 from ...runtime import protocol
 from ..entities import now_ms
 from .executor import BlockingCalls
+from .logs import RUNTIME_STARTED
 from .outcomes import died, failed_outcome, internal, timeout_message
 from .types import DEVELOPER_ERROR, ActivationJob, FaaSInvoker, RunOutcome
 
@@ -104,6 +105,11 @@ class Slot:
         #: Its runtime prints log tokens after its markers (known from its /init answer).
         self.log_tokens = False
 
+    @property
+    def announces_start(self) -> bool:
+        """Whether it runs our runtime, which prints ``RUNTIME_STARTED`` once it listens."""
+        return False
+
     def ready(self, deadline: float) -> None:
         """Block until the sandbox listens (before a cold /init)."""
 
@@ -136,7 +142,7 @@ class Slot:
             if init_value is not None:
                 self.ready(deadline)
                 # The activation's logs start with its /init (import-time output included).
-                self.logs.discard()
+                self.logs.discard(RUNTIME_STARTED if self.announces_start else None)
                 self.logs.token = token
                 result.init = self.action.init(init_value, remaining(deadline), token=token)
                 result.init_ms = int((time.monotonic() - clock) * 1000)
