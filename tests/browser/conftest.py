@@ -51,13 +51,16 @@ def function_server(tmp_path_factory, test_labels, base_image) -> Iterator[Funct
     """The real function server on a free port with a temporary data folder.
 
     Its action containers carry ``test_labels`` (which also scope its start-up cleanup to
-    this run's containers); no prewarm containers, which these tests do not use.
+    this run's containers); no prewarm containers, which these tests do not use. (A
+    container started while a page loads adds a network interface, and Chromium then fails
+    that page's requests with ERR_NETWORK_CHANGED: containers start only when a test asks.)
     """
     data = tmp_path_factory.mktemp("function-server")
     with running_function_server(
         data,
         test_labels,
         "--DockerInvoker.prewarm_count=0",
+        "--DockerInvoker.prewarm_images=False",
         "--FunctionServer.shutdown_grace_s=1.0",
     ) as server:
         yield server
