@@ -187,6 +187,10 @@ def test_function_page_from_deploy_to_delete(page, jupyterlab, function_server):
     assert json.loads(ran.stdout) == {"double": 2, "code": "one"}, ran.stdout
     wsk = by_id(page, "faas-command-wsk").inner_text()
     assert f"action invoke {NAME}" in wsk and function_server.url in wsk
+    # Copy puts the command as shown on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=jupyterlab.url)
+    by_id(page, "faas-command-curl-copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == curl
 
     # Activations: the picture (bars per run; cold, warm and failed marked) and the table,
     # with the version that ran and who started it.
@@ -343,6 +347,7 @@ def test_a_failed_test_is_listed_takes_a_test_input_and_is_removable(page, jupyt
 
     # The page takes a test input, keeps it in the cell's metadata and shows the verdict.
     open_function_page(page, "needs-input")
+    assert "KeyError" in by_id(page, "faas-page-test-failed").inner_text()
     by_id(page, "faas-tab-test").click()
     by_id(page, "faas-test-input").fill('{"threshold": 4}')
     by_id(page, "faas-test-run").click()
