@@ -59,10 +59,12 @@ class Hub:
     url: str
     admin_token: str
     prefix: str
+    image: str
     network: str
     registry_prefix: str
     state: Path
     server_url: str
+    server_data: Path
     proc: subprocess.Popen
     users: list[str] = field(default_factory=list)
 
@@ -184,10 +186,12 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
         url,
         "",
         prefix,
+        hub_image,
         prefix,
         env["FAAS_HUB_REGISTRY_PREFIX"],
         state,
         hub_function_server.url,
+        hub_function_server.log_path.parent,
         proc,
     )
     try:

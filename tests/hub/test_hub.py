@@ -14,10 +14,13 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -143,6 +146,28 @@ def test_a_users_token_acts_on_its_own_namespace_only(hub, people):
     assert all("api_key" not in e for e in listed)
 
 
+def test_each_server_runs_the_pinned_image_with_its_limits_and_volumes(hub, people):
+    for short in USERS:
+        name = people[short]["name"]
+        container = hub.container(name)
+        host = container.attrs["HostConfig"]
+        assert container.attrs["Config"]["Image"] == hub.image
+        assert host["Memory"] == 2 * 1024**3
+        assert host["CpuPeriod"] > 0 and host["CpuQuota"] == host["CpuPeriod"]  # 1 CPU
+        assert host["PidsLimit"] == 512 and host["CapDrop"] == ["ALL"]
+        mounts = {m["Destination"]: m.get("Name") for m in container.attrs["Mounts"]}
+        assert mounts == {
+            "/home/jovyan/work": f"{hub.prefix}-home-{name}",
+            "/home/jovyan/team": f"{hub.prefix}-team",
+        }
+    # The team volume is one folder for everyone, each home a folder of one's own.
+    note = f"from alice {uuid.uuid4().hex}"
+    run_ok(people["alice"]["kernel"], f"open('team/hello.txt', 'w').write({note!r})")
+    run_ok(people["alice"]["kernel"], "open('work/mine.txt', 'w').write('alice only')")
+    assert run_ok(people["bob"]["kernel"], "print(open('team/hello.txt').read())").strip() == note
+    assert run_ok(people["bob"]["kernel"], "import os; print(os.listdir('work'))").strip() == "[]"
+
+
 @pytest.fixture
 def host_listener():
     """A TCP service of this test on all of the host's addresses: only the firewall keeps
@@ -242,6 +267,24 @@ def test_a_user_without_a_namespace_gets_one_on_first_call(hub):
     after = hub.service("GET", "api/namespaces", hub.admin_token).json()["namespaces"]
     assert carol in {e["user"] for e in after}
     assert os.stat(hub.state / "faas" / "namespaces.json").st_mode & 0o077 == 0
+    # A key rotated behind the service's back is replaced at the next lookup.
+    rotated = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupyter-faas"),
+            "namespace",
+            "rotate",
+            carol,
+            f"--data-dir={hub.server_data}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    assert function_server(hub, made["api_key"], "namespaces").status_code == 401
+    again = hub.service("GET", "api/namespace", hub.user_token(carol)).json()
+    assert again["api_key"] not in (made["api_key"], rotated.stdout.strip())
+    assert function_server(hub, again["api_key"], "namespaces").json() == [carol]
 
 
 def test_builds_stream_progress_and_bad_requests_are_refused(hub, people):
