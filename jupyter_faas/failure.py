@@ -78,7 +78,7 @@ def explain(status: str, result, raw_logs: list[str], metadata=None, code: str =
     error = error if isinstance(error, str) else ("" if error is None else str(error))
     # A traceback is printed on stderr; stdout lines may fall between its lines.
     texts = [line["text"] for line in log_lines(raw_logs) if line["stream"] != "stdout"]
-    frames = _frames(texts, metadata, code)
+    frames = _frames(texts, metadata, code, error.removesuffix(_LOADING))
     kind = message = None
     if status == "application error":
         headline = f"your function returned an error: {error}"
@@ -117,7 +117,7 @@ def explain(status: str, result, raw_logs: list[str], metadata=None, code: str =
     }
 
 
-def _frames(texts: list[str], metadata, code: str) -> list[dict] | None:
+def _frames(texts: list[str], metadata, code: str, error: str = "") -> list[dict] | None:
     """The function's own frames of the last traceback in ``texts``, or None if there is none."""
     starts = [i for i, text in enumerate(texts) if text.strip() == TRACEBACK_HEAD]
     if not starts:
@@ -125,14 +125,19 @@ def _frames(texts: list[str], metadata, code: str) -> list[dict] | None:
     frames: list[dict] = []
     handler_dir = None
     parsed = []
+    last = error.strip().splitlines()[0] if error.strip() else ""
     for text in texts[starts[-1] + 1 :]:
         match = _FRAME.match(text)
         if match:
             parsed.append({**match.groupdict(), "line": int(match["line"]), "text": ""})
+        elif last and text.strip().endswith(last):
+            break  # the exception line: the traceback ends here
         elif parsed and not parsed[-1]["text"] and not _MARKS.match(text) and text.strip():
             parsed[-1]["text"] = text.strip()
-        elif text.strip() and not _MARKS.match(text):
-            break  # the exception line: the traceback ends here
+        elif text.strip() and not _MARKS.match(text) and not last:
+            break  # without the error's words, the first other line ends it
+        # else: output of the function's that landed inside the traceback (a test
+        # container's log mixes stdout into it): skipped
     for frame in parsed:
         if os.path.basename(frame["file"]) in _HANDLER_FILES and not _is_runtime(frame["file"]):
             handler_dir = os.path.dirname(frame["file"])

@@ -140,3 +140,20 @@ def test_output_printed_between_the_traceback_lines_does_not_cut_it(bundle, tmp_
     interleaved = rest[:2] + printed + rest[2:]
     error = explain("developer error", result, interleaved, bundle.metadata, bundle.code)
     assert [f["function"] for f in error["frames"]] == ["main", "helper"]
+
+
+def test_a_test_containers_mixed_output_inside_the_traceback_is_skipped(bundle, tmp_path):
+    # A local test container's log has no stream prefix and mixes stdout into stderr.
+    result, logs = run_in_runtime(bundle, {"x": -2}, tmp_path)
+    plain = [line["text"] for line in log_lines(logs)]
+    printed = plain.pop(0)
+    assert printed == "checking -2"
+    main_frame = next(i for i, text in enumerate(plain) if text.endswith(", in main"))
+    for at in (main_frame + 1, main_frame + 2, len(plain) - 1):
+        mixed = plain[:at] + [printed] + plain[at:]
+        error = explain("developer error", result, mixed, bundle.metadata, bundle.code)
+        assert [(f["where"], f["function"]) for f in error["frames"]] == [
+            ("cell", "main"),
+            ("handler.py", "helper"),
+        ], mixed
+        assert error["frames"][0]["text"] == "    return {'y': helper(args['x'])}"
