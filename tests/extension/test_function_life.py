@@ -117,10 +117,13 @@ async def test_a_failure_reads_as_the_cells_error_and_says_who_started_what(
     assert "/faas/" not in error["traceback"] and "proxy.py" not in error["traceback"]
     assert error["traceback"].splitlines()[1] == f"  Cell {name}, line {RAISE_LINE}, in main"
     # Short times for display, the raw lines kept.
-    assert [line["text"] for line in failed["lines"]][0] == "got {'x': -3}"
+    # (stdout and stderr come through apart: the print may follow the traceback's start)
+    printed = next(line for line in failed["lines"] if line["stream"] == "stdout")
+    assert printed["text"] == "got {'x': -3}"
     assert all(len(line["time"]) == 12 for line in failed["lines"]), failed["logs"]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", failed["logs"][0])
     assert failed["lines"][0]["time"] in failed["logs"][0]
+    assert printed["time"] in failed["logs"][failed["lines"].index(printed)]
 
     status, full = await call(jp_fetch, "GET", "activations", failed["activationId"])
     assert full["error"] == error and full["version"] == "0.0.1"
