@@ -79,3 +79,18 @@ def test_the_kernel_says_what_to_do_when_no_service_answers(bundle):
     assert "operator" in str(err.value) and "bundle is in functions/" in str(err.value)
     # Whether an image is published: "cannot tell" is None, and the push then decides.
     assert dead.published(BuiltImage("jupyter-faas/deps:x", "0" * 64, "sha256:x", True)) is None
+
+
+def test_the_single_user_images_config_selects_the_hub_builder_by_name():
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from jupyter_faas.workspace import FaaSWorkspace
+
+    folder = Path(__file__).resolve().parents[2] / "hub" / "singleuser"
+    config = PyFileConfigLoader("jupyter_faas_config.py", path=str(folder)).load_config()
+    workspace = FaaSWorkspace(config=config)
+    assert isinstance(workspace.builder, HubBuilder)
+    installed = FaaSWorkspace.class_traits()["builder_class"].installed()
+    assert installed["hub"] == "jupyter_faas.builders.hub.HubBuilder"
