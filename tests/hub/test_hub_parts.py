@@ -4,11 +4,18 @@ kernel's message when no service answers."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
-from support import free_port
+from support import free_port, loopback, stop, wait_until_answers
+from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_faas.builders import BuiltImage
 from jupyter_faas.builders.hub import HubBuilder, HubServiceUnavailable
@@ -16,6 +23,7 @@ from jupyter_faas.bundle import Bundle, FunctionMetadata
 from jupyter_faas.errors import BadRequest, ConfigError
 from jupyter_faas.hub import protocol
 from jupyter_faas.hub.namespaces import NamespaceMap
+from jupyter_faas.workspace import FaaSWorkspace
 
 
 @pytest.fixture
@@ -82,15 +90,51 @@ def test_the_kernel_says_what_to_do_when_no_service_answers(bundle):
 
 
 def test_the_single_user_images_config_selects_the_hub_builder_by_name():
-    from pathlib import Path
-
-    from traitlets.config.loader import PyFileConfigLoader
-
-    from jupyter_faas.workspace import FaaSWorkspace
-
     folder = Path(__file__).resolve().parents[2] / "hub" / "singleuser"
     config = PyFileConfigLoader("jupyter_faas_config.py", path=str(folder)).load_config()
     workspace = FaaSWorkspace(config=config)
     assert isinstance(workspace.builder, HubBuilder)
     installed = FaaSWorkspace.class_traits()["builder_class"].installed()
     assert installed["hub"] == "jupyter_faas.builders.hub.HubBuilder"
+
+
+@pytest.fixture
+def lone_service(tmp_path):
+    """The faas service alone (no hub behind it, no function server in front)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api",
+        "JUPYTERHUB_API_TOKEN": "unused",
+        "FAAS_HUB_SERVICE_STATE": str(tmp_path),
+    }
+    dead_server = f"http://127.0.0.1:{free_port()}"
+    log_path = tmp_path / "service.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_faas.hub", f"--NamespaceMap.server_url={dead_server}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/services/faas"
+    try:
+        wait_until_answers(proc, f"{base}/api/health", log_path, "The faas service", timeout=60)
+        yield base
+    finally:
+        stop(proc)
+
+
+def test_the_relay_refuses_dot_segments_and_says_when_the_server_is_down(lone_service):
+    resp = loopback().get(f"{lone_service}/api/v1/namespaces", timeout=10)
+    assert resp.status_code == 503 and "is not reachable" in resp.json()["error"]
+    where = urlparse(lone_service)
+    for path in ("/api/v1/../../hub/api", "/api/v1/namespaces/./x"):
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        conn.request("GET", where.path + path)  # sent as written: no client normalises it
+        assert conn.getresponse().status == 400
+        conn.close()
+    # Everything but health needs a hub token, checked with the hub.
+    resp = loopback().get(f"{lone_service}/api/namespace", timeout=10)
+    assert resp.status_code == 403 and "access:services!service=faas" in resp.json()["error"]
