@@ -135,6 +135,8 @@ export class FunctionPage extends ReactWidget {
 
   private _pollDetail(): void {
     const name = this.functionName;
+    // The list row too, should the sidebar be closed (it follows the server only when open).
+    void this.model.refreshStatus();
     void this.model.loadDetail(name).catch(() => undefined);
     void this.model.loadVersions(name).catch(() => undefined);
   }
@@ -159,7 +161,8 @@ function PageView({ name, model, cells, onDeleted }: IPageProps): JSX.Element {
   const [tab, setTab] = useState<Tab>('invoke');
   const [notice, setNotice] = useState<string | null>(null);
   const tabRefs = useRef<Record<string, HTMLButtonElement | null>>({});
-  const info = model.detail(name) ?? model.info(name);
+  // The list row is the freshest (followed every few seconds); the detail adds the commands.
+  const info = model.info(name) ?? model.detail(name);
   const deployed = info?.state === 'deployed';
   const goToCell = async () => {
     setNotice(null);

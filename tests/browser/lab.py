@@ -130,46 +130,50 @@ def widen_left_panel(page, by: int = 120) -> None:
     page.mouse.up()
 
 
-#: For each step row of the progress view: its step, status, and whether its bar moves
-#: (an animation runs on it, or it is partly filled).
-_STEPS_JS = """progress => [...progress.querySelectorAll('[data-step]')].map(row => {
-  const bar = row.querySelector('[role=progressbar]');
-  const fill = bar.firstElementChild;
-  const now = Number(bar.getAttribute('aria-valuenow') || 0);
-  return [row.dataset.step, row.dataset.status,
-          fill.getAnimations().length > 0 || (now > 0 && now < 100)];
-})"""
-
-
-def follow_deploy(page) -> set[tuple[str, str, bool]]:
-    """Watch the progress view until the deploy ends; returns every (step, status, moving) seen."""
-    progress = by_id(page, "faas-deploy-progress")
-    progress.wait_for(timeout=PAGE_TIMEOUT_MS)
-    seen: set[tuple[str, str, bool]] = set()
-    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        seen.update(tuple(row) for row in progress.evaluate(_STEPS_JS))
-        if progress.get_attribute("data-status") != "running":
-            return seen
-        time.sleep(0.1)
-    pytest.fail(f"the deploy did not finish within {DEPLOY_TIMEOUT_S} s; steps seen: {seen}")
+#: Records every (step, status, moving) the progress view shows, on each change of the page,
+#: so a fast deploy's short states are seen too. Moving: an animation runs on the step's bar,
+#: or it is partly filled.
+_WATCH_STEPS_JS = """() => {
+  window.__faasSteps = new Set();
+  const record = () => {
+    for (const row of document.querySelectorAll('[data-testid=faas-deploy-progress] [data-step]')) {
+      const bar = row.querySelector('[role=progressbar]');
+      const now = Number(bar.getAttribute('aria-valuenow') || 0);
+      const moving = bar.firstElementChild.getAnimations().length > 0 || (now > 0 && now < 100);
+      window.__faasSteps.add(JSON.stringify([row.dataset.step, row.dataset.status, moving]));
+    }
+  };
+  window.__faasWatch?.disconnect();
+  window.__faasWatch = new MutationObserver(record);
+  window.__faasWatch.observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
 
 
 def deploy_active_cell(page, name: str | None = None) -> set[tuple[str, str, bool]]:
-    """Press "Deploy active cell" (answering the name dialog when given) and follow it to its end."""
+    """Press "Deploy active cell" (answering the name dialog when given), follow it to its
+    end; returns every (step, status, moving) the progress view showed."""
     old = by_id(page, "faas-deploy-progress")
     before = old.get_attribute("data-status") if old.count() else None
+    page.evaluate(_WATCH_STEPS_JS)
     by_id(page, "faas-deploy-cell").click()
     if name is not None:
         dialog = page.locator(".jp-Dialog")
         dialog.locator("input").fill(name)
         dialog.locator("button.jp-mod-accept").click()
+    progress = by_id(page, "faas-deploy-progress")
     if before is not None:
         # The previous deploy's view stays until this one begins.
         page.locator("[data-testid='faas-deploy-progress'][data-status='running']").wait_for(
             timeout=PAGE_TIMEOUT_MS
         )
-    return follow_deploy(page)
+    progress.wait_for(timeout=PAGE_TIMEOUT_MS)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while progress.get_attribute("data-status") == "running":
+        if time.monotonic() > deadline:
+            pytest.fail(f"the deploy did not finish within {DEPLOY_TIMEOUT_S} s")
+        time.sleep(0.2)
+    seen = page.evaluate("() => [...window.__faasSteps].map(JSON.parse)")
+    return {tuple(row) for row in seen}
 
 
 def step_statuses(page) -> dict[str, str]:
