@@ -44,7 +44,17 @@ export interface ICellRef {
   cell: Cell;
 }
 
-export class FunctionCells {
+/** What the page needs from the notebooks: its cell, and the test input kept there. */
+export interface ICellAccess {
+  reveal(name: string): Promise<ICellRef | null>;
+  testInput(name: string): Record<string, unknown> | null;
+  setTestInput(name: string, input: Record<string, unknown>): Promise<string | null>;
+  /** Run the container test in the notebook's kernel (with the kernel's verdict), if possible. */
+  testInKernel(name: string, input: Record<string, unknown>): Promise<ITestReport | null>;
+}
+
+/** Finds functions' cells, keeps their test input, and tests from their notebook's kernel. */
+export class FunctionCells implements ICellAccess {
   constructor(
     private readonly tracker: INotebookTracker,
     private readonly app: JupyterFrontEnd,
