@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .deployers import Accepted, ActivationRecord, FaaSDeployer
+from .deployers import ActivationRecord, FaaSDeployer
 from .errors import BadRequest, FaaSError, NotFound, ServerError
 
 #: Polling an activation waits this share of its age since submission, within the bounds below:
@@ -196,9 +196,9 @@ def fan_out(
         )
     if not isinstance(retries, int) or retries < 0:
         raise BadRequest(f"retries={retries!r}: it must be 0 or more (1 retries a chunk once).")
-    check_payload = getattr(target, "check_payload", None)
-    for index, chunk in enumerate(params):
-        if check_payload is not None:
+    check_payload = getattr(target, "check_payload", None)  # a workspace's input-size limit
+    if check_payload is not None:
+        for index, chunk in enumerate(params):
             check_payload(chunk, f"Chunk {index} of the fan-out of {name}")
     try:
         deployer.function(name)
@@ -236,7 +236,7 @@ def fan_out(
                     failed(index, number, "refused", str(err))
                     continue
                 now = time.monotonic()
-                activation_id = _accepted_id(accepted)
+                activation_id = accepted.activation_id
                 state.ids[index].append(activation_id)
                 running[activation_id] = _Attempt(
                     index, number, activation_id, now, now + POLL_MIN_S
@@ -292,6 +292,10 @@ def fan_out(
     return result
 
 
+#: The function and chunks forked workers of ``run_in_process`` inherit (set only meanwhile).
+_FORKED: tuple[Callable, list[dict]] | None = None
+
+
 def run_in_process(
     function: Callable[[dict], object],
     chunks: Iterable[dict],
@@ -334,9 +338,6 @@ def run_in_process(
     return run
 
 
-_FORKED: tuple[Callable, list[dict]] | None = None
-
-
 def _call_forked(index: int):
     function, params = _FORKED
     return function(params[index])
@@ -373,10 +374,6 @@ def _checked_chunks(chunks: Iterable[dict], name: str) -> list[dict]:
                 hint='Give each chunk as the function\'s input, e.g. {"start": 0, "stop": 25}.',
             )
     return params
-
-
-def _accepted_id(accepted: Accepted | ActivationRecord) -> str:
-    return accepted.activation_id
 
 
 def _poll(deployer: FaaSDeployer, attempt: _Attempt) -> ActivationRecord | None:
