@@ -115,6 +115,7 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
     fan_out = run.text("fan-out")
     assert f"{CHUNKS} activations over {CHUNKS} chunks" in fan_out, fan_out
     assert "frames/s" in fan_out and "server/in-process" in fan_out, fan_out
+    assert f"{CHUNKS}/{CHUNKS} chunks done" in fan_out, fan_out  # the progress display's text
     if mode == "process":
         assert "container-less" in _all_text(run)
     out = workdir / "xtal-out"
@@ -126,6 +127,11 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
         assert abs(refined - true) / true < 0.005, (summary["cell"], truth)
     assert 0 < summary["cc_half"] <= 1, summary
     assert summary["frames_per_second"] > 0 and summary["in_process_frames_per_second"] > 0
+    # Each activation left its chunk's stream in the run's folder, by reference.
+    streams = sorted((out / "chunks").glob("chunk-*.stream"))
+    assert len(streams) == CHUNKS, streams
+    if mode == "docker":  # written through the mount by the action containers' user
+        assert {path.stat().st_uid for path in streams} == {65534}
     stream = (out / "run.stream").read_text()
     assert stream.count("----- Begin chunk -----") == PARAMETERS["N_FRAMES"]
     assert (out / "merged.hkl").read_text().startswith("CrystFEL reflection list")
