@@ -112,6 +112,9 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
             "xtal-chunk", limit=100
         )
     assert len(listed) == CHUNKS, listed
+    text = _all_text(run)
+    for name in ("xtal-peaks", "xtal-chunk", "xtal-merge"):  # container and kernel agree
+        assert f"{name}: equal" in text and f"{name}: version 0.0.1" in text, text[-3000:]
     fan_out = run.text("fan-out")
     assert f"{CHUNKS} activations over {CHUNKS} chunks" in fan_out, fan_out
     assert "frames/s" in fan_out and "server/in-process" in fan_out, fan_out
@@ -120,7 +123,7 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
     views = [o.data for o in run.outputs("fan-out") if o.output_type == "display_data"]
     assert any("application/vnd.jupyter.widget-view+json" in data for data in views), views
     if mode == "process":
-        assert "container-less" in _all_text(run)
+        assert "container-less" in text
     out = workdir / "xtal-out"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == PARAMETERS["N_FRAMES"]
