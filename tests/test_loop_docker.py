@@ -8,6 +8,7 @@ the tests that look inside Docker (images, containers, registries, other platfor
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 
@@ -271,3 +272,42 @@ def test_site_settings_reach_test_containers(builder, tmp_path):
     bundle = make_bundle(tmp_path, code, unique_requirements())
     run = builder.test(bundle, builder.build(bundle), {})
     assert run.result == {"HTTPS_PROXY": "http://127.0.0.1:3128", "PIP_CERT": "/faas/site-ca.crt"}
+
+
+KNOCK = """
+import socket
+
+
+def main(args):
+    reached = {}
+    for ip in args["ips"]:
+        try:
+            socket.create_connection((ip, args["port"]), timeout=2).close()
+            reached[ip] = True
+        except OSError:
+            reached[ip] = False
+    return reached
+"""
+
+
+def test_test_containers_reach_no_service_of_the_host(builder, tmp_path, docker_client):
+    """A hub's build service runs users' code in test containers: confined like actions (this
+    suite runs as root, so the firewall applies), on a network without inter-container traffic."""
+    from jupyter_faas.builders.docker import TEST_NETWORK
+    from jupyter_faas.server.pool import firewall
+
+    assert firewall.unavailable() == "", "CI runs the suite as root with iptables"
+    bundle = make_bundle(tmp_path, KNOCK, name="knock")
+    image = builder.build(bundle)
+    assert builder.test(bundle, image, {"ips": [], "port": 1}).result == {}
+    network = docker_client.networks.get(TEST_NETWORK)
+    assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    gateways = [
+        net.attrs["IPAM"]["Config"][0]["Gateway"]
+        for net in (network, docker_client.networks.get("bridge"))
+    ]
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        port = listener.getsockname()[1]
+        run = builder.test(bundle, image, {"ips": gateways, "port": port})
+    assert run.status == "success", run
+    assert run.result == dict.fromkeys(gateways, False)

@@ -13,12 +13,12 @@ import socket
 import time
 
 import docker.errors
-from traitlets import Dict, Instance, Unicode, default
+from traitlets import Dict, Instance, List, Unicode, default
 
 from .. import engine, image, runtime
 from ..actionclient import ActionClient
 from ..bundle import Bundle
-from ..errors import BuildError, RegistryError
+from ..errors import BuildError, ConfigError, RegistryError
 from ..registry import FaaSRegistry
 from ..runtime import protocol
 from .interface import BuiltImage, Progress, PushedImage, no_progress
@@ -26,6 +26,8 @@ from .local import LocalBuilder
 
 _OWNER_LABEL = "org.jupyter-faas.owner"
 _FUNCTION_LABEL = "org.jupyter-faas.function"
+#: The network test containers join by default (shared by the builders of one engine).
+TEST_NETWORK = "faas-tests"
 
 
 class DockerBuilder(LocalBuilder):
@@ -45,6 +47,24 @@ class DockerBuilder(LocalBuilder):
 
     registry = Instance(FaaSRegistry, help="Where push sends dependency images.")
 
+    network = Unicode(
+        TEST_NETWORK,
+        help=f"""Docker network the test containers join. "{TEST_NETWORK}" (the default): a
+        bridge network without inter-container traffic, made when missing and shared by
+        every builder on the engine (never removed); when this process runs as root (a
+        hub's build service) it also gets the function server's egress firewall, so test
+        containers reach no service of this host and nothing outside but
+        c.DockerBuilder.allowed_egress. Another name: that existing network, as it is
+        (e.g. "bridge", Docker's default, where containers reach one another).""",
+    ).tag(config=True)
+
+    allowed_egress = List(
+        Unicode(),
+        help="""What test containers may reach when the firewall applies, in the form of
+        c.DockerInvoker.allowed_egress (CIDR, address, host name or "host:PORT", each with
+        an optional :port). Empty (the default): nothing.""",
+    ).tag(config=True)
+
     @default("registry")
     def _registry_default(self):
         return FaaSRegistry(parent=self.parent or self)
@@ -52,6 +72,7 @@ class DockerBuilder(LocalBuilder):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._owner = f"{socket.gethostname()}-{os.getpid()}"
+        self._network_ready = False
 
     @property
     def client(self):
@@ -132,9 +153,11 @@ class DockerBuilder(LocalBuilder):
         # here so a kernel that never tests pays nothing for the server's modules.
         from ..server.pool.containers import Hardening
 
+        self._ensure_network()
         container = self.client.containers.run(
             built.ref,
             detach=True,
+            network=self.network,
             mem_limit=f"{memory}m",
             memswap_limit=f"{memory}m",
             **Hardening().run_options(),
@@ -158,6 +181,27 @@ class DockerBuilder(LocalBuilder):
             engine.remove_container(container)
             raise
         return sandbox
+
+    def _ensure_network(self) -> None:
+        """Make our test network (and its firewall, as root) once per builder."""
+        if self._network_ready or self.network != TEST_NETWORK:
+            return
+        from ..server.pool import firewall
+
+        allowed = None
+        if not firewall.unavailable():
+            try:
+                allowed = [d for e in self.allowed_egress for d in firewall.parse_destination(e)]
+            except ValueError as err:
+                raise ConfigError(f"c.DockerBuilder.allowed_egress: {err}") from None
+        firewall.confined_network(
+            self.client,
+            self.network,
+            engine.labels("test", **self.extra_labels),
+            allowed,
+            "c.DockerBuilder.network",
+        )
+        self._network_ready = True
 
     def remove_stale_containers(self) -> None:
         """Remove test containers of kernels on this host that are no longer running."""

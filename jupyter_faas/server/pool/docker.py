@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import os
 import re
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -604,40 +603,10 @@ class DockerInvoker(SlotPool):
     def _ensure_own_network(self, name: str, allowed: list[Destination] | None) -> str:
         """Our bridge network ``name`` without inter-container traffic, confined to
         ``allowed`` (None: no firewall); a crashed predecessor's (same owner) is reused."""
-        found = [n for n in self._client.networks.list(names=[name]) if n.name == name]
-        try:
-            network = (
-                found[0]
-                if found
-                else self._client.networks.create(
-                    name,
-                    driver="bridge",
-                    options={"com.docker.network.bridge.enable_icc": "false"},
-                    labels=engine.labels(
-                        "server", **{**self.extra_labels, OWNER_LABEL: self.owner}
-                    ),
-                )
-            )
-        except docker.errors.APIError as err:
-            if err.status_code != 409:  # 409: another start of the same owner made it
-                raise ConfigError(
-                    f"The Docker network {name} for the action containers could not be "
-                    f"created ({str(err.explanation or err).strip()[:300]}).",
-                    hint="Remove unused networks (`docker network prune`), or set "
-                    'c.DockerInvoker.network to an existing network, e.g. "bridge".',
-                ) from err
-            network = self._client.networks.get(name)
-        wall = None
-        if allowed is not None:
-            network.reload()
-            wall = EgressFirewall(network.id, firewall.bridge_of(network.attrs), allowed)
-            try:
-                wall.install()
-            except (RuntimeError, OSError, subprocess.SubprocessError) as err:
-                raise ConfigError(
-                    f"The egress firewall of network {name} could not be set up: {err}",
-                    hint='Check that iptables works here, or set c.DockerInvoker.firewall = "off".',
-                ) from err
+        labels = engine.labels("server", **{**self.extra_labels, OWNER_LABEL: self.owner})
+        name, wall = firewall.confined_network(
+            self._client, name, labels, allowed, "c.DockerInvoker.network"
+        )
         self._own_networks[name] = wall
         return name
 

@@ -28,6 +28,10 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
+import docker.errors
+
+from ...errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 _ENTRY_RE = re.compile(r"^(?P<host>[A-Za-z0-9_.:/-]+?)(?::(?P<port>\d{1,5}))?$")
@@ -164,6 +168,52 @@ class EgressFirewall:
                 pass
             _iptables("-F", chain, check=False)
             _iptables("-X", chain, check=False)
+
+
+def confined_network(
+    client, name: str, labels: dict, allowed: list[Destination] | None, setting: str
+) -> tuple[str, EgressFirewall | None]:
+    """The bridge network ``name`` without inter-container traffic (made when missing; one
+    made meanwhile by another process is taken), and its firewall confining it to
+    ``allowed`` (None: no firewall).
+
+    Raises:
+        ConfigError: the network or its rules could not be made; ``setting`` names the
+            setting that picks another network.
+    """
+    found = [n for n in client.networks.list(names=[name]) if n.name == name]
+    try:
+        network = (
+            found[0]
+            if found
+            else client.networks.create(
+                name,
+                driver="bridge",
+                options={"com.docker.network.bridge.enable_icc": "false"},
+                labels=labels,
+            )
+        )
+    except docker.errors.APIError as err:
+        if err.status_code != 409:  # 409: made meanwhile by another start
+            raise ConfigError(
+                f"The Docker network {name} could not be created "
+                f"({str(err.explanation or err).strip()[:300]}).",
+                hint=f"Remove unused networks (`docker network prune`), or set {setting} to an "
+                'existing network, e.g. "bridge".',
+            ) from err
+        network = client.networks.get(name)
+    if allowed is None:
+        return name, None
+    network.reload()
+    wall = EgressFirewall(network.id, bridge_of(network.attrs), allowed)
+    try:
+        wall.install()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        raise ConfigError(
+            f"The egress firewall of network {name} could not be set up: {err}",
+            hint=f"Check that iptables works here, or set {setting} to an existing network.",
+        ) from err
+    return name, wall
 
 
 def bridge_of(network_attrs: dict) -> str:
