@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shlex
 import sys
 import time
@@ -23,6 +24,7 @@ from .deployers import Accepted
 from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows, short_times
 from .errors import ActivationFailed, BundleError, FaaSError
 from .failure import TRACEBACK_HEAD
+from .fanout import FanOutFailed, fan_out
 from .widgets import InvokeForm, ProgressDisplay, TextProgress
 from .workspace import FaaSWorkspace, parse_json_object
 
@@ -34,6 +36,10 @@ LINE_USAGE = """Usage:
   %faas invoke NAME 'JSON' [--async]   invoke NAME (--async returns the activation id)
   %faas invoke NAME params  invoke NAME on a dict of the kernel (any Python expression,
                             or -i/--input EXPR)
+  %faas map NAME CHUNKS [--concurrency N] [--retries R] [--timeout S]
+                            invoke NAME once per dict of CHUNKS (a Python expression),
+                            N at a time, each failed chunk retried R times (default 4, 1);
+                            results in input order (r = %faas map …)
   %faas form NAME           an invoke form (JSON input, Invoke button, result and logs)
   %faas schedule NAME 'CRON' ['JSON']  run NAME periodically, e.g. '*/5 * * * *'
   %faas unschedule NAME ['CRON']       remove NAME's schedules (or the one with CRON)
@@ -46,6 +52,14 @@ LINE_USAGE = """Usage:
 Functions are made with a %%faas cell:
   %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]
          [--replace]  (--replace: take NAME over from the other cell that deployed it)"""
+
+#: ``%faas map NAME CHUNKS [--concurrency N] [--retries R] [--timeout S]``.
+_MAP_LINE = re.compile(
+    r"^(?P<name>\S+)\s+(?P<chunks>.+?)"
+    r"(?P<options>(?:\s+--(?:concurrency|retries|timeout)[ =]\d+(?:\.\d+)?)*)$",
+    re.S,
+)
+_MAP_OPTION = re.compile(r"--(concurrency|retries|timeout)[ =](\d+(?:\.\d+)?)")
 
 #: MIME type of the provenance a deploy hands the front end (it writes cell.metadata.faas).
 PROVENANCE_MIME = "application/vnd.jupyter-faas.provenance+json"
@@ -157,6 +171,15 @@ class FaaSMagics(Magics):
                 raise UsageError(str(err)) from err
             except FaaSError as err:
                 raise UsageError(str(err)) from None
+        if command == "map" and rest_text.strip():
+            # Not shlex either: CHUNKS is a Python expression, spaces and all.
+            try:
+                return self._map(rest_text)
+            except FanOutFailed as err:
+                # Chained: sys.last_value.__cause__.result keeps every chunk's outcome.
+                raise UsageError(str(err)) from err
+            except FaaSError as err:
+                raise UsageError(str(err)) from None
         words = shlex.split(line)
         if not words or words[0] in ("-h", "--help", "help"):
             print(LINE_USAGE)
@@ -173,6 +196,32 @@ class FaaSMagics(Magics):
             return handler(*rest)
         except FaaSError as err:
             raise UsageError(str(err)) from None
+
+    def _map(self, text: str):
+        """``%faas map NAME CHUNKS [options]``: a fan-out over the chunks of an expression."""
+        found = _MAP_LINE.match(text.strip())
+        if not found:
+            raise UsageError(
+                f"Usage: %faas map NAME CHUNKS [--concurrency N] [--retries R] "
+                f"[--timeout S]; got: %faas map {text}"
+            )
+        options = dict(_MAP_OPTION.findall(found["options"] or ""))
+        try:
+            chunks = eval(found["chunks"], self.shell.user_ns)  # noqa: S307 - the user's kernel
+        except Exception as err:
+            raise UsageError(
+                f"%faas map: CHUNKS {found['chunks']!r} is not a Python expression in the kernel "
+                f"({type(err).__name__}: {err})."
+            ) from None
+        return fan_out(
+            self.workspace,
+            found["name"],
+            chunks,
+            concurrency=int(options.get("concurrency", 4)),
+            retries=int(options.get("retries", 1)),
+            timeout_s=float(options.get("timeout", 600)),
+            progress=self.progress_style,
+        )
 
     def _line_build(self, name):
         bundle = self.workspace.load(name)

@@ -165,3 +165,25 @@ def test_in_process_runs_the_same_chunks_in_order(processes):
     run = run_in_process(_square, _chunks(7), processes=processes, progress="none")
     assert run.results == [{"i": i, "square": i * i} for i in range(7)]
     assert run.processes == processes and run.seconds > 0
+
+
+def test_the_map_magic_fans_out_an_expression_of_the_kernel(workspace):
+    """``%faas map NAME CHUNKS [options]`` in IPython: CHUNKS is evaluated in the kernel."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_faas.magics import FaaSMagics
+
+    shell = InteractiveShell.instance()
+    shell.register_magics(FaaSMagics(shell=shell, workspace=workspace, progress_style="text"))
+    shell.user_ns["n"] = 5
+    result = shell.run_line_magic("faas", "map square [{'i': i} for i in range(n)] --concurrency 2")
+    assert [r["square"] for r in result.results] == [0, 1, 4, 9, 16]
+    assert result.concurrency == 2
+    with pytest.raises(UsageError, match="not a Python expression in the kernel"):
+        shell.run_line_magic("faas", "map square no_such_name")
+    with pytest.raises(UsageError, match="--concurrency"):
+        shell.run_line_magic("faas", "map square")
+    with pytest.raises(UsageError) as failed:
+        shell.run_line_magic("faas", "map square [{'i': 1, 'fail': 9, 'key': 'm1'}] --retries 0")
+    assert failed.value.__cause__.result.failures[0].activation_ids
