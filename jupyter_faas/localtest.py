@@ -194,6 +194,34 @@ class TestReport:
     def ok(self) -> bool:
         return self.verdict in ("equal", "equal within tolerance", "container only")
 
+    def to_json(self) -> dict:
+        """The report as the sidebar's faces hand it on: verdict, both runs, the difference."""
+        c, k = self.container, self.kernel
+        kernel = None
+        if k is not None:
+            result, problem = _as_json(k.result) if k.ok else (None, "")
+            kernel = {
+                "ok": k.ok,
+                "result": result if not problem else repr(k.result),
+                "error": k.error or (f"not JSON-serialisable: {problem}" if problem else ""),
+                "seconds": k.seconds,
+            }
+        compared = self.comparison
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "limits": self.limits,
+            "container": {
+                "status": c.status,
+                "result": c.result,
+                "logs": c.logs,
+                "seconds": c.seconds,
+                "peak_memory_bytes": c.peak_memory_bytes,
+            },
+            "kernel": kernel,
+            "differences": [compared.difference] if compared and compared.difference else [],
+        }
+
     def _rows(self) -> list[tuple[str, str, str]]:
         c, k = self.container, self.kernel
         peak = f"{c.peak_memory_bytes / 2**20:.1f} MiB" if c.peak_memory_bytes else "n/a"

@@ -236,22 +236,10 @@ class FaaSMagics(Magics):
         progress = self._progress(f"Test {name}")
         with progress.failing_as(f"{name}: test failed"):
             report = self.workspace.test(
-                bundle, args, progress, kernel_function=self._kernel_twin(bundle)
+                bundle, args, progress, kernel_function=kernel_twin(self.shell.user_ns, bundle)
             )
         progress.finish(report.ok, f"{name}: {report.verdict}")
         display(report)
-
-    def _kernel_twin(self, bundle):
-        """The kernel's handler if its source is in the bundle (the same function), else None:
-        comparing with another cell's ``main`` would only ever say "different"."""
-        function = self.shell.user_ns.get(bundle.metadata.handler)
-        if not callable(function):
-            return None
-        try:
-            source = inspect.getsource(function)
-        except (OSError, TypeError):
-            return None
-        return function if source.strip() in bundle.code else None
 
     def _line_push(self, name):
         bundle = self.workspace.load(name)
@@ -455,6 +443,19 @@ def provenance_of(record) -> dict:
 def split_keys(text: str | None) -> list[str]:
     """``--ignore-keys time, stats.elapsed`` as a list of keys."""
     return [key.strip() for key in (text or "").split(",") if key.strip()]
+
+
+def kernel_twin(user_ns: dict, bundle):
+    """The kernel's handler if its source is in the bundle (the same function), else None:
+    comparing with another cell's ``main`` would only ever say "different"."""
+    function = user_ns.get(bundle.metadata.handler)
+    if not callable(function):
+        return None
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return None
+    return function if source.strip() in bundle.code else None
 
 
 def parse_invoke_line(text: str, namespace: dict) -> tuple[str, dict, bool]:

@@ -26,8 +26,8 @@ from IPython.core.error import UsageError
 
 from .config import load_jupyter_config
 from .errors import FaaSError
-from .magics import FaaSMagics, split_keys
-from .workspace import FaaSWorkspace, parse_json_object
+from .magics import FaaSMagics, kernel_twin, split_keys
+from .workspace import TEST_FILE, FaaSWorkspace, parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -197,4 +197,43 @@ def _capture(name, source, memory, timeout, origin, replace, given_input) -> Cap
         ) from None
     return _reply(
         {"ok": True, "bundle": str(path), "name": bundle.name, "code_sha256": bundle.code_sha256()}
+    )
+
+
+def test(name: str, input_json: str = "{}") -> CaptureReply:
+    """Test function ``name`` in its container and, beside it, in this kernel, as ``%%faas
+    NAME --test`` does: the function page's Test tab runs this in the notebook's kernel.
+
+    Args:
+        name: The function (its bundle, as the magics find it).
+        input_json: The test input, JSON text of an object ("" means {}).
+
+    Returns:
+        JSON text: the report (``ok``, ``verdict``, ``container``, ``kernel`` or null when the
+        kernel's handler is not this function's, ``differences``, ``limits``) with the
+        recorded ``message`` and ``error``; ``{"ok": false, "error", "reason"}`` when it
+        cannot run. The outcome is kept in the bundle (test.json) as every test's is.
+    """
+    shell = get_ipython()
+    try:
+        if shell is None:
+            raise UsageError(
+                "test() runs inside an IPython kernel (the function page calls it there)."
+            )
+        workspace = _workspace(shell)
+        bundle = workspace.load(name)
+        args = parse_json_object(input_json.strip() or "{}", "test input")
+        report = workspace.test(bundle, args, kernel_function=kernel_twin(shell.user_ns, bundle))
+    except (FaaSError, UsageError) as err:
+        body = err.to_json() if isinstance(err, FaaSError) else {"error": str(err)}
+        return _reply({"ok": False, "reason": "usage", **body})
+    except Exception as err:
+        log.exception("Testing %s failed", name)
+        return _reply({"ok": False, "error": f"Testing {name} failed: {type(err).__name__}: {err}"})
+    try:
+        recorded = json.loads((bundle.path / TEST_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    return _reply(
+        {**report.to_json(), "message": recorded.get("message"), "error": recorded.get("error")}
     )

@@ -239,18 +239,9 @@ class FaaSExtension(ExtensionApp):
         self._note(bundle, "tested" if container.ok else "test-failed", built.ref)
         recorded = _read_json(bundle.path / TEST_FILE) or {}
         return {
-            "ok": report.ok,
-            "verdict": report.verdict,
+            **report.to_json(),
             "message": recorded.get("message"),
             "error": recorded.get("error"),
-            "limits": report.limits,
-            "container": {
-                "status": container.status,
-                "result": container.result,
-                "logs": container.logs,
-                "seconds": container.seconds,
-                "peak_memory_bytes": container.peak_memory_bytes,
-            },
         }
 
     def _push(self, bundle: Bundle, progress: Progress) -> dict:

@@ -226,3 +226,32 @@ def test_a_test_input_that_is_not_an_object_is_refused(shell, tmp_path):
     answer = text_plain(shell, capture("triple", PLAIN, test_input=[1, 2]))
     assert answer["ok"] is False and "must be a JSON object, not list" in answer["error"]
     assert not (tmp_path / "functions").exists()
+
+
+@pytest.mark.docker
+def test_the_function_pages_test_runs_container_and_kernel(
+    shell, tmp_path, base_image, test_labels
+):
+    """``_faas.test(NAME, INPUT)``: the container's run, the kernel's twin and the verdict, as
+    ``%%faas --test`` shows them; another cell's ``main`` is no twin; errors are answers."""
+    from jupyter_faas import sidebar_kernel
+
+    shell.run_line_magic("load_ext", "jupyter_faas")
+    shell.run_line_magic("config", f"DockerBuilder.extra_labels = {dict(test_labels)!r}")
+    shell.run_line_magic("config", f"FaaSImages.base_image = {base_image!r}")
+    assert text_plain(shell, capture("triple", PLAIN, 256, 30))["ok"]
+    answer = text_plain(shell, sidebar_kernel.test("triple", '{"x": 2}'))
+    assert answer["verdict"] == "equal" and answer["ok"] is True, answer
+    assert answer["container"]["result"] == {"y": 6} == answer["kernel"]["result"]
+    assert answer["differences"] == []
+    recorded = json.loads((tmp_path / "functions" / "triple" / "test.json").read_text())
+    assert recorded["verdict"] == "equal" and recorded["input"] == {"x": 2}
+
+    shell.run_cell("def main(args):\n    return {'y': -1}\n")  # another cell's main
+    answer = text_plain(shell, sidebar_kernel.test("triple", '{"x": 1}'))
+    assert answer["kernel"] is None and answer["verdict"] == "container only", answer
+
+    missing = text_plain(shell, sidebar_kernel.test("nosuch", "{}"))
+    assert missing["ok"] is False and "nosuch" in missing["error"]
+    bad = text_plain(shell, sidebar_kernel.test("triple", "[1, 2]"))
+    assert bad["ok"] is False and "object" in bad["error"], bad
