@@ -468,7 +468,10 @@ def test_delete_and_update_remove_the_idle_containers_at_once(guest, server_imag
                 "kind": "blackbox",
                 "image": server_images.pushed,
                 "code": v1.replace("1", "2"),
-            }
+            },
+            # Another memory limit: no container prewarmed for the image after v1's cold
+            # start fits, so v2 starts one labelled with its own version.
+            "limits": {"memory": 320},
         },
     )
     assert r.status_code == 200 and r.json()["version"] == "0.0.2", r.text
