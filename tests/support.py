@@ -137,6 +137,18 @@ class FunctionServer:
     def log_tail(self, lines: int = 60) -> str:
         return tail(self.log_path, lines)
 
+    def kernel_env(self, env: dict, config_dir: Path, registry: str, base_image: str) -> dict:
+        """``env`` for a kernel whose magics use this server, the test registry and base image,
+        and the Jupyter config in ``config_dir``."""
+        return {
+            **env,
+            "JUPYTER_CONFIG_DIR": str(config_dir),
+            "FAAS_REGISTRY": registry,
+            "FAAS_BASE_IMAGE": base_image,
+            "__OW_API_HOST": self.url,
+            "__OW_API_KEY": self.key,
+        }
+
 
 @contextmanager
 def running_function_server(

@@ -85,14 +85,7 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
     notebook = nbformat.read(workdir / NOTEBOOK.name, as_version=4)
     _inject(notebook, PARAMETERS)
     with running_function_server(server_data, test_labels, *options, env=env) as server:
-        kernel_env = {
-            **env,
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "FAAS_REGISTRY": registry,
-            "FAAS_BASE_IMAGE": base_image,
-            "__OW_API_HOST": server.url,
-            "__OW_API_KEY": server.key,
-        }
+        kernel_env = server.kernel_env(env, config_dir, registry, base_image)
         client = NotebookClient(
             notebook,
             timeout=900,

@@ -58,14 +58,7 @@ def test_demo_notebook_runs_unchanged(mode, tmp_path, base_image, registry, test
     data = tmp_path / "server"
     data.mkdir()
     with running_function_server(data, test_labels, *options, env=server_env) as server:
-        kernel_env = {
-            **server_env,
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "FAAS_REGISTRY": registry,
-            "FAAS_BASE_IMAGE": base_image,
-            "__OW_API_HOST": server.url,
-            "__OW_API_KEY": server.key,
-        }
+        kernel_env = server.kernel_env(server_env, config_dir, registry, base_image)
         outputs, ok = _run_demo(tmp_path, kernel_env)
         log = server.log_tail(200)
     text = "\n---\n".join(outputs)
