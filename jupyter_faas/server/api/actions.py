@@ -18,10 +18,11 @@ from ..entities import (
     set_annotation,
     split_path,
 )
-from ..errors import NOT_FOUND, BadRequest, NotFound, TooLarge
+from ..errors import NOT_FOUND, BadRequest, Forbidden, NotFound, TooLarge
 from ..store import queries
 from . import crud
 from .base import BaseHandler
+from .packages import not_shared
 
 STATUS_FOR_CODE = {0: 200, 1: 502, 2: 502, 3: 500}
 
@@ -163,7 +164,10 @@ class ActionHandler(BaseHandler):
         blocking = self.bool_arg("blocking")
         result_only = self.bool_arg("result")
         wait_ms = self._wait_ms()
-        target = await self.faas.activator.resolve(identity, namespace, name)
+        try:
+            target = await self.faas.activator.resolve(identity, namespace, name)
+        except Forbidden:
+            raise Forbidden(await not_shared(self.faas, identity, namespace, name)) from None
         self.faas.invocation_throttle.admit(identity.namespace)
         activation_id, record = await self.faas.activator.invoke(
             identity, target, payload, blocking=blocking, wait_ms=wait_ms

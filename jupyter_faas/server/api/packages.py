@@ -3,18 +3,59 @@
 A package with ``publish: true`` can be read, listed and bound from any
 namespace, and its actions invoked; a binding (``binding: {namespace, name}``)
 is a package in the caller's namespace that stands for another package with
-extra parameters.
+extra parameters. ``GET /namespaces/_/packages?public=true`` lists the caller's
+packages and the published ones of every other namespace ("Include publicly
+shared entities in the result", as OpenWhisk's API description words it): how
+people find what others share.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
-from ..entities import check_name, check_params_size, package_summary
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..entities import Identity, check_name, check_params_size, package_summary
+from ..errors import NOT_ENTITLED, BadRequest, Conflict, Forbidden, NotFound
 from ..store import queries
 from . import crud
 from .base import BaseHandler
+
+
+def _published_elsewhere(conn: sqlite3.Connection, namespace: str) -> list[dict]:
+    """The published packages of every namespace but ``namespace``, newest first."""
+    rows = conn.execute(
+        "SELECT doc FROM entities WHERE collection = 'packages' AND namespace != ? "
+        "ORDER BY updated DESC, rowid DESC",
+        (namespace,),
+    )
+    docs = (json.loads(row["doc"]) for row in rows)
+    return [doc for doc in docs if doc.get("publish") and not doc.get("binding")]
+
+
+async def not_shared(faas, identity: Identity, namespace: str, name: str) -> str:
+    """Why ``identity`` may not reach action ``namespace/name``, naming the package and owner.
+
+    The 403 of an invoke says which package is not (or no longer) published by whom,
+    following a binding to the package it stands for, so the caller knows whom to ask.
+    """
+    pkg, _, action = name.rpartition("/")
+    owner = namespace
+    if pkg and namespace == identity.namespace:
+        found = await faas.activator.entity(namespace, pkg, "packages")
+        if found and found.get("binding"):
+            owner, pkg = found["binding"]["namespace"], found["binding"]["name"]
+    if owner == identity.namespace:
+        return NOT_ENTITLED
+    if not pkg:
+        return (
+            f"{NOT_ENTITLED} Action {action} of namespace {owner} is not in a package, so it "
+            f"is not shared: {owner} can publish it in a package (publish: true)."
+        )
+    return (
+        f"{NOT_ENTITLED} Package {pkg} of namespace {owner} is not published (any more), "
+        f"so its action {action} cannot be used from namespace {identity.namespace}: "
+        f"ask {owner} to publish it again, or use a copy of your own."
+    )
 
 
 def _contents(actions: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -30,16 +71,18 @@ def _contents(actions: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 class PackageListHandler(BaseHandler):
-    """``GET .../packages``: all of the caller's, or the published ones of another namespace."""
+    """``GET .../packages``: all of the caller's (with ``public=true`` also every other
+    namespace's published ones), or the published ones of another namespace."""
 
     async def get(self, namespace: str) -> None:
         identity = await self.authenticate()
         namespace = self.namespace_for(namespace, identity)
         limit, skip, count = self.list_args("packages")
-        public_only = namespace != identity.namespace or self.bool_arg("public")
         docs = await self.faas.db.read(queries.list_entities, namespace, "packages")
-        if public_only:
+        if namespace != identity.namespace:
             docs = [d for d in docs if d.get("publish")]
+        elif self.bool_arg("public"):
+            docs += await self.faas.db.read(_published_elsewhere, namespace)
         if count:
             self.send_json({"packages": len(docs)})
             return
