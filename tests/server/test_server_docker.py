@@ -442,7 +442,9 @@ def test_delete_and_update_remove_the_idle_containers_at_once(guest, server_imag
     from jupyter_faas.server.pool.containers import ACTION_LABEL
 
     v1 = "def main(args):\n    return {'version': 1}\n"
-    name = blackbox_action(guest, server_images.pushed, v1)
+    # Memory limits no other test uses: a container prewarmed for this image after another
+    # test's cold start (256 MB) carries no version label and must not serve v1 or v2.
+    name = blackbox_action(guest, server_images.pushed, v1, memory=272)
 
     def containers(version: str) -> list:
         key = f"guest/{name}@{version}@guest"
@@ -469,8 +471,7 @@ def test_delete_and_update_remove_the_idle_containers_at_once(guest, server_imag
                 "image": server_images.pushed,
                 "code": v1.replace("1", "2"),
             },
-            # Another memory limit: no container prewarmed for the image after v1's cold
-            # start fits, so v2 starts one labelled with its own version.
+            # Nor the one prewarmed after v1's cold start (272 MB).
             "limits": {"memory": 320},
         },
     )
