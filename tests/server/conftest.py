@@ -298,6 +298,23 @@ def real_server_args(server_images, run_label) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def start_real_server(tmp_path_factory, real_server_args):
+    """Start server subprocesses with the real DockerInvoker (plus ``extra_args``) for a
+    module; all are stopped after its last test."""
+    started: list[ServerProcess] = []
+
+    def start(*extra_args: str) -> ServerProcess:
+        data = tmp_path_factory.mktemp("real-server") / "data"
+        args = [*real_server_args, *extra_args]
+        started.append(ServerProcess(data, free_port(), args, REAL_START_TIMEOUT).start())
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
 __all__ = [
     "Client",
     "FakeInvoker",

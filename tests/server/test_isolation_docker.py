@@ -20,8 +20,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import REAL_START_TIMEOUT, Client, ServerProcess
-from support import activation_job, free_port
+from conftest import Client
+from support import activation_job
 from traitlets import TraitError, Unicode
 from traitlets.config import Configurable
 
@@ -301,16 +301,9 @@ def test_servers_remove_only_their_own_orphans(loop, make_invoker, docker_client
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, real_server_args):
+def server(start_real_server):
     """A real server without prewarm: each container then carries its action key as a label."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("isolation") / "data",
-        free_port(),
-        [*real_server_args, "--DockerInvoker.prewarm_count=0"],
-        REAL_START_TIMEOUT,
-    ).start()
-    yield proc
-    proc.stop()
+    return start_real_server("--DockerInvoker.prewarm_count=0")
 
 
 @pytest.mark.docker

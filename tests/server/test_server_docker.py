@@ -16,8 +16,8 @@ import time
 import uuid
 
 import pytest
-from conftest import REAL_START_TIMEOUT, Client, ServerProcess
-from support import free_port, labelled_image
+from conftest import Client
+from support import labelled_image
 
 pytestmark = pytest.mark.docker
 
@@ -49,15 +49,8 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, real_server_args):
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("docker") / "data",
-        free_port(),
-        real_server_args,
-        REAL_START_TIMEOUT,
-    ).start()
-    yield proc
-    proc.stop()
+def server(start_real_server):
+    return start_real_server()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import REAL_START_TIMEOUT, Client, ServerProcess
-from support import free_port
+from conftest import Client
 
 pytestmark = pytest.mark.docker
 
@@ -59,15 +58,8 @@ def parsed(logs: list[str]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, real_server_args):
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("warm-logs") / "data",
-        free_port(),
-        [*real_server_args, "--DockerInvoker.prewarm_count=0"],
-        REAL_START_TIMEOUT,
-    ).start()
-    yield proc
-    proc.stop()
+def server(start_real_server):
+    return start_real_server("--DockerInvoker.prewarm_count=0")
 
 
 def test_every_warm_activation_holds_exactly_its_own_lines(server):
