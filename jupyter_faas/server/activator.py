@@ -38,6 +38,7 @@ from .entities import (
 )
 from .errors import NOT_ENTITLED, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict, Forbidden
 from .errors import NotFound as NotFoundError
+from .metrics import ServerMetrics
 from .pool.types import WHISK_ERROR, ActivationJob, RunOutcome
 from .store import Database, queries
 
@@ -111,6 +112,7 @@ class Activator:
         max_running: Container activations allowed to run at once; others wait
             (and count as not started for crash recovery).
         log: Logger to report to (default: this module's).
+        metrics: Where finished activations are counted (default: a registry of its own).
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class Activator:
         python_image: str,
         max_running: int = 64,
         log: logging.Logger | None = None,
+        metrics: ServerMetrics | None = None,
     ):
         self.log = log or logging.getLogger(__name__)
+        self.metrics = metrics or ServerMetrics()
         self.db = db
         self.invoker = invoker
         self.ranges = ranges
@@ -273,6 +277,16 @@ class Activator:
         self, identity: Identity, target: Target, params: Any, activation_id: str, cause: str | None
     ) -> dict:
         """Run a pending activation and commit its record together with the pending row's removal."""
+        in_flight = self.metrics.in_flight.labels(identity.namespace)
+        in_flight.inc()
+        try:
+            return await self._activate_counted(identity, target, params, activation_id, cause)
+        finally:
+            in_flight.dec()
+
+    async def _activate_counted(
+        self, identity: Identity, target: Target, params: Any, activation_id: str, cause: str | None
+    ) -> dict:
         try:
             record = await self.execute(identity, target, params, activation_id, cause)
         except asyncio.CancelledError:
@@ -292,6 +306,7 @@ class Activator:
         finally:
             self._finishing.discard(activation_id)
             self._durable.discard(activation_id)
+        self.metrics.observe(record)
         return record
 
     async def execute(
@@ -474,6 +489,7 @@ class Activator:
                 identity, part, part_params, part_id, activation_id, depth + 1
             )
             await self.db.write(queries.put_activation, record, part.name)
+            self.metrics.observe(record)
             component_ids.append(part_id)
             duration += record.get("duration", 0)
             response = record["response"]

@@ -38,6 +38,7 @@ from ..traits import AUTO, EntryPointType, backend_default
 from .alarms import SYSTEM_NAMESPACE, AlarmService
 from .api import NotFoundHandler, routes
 from .entities import LimitRanges, check_name, now_ms
+from .metrics import ServerMetrics
 from .pool import FaaSInvoker
 from .store import Database, connect, keys, queries
 from .throttle import LimitedActivator, MinuteThrottle
@@ -289,6 +290,15 @@ class FunctionServer(Application):
         "5 fields, one minute finest.",
     )
     db_readers = Integer(2, config=True, help="Threads (and SQLite connections) serving reads.")
+    metrics_token = Unicode(
+        "",
+        config=True,
+        help="Token that shows every series of GET /metrics (Authorization: Bearer TOKEN), "
+        "e.g. for the operator's Prometheus. A namespace key (Basic auth) shows that "
+        "namespace's series only; without either, /metrics answers 401. Empty (the "
+        "default): no token is accepted. Example: a long random string "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(32))').",
+    )
 
     @validate("min_action_memory_mb", "max_action_memory_mb", "default_action_memory_mb")
     def _positive(self, proposal):
@@ -301,6 +311,7 @@ class FunctionServer(Application):
         self.db: Database | None = None
         self.invoker: FaaSInvoker | None = None
         self.activator: LimitedActivator | None = None
+        self.metrics: ServerMetrics | None = None
         self.alarms: AlarmService | None = None
         self.http_server: httpserver.HTTPServer | None = None
         self.bound_port: int | None = None
@@ -497,6 +508,7 @@ class FunctionServer(Application):
         await self.invoker.start()
         self.invocation_throttle = MinuteThrottle(self.invocations_per_minute, "requests")
         self.fire_throttle = MinuteThrottle(self.fires_per_minute, "trigger fires")
+        self.metrics = ServerMetrics(self.invoker.pool_sizes)
         self.activator = LimitedActivator(
             self.db,
             self.invoker,
@@ -507,6 +519,7 @@ class FunctionServer(Application):
             invocations=self.invocation_throttle,
             sequence_limit=self.action_sequence_limit,
             concurrent=self.concurrent_invocations,
+            metrics=self.metrics,
         )
         self.alarms = AlarmService(
             self.db,

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from . import actions, activations, info, packages, triggers, web
+from . import actions, activations, info, metrics, packages, triggers, web
 from .base import BaseHandler, NotFoundHandler
 
 
 def routes() -> list[tuple]:
-    """The URL routes of the OpenWhisk API (``/``, ``/api/v1/...``)."""
+    """The URL routes of the OpenWhisk API (``/``, ``/api/v1/...``) and ``/metrics``."""
     handlers: list[tuple] = []
-    for module in (info, actions, activations, triggers, packages, web):
+    for module in (info, actions, activations, triggers, packages, web, metrics):
         handlers.extend(module.default_handlers)
     return handlers
 

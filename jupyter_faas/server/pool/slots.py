@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from traitlets import Float, Integer, TraitError, validate
 
@@ -448,6 +450,14 @@ class SlotPool(FaaSInvoker):
         slot.state = "idle"
         slot.last_used = time.monotonic()
         await self._notify()
+
+    def pool_sizes(self) -> dict[tuple[str, str], int]:
+        """Slots by ``(invoking namespace, state)``: the caller is the action key's last part."""
+        sizes: Counter = Counter()
+        for slot in self._slots.values():
+            key = slot.action_key
+            sizes[unquote(key.rpartition("@")[2]) if key else "", slot.state] += 1
+        return dict(sizes)
 
     async def retire(self, action: str) -> int:
         """Remove the idle slots of ``action`` (``ns/name`` or ``ns/name@version``) now and its

@@ -126,6 +126,11 @@ class FaaSInvoker(Pluggable, LoggingConfigurable):
         """Run one activation to its outcome."""
         raise NotImplementedError
 
+    def pool_sizes(self) -> dict[tuple[str, str], int]:
+        """Its sandboxes by ``(invoking namespace, state)`` ("" for prewarm ones), for
+        ``/metrics``. Default: none."""
+        return {}
+
     async def retire(self, action: str) -> int:
         """Remove the idle sandboxes of a deleted or replaced action; returns how many.
 
