@@ -16,7 +16,7 @@ VENV="$REPO/.venv"
 # nodejs here: they would replace the machine's Node 20.20 with Node 18, too old to build
 # the JupyterLab extension.
 APT_PACKAGES=(docker.io debootstrap docker-registry python3 python3-venv curl ca-certificates procps
-    chromium)
+    chromium wrk)
 # The JupyterLab extension's sources: a change to any of them rebuilds it on the next run.
 LAB_SOURCES=(labextension/package.json labextension/yarn.lock labextension/tsconfig.json
     labextension/install.json labextension/src labextension/style)

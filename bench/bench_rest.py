@@ -1,0 +1,474 @@
+"""Benchmark: the invoke path as a client sees it at the REST API, driven by ``wrk``.
+
+Starts ``python -m jupyter_faas.server`` (the real DockerInvoker with its hardening: confined
+containers on an ICC-off network, the egress firewall when run as root) on 127.0.0.1, creates
+a trivial Python action, warms it, and measures, each next to a baseline of the same run:
+
+(a) sequential overhead: N blocking ``result=true`` REST calls from one lean kept-alive
+    client against N direct ``/run`` calls to the same warm container (found by its labels;
+    its secret read from the engine), interleaved in blocks; p50 and p99 of each side and
+    their difference. Before each REST block one untimed call takes up the log lines the
+    direct block left in the server's log buffer of that container;
+(b) throughput: ``wrk -t2 -cC -d…`` (a C load generator: the client costs little) with a Lua
+    script for C in 1, 8, 64 against the REST API and against ``/run`` of a warm container
+    of the same image confined the same way (the bench's own, so that its runtime's log
+    markers never reach the server's log buffers), requests/s, latency, non-2xx and socket
+    errors, ratio;
+(c) non-blocking invocations: ``wrk`` sends ``blocking=false`` invokes; afterwards the
+    activation records of that action are counted (every accepted one must be recorded)
+    and the database must hold no pending row;
+(d) memory: the server's peak RSS (``VmHWM``) after ``wrk -c64`` for ``--rss-seconds``;
+(e) what ``/metrics`` costs: REST throughput at 8 connections with and without a scraper
+    reading ``/metrics`` every second.
+
+Every loop is bounded in count and time. Every container carries role ``bench`` or ``server``
+and a per-run label and is removed at the end; the server's data directory is temporary.
+
+Usage: ``.venv/bin/python bench/bench_rest.py [--server-code DIR] [--label NAME]
+[--seq 300] [--seconds 10] [--conns 1,8,64] [--rss-seconds 60] [--json FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from jupyter_faas import engine
+from jupyter_faas.runtime import protocol
+from jupyter_faas.server.pool.containers import ACTION_LABEL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import (  # noqa: E402 - the sibling bench, importable once bench/ is on the path
+    RUN_LABEL,
+    TRIVIAL,
+    LeanConnection,
+    baseline_containers,
+    post_head,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60
+#: Hard caps, whatever the command line says.
+MAX_SEQ, MAX_SECONDS, MAX_CONNS, MAX_DRAIN_S = 5000, 120, 256, 300
+BLOCK = 50
+#: Untimed wrk run before each timed one at a new connection count (its cold starts).
+WARM_S = 3
+WARM_ROUNDS = 10
+ACTION = "rest-trivial"
+NB_ACTION = "rest-nonblocking"
+
+LUA = """
+wrk.method = "POST"
+wrk.body = %(body)s
+wrk.headers["Content-Type"] = "application/json"
+%(headers)s
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%%d duration_us=%%d status=%%d connect=%%d read=%%d "
+    .. "write=%%d timeout=%%d p50_us=%%d p99_us=%%d\\n", summary.requests, summary.duration,
+    e.status, e.connect, e.read, e.write, e.timeout, latency:percentile(50),
+    latency:percentile(99)))
+end
+"""
+
+
+def lua_script(folder: Path, name: str, body: bytes, headers: dict) -> Path:
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    path = folder / f"{name}.lua"
+    path.write_text(LUA % {"body": json.dumps(body.decode()), "headers": lines})
+    return path
+
+
+def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
+    """One ``wrk`` run; its counts, rate and latency percentiles."""
+    threads = min(2, conns)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    found = re.search(r"^RESULT (.*)$", out, re.M)
+    if not found:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    values = {k: int(v) for k, v in (item.split("=") for item in found.group(1).split())}
+    socket_errors = sum(values[k] for k in ("connect", "read", "write", "timeout"))
+    return {
+        "conns": conns,
+        "requests": values["requests"],
+        "rate": values["requests"] / (values["duration_us"] / 1e6),
+        "non2xx": values["status"],
+        "socket_errors": socket_errors,
+        "p50_ms": values["p50_us"] / 1000,
+        "p99_ms": values["p99_us"] / 1000,
+    }
+
+
+class Server:
+    """``python -m jupyter_faas.server`` of ``code`` with this run's label, in ``folder``."""
+
+    def __init__(self, run: str, folder: Path, code: Path):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = folder / "data"
+        self.log_path = folder / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_faas.server",
+                "--ip=127.0.0.1",
+                f"--FunctionServer.port={self.port}",
+                f"--FunctionServer.data_dir={self.data_dir}",
+                "--FunctionServer.activation_max_count=0",
+                "--log-level=WARN",
+                "--DockerInvoker.memory_budget_mb=16384",
+                f"--DockerInvoker.extra_labels={json.dumps({RUN_LABEL: run})}",
+            ],
+            cwd=code,
+            env={**os.environ, "PYTHONPATH": str(code)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.session = requests.Session()
+        self.session.trust_env = False
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{self.log_path.read_text()}")
+            try:
+                if self.session.get(f"{self.url}/api/v1", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start within {START_TIMEOUT} s")
+            time.sleep(0.1)
+        self.key = (self.data_dir / "auth.guest").read_text().strip()
+        self.session.auth = tuple(self.key.split(":", 1))
+        self.basic = "Basic " + base64.b64encode(self.key.encode()).decode()
+
+    def put_action(self, name: str) -> dict:
+        doc = {"exec": {"kind": "python:3.11", "code": TRIVIAL}, "limits": {"memory": 192}}
+        resp = self.session.put(
+            f"{self.url}/api/v1/namespaces/_/actions/{name}?overwrite=true", json=doc, timeout=30
+        )
+        resp.raise_for_status()
+        return resp.json()
+
+    def count(self, name: str) -> int:
+        resp = self.session.get(
+            f"{self.url}/api/v1/namespaces/_/activations?name={name}&count=true", timeout=30
+        )
+        resp.raise_for_status()
+        return resp.json()["activations"]
+
+    def pending_rows(self) -> int:
+        conn = sqlite3.connect(f"file:{self.data_dir / 'server.sqlite'}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+        finally:
+            conn.close()
+
+    def status(self, field: str) -> int:
+        """A ``VmHWM``/``VmRSS`` value of the server process, in kB."""
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def run_body(doc: dict) -> bytes:
+    return json.dumps(
+        {
+            "value": {"n": 1},
+            "namespace": "guest",
+            "action_name": f"/guest/{doc['name']}",
+            "action_version": doc["version"],
+            "activation_id": uuid.uuid4().hex,
+            "transaction_id": uuid.uuid4().hex,
+            "deadline": str(int(time.time() * 1000) + 3_600_000),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def action_containers(docker, run: str, doc: dict) -> list:
+    """The running containers the server holds for the action."""
+    key = f"guest/{doc['name']}@{doc['version']}@guest"
+    labels = {RUN_LABEL: run, ACTION_LABEL: key}
+    return [c for c in engine.containers_with_label(docker, **labels) if c.status == "running"]
+
+
+def warm(server: Server, docker, run: str, doc: dict, url: str, script: Path, conns: int) -> None:
+    """Untimed wrk runs until the server stops starting containers for ``conns`` connections
+    (cold starts are not what is measured; under load a start takes seconds here)."""
+    count = -1
+    for _ in range(WARM_ROUNDS):
+        wrk(url, script, conns, WARM_S)
+        now = len(action_containers(docker, run, doc))
+        if now == count:
+            return
+        count = now
+
+
+def server_container(docker, run: str, doc: dict):
+    """The (one) warm container the server holds for the action, its address and secret."""
+    found = action_containers(docker, run, doc)
+    if len(found) != 1:
+        raise RuntimeError(f"expected one warm container of {doc['name']}, found {len(found)}")
+    container = found[0]
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    return engine.container_address(container), env[protocol.SECRET_ENV]
+
+
+def timed(conn: LeanConnection, head: bytes, body: bytes, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        status, payload = conn.request(head, body)
+        out.append((time.perf_counter() - start) * 1000)
+        if status != 200 or json.loads(payload) != {"ok": True}:
+            raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
+    return out
+
+
+def sequential(server: Server, docker, run: str, doc: dict, count: int) -> dict:
+    """(a): interleaved blocks of REST and direct calls, one client each, same container."""
+    host = f"127.0.0.1:{server.port}"
+    path = f"/api/v1/namespaces/_/actions/{doc['name']}?blocking=true&result=true"
+    rest_head = post_head(path, host, server.key)
+    body = b'{"n":1}'
+    rest = LeanConnection("127.0.0.1", server.port)
+    timed(rest, rest_head, body, 30)  # warm: one container, its connection, the caches
+    address, secret = server_container(docker, run, doc)
+    direct = LeanConnection(address, 8080)
+    direct_head = post_head("/run", "action") + f"{protocol.SECRET_HEADER}: {secret}\r\n".encode()
+    direct_body = run_body(doc)
+    timed(direct, direct_head, direct_body, 10)
+    via, raw = [], []
+    cpu0 = server.cpu_s()
+    try:
+        while len(via) < count:
+            n = min(BLOCK, count - len(via))
+            timed(rest, rest_head, body, 1)  # untimed: takes the direct block's log lines
+            via += timed(rest, rest_head, body, n)
+            raw += timed(direct, direct_head, direct_body, n)
+    finally:
+        rest.close()
+        direct.close()
+    cpu = (server.cpu_s() - cpu0) * 1000 / (count + count // BLOCK)
+    result = {"n": count, "server_cpu_ms": cpu}
+    for q, tag in ((0.5, "p50"), (0.99, "p99")):
+        result[f"rest_{tag}"] = quantile(via, q)
+        result[f"direct_{tag}"] = quantile(raw, q)
+        result[f"overhead_{tag}"] = result[f"rest_{tag}"] - result[f"direct_{tag}"]
+    return result
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Scraper:
+    """Reads ``/metrics`` every second on a thread until stopped; counts answers."""
+
+    def __init__(self, server: Server):
+        self.server, self.ok, self.failed, self.bytes = server, 0, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        session.auth = self.server.session.auth
+        while not self._stop.wait(1.0):
+            try:
+                resp = session.get(f"{self.server.url}/metrics", timeout=10)
+                if resp.status_code == 200:
+                    self.ok += 1
+                    self.bytes = len(resp.content)
+                else:
+                    self.failed += 1
+            except requests.RequestException:
+                self.failed += 1
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server-code", type=Path, default=ROOT, help="checkout whose server runs")
+    parser.add_argument("--label", default="", help="name of this run's rows, e.g. before")
+    parser.add_argument("--seq", type=int, default=300, help="sequential calls per side (a)")
+    parser.add_argument("--seconds", type=float, default=10, help="duration of each wrk run")
+    parser.add_argument("--conns", default="1,8,64", help="wrk connection counts (b)")
+    parser.add_argument("--rss-seconds", type=float, default=0, help="the -c64 run of (d); 0: none")
+    parser.add_argument("--skip", default="", help="parts to skip, e.g. c,e")
+    parser.add_argument("--json", type=Path, help="append this run's results to this file")
+    args = parser.parse_args()
+    args.seq = max(BLOCK, min(args.seq, MAX_SEQ))
+    args.seconds = min(args.seconds, MAX_SECONDS)
+    args.rss_seconds = min(args.rss_seconds, MAX_SECONDS)
+    conns = [max(1, min(int(c), MAX_CONNS)) for c in args.conns.split(",")]
+    skip = set(args.skip.split(","))
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    docker = engine.docker_client()
+    run = f"bench-{uuid.uuid4().hex[:12]}"
+    folder = Path(tempfile.mkdtemp(prefix="bench-rest-"))
+    code = args.server_code.resolve()
+    commit = subprocess.run(
+        ["git", "-C", str(code), "log", "-1", "--format=%h"], capture_output=True, text=True
+    ).stdout.strip()
+    results: dict = {
+        "label": args.label or commit,
+        "commit": commit,
+        "load_start": os.getloadavg()[0],
+        "argv": " ".join(sys.argv[1:]),
+    }
+    server = Server(run, folder, code)
+    try:
+        doc = server.put_action(ACTION)
+        results["sequential"] = sequential(server, docker, run, doc, args.seq)
+        s = results["sequential"]
+        print(
+            f"(a) overhead p50 {s['overhead_p50']:.2f} ms p99 {s['overhead_p99']:.2f} ms "
+            f"(REST {s['rest_p50']:.2f}/{s['rest_p99']:.2f}, direct "
+            f"{s['direct_p50']:.2f}/{s['direct_p99']:.2f})",
+            flush=True,
+        )
+        auth = {"Authorization": server.basic}
+        rest_url = f"{server.url}/api/v1/namespaces/_/actions/{ACTION}?blocking=true&result=true"
+        rest_lua = lua_script(folder, "rest", b'{"n":1}', auth)
+        baseline, secret = baseline_containers(docker, run, 1)
+        direct_url = f"http://{engine.container_address(baseline[0])}:8080/run"
+        direct_lua = lua_script(folder, "direct", run_body(doc), {protocol.SECRET_HEADER: secret})
+        results["throughput"] = []
+        for c in conns:
+            warm(server, docker, run, doc, rest_url, rest_lua, c)
+            via = wrk(rest_url, rest_lua, c, args.seconds)
+            via["containers"] = len(action_containers(docker, run, doc))
+            raw = wrk(direct_url, direct_lua, c, args.seconds)
+            results["throughput"].append({"rest": via, "direct": raw})
+            print(
+                f"(b) c{c}: REST {via['rate']:.0f}/s ({via['non2xx']} non-2xx, "
+                f"{via['socket_errors']} socket errors, p50 {via['p50_ms']:.1f} ms, p99 "
+                f"{via['p99_ms']:.1f} ms, {via['containers']} containers), direct "
+                f"{raw['rate']:.0f}/s",
+                flush=True,
+            )
+        for container in baseline:
+            engine.remove_container(container)
+        if "c" not in skip:
+            server.put_action(NB_ACTION)
+            nb_url = f"{server.url}/api/v1/namespaces/_/actions/{NB_ACTION}"
+            nb = wrk(nb_url, rest_lua, 8, args.seconds)
+            accepted = nb["requests"] - nb["non2xx"]
+            deadline, last, last_change = time.monotonic() + MAX_DRAIN_S, -1, time.monotonic()
+            while time.monotonic() < deadline:
+                recorded = server.count(NB_ACTION)
+                if recorded >= accepted and server.pending_rows() == 0:
+                    break
+                if recorded != last:
+                    last, last_change = recorded, time.monotonic()
+                elif time.monotonic() - last_change > 30:
+                    break
+                time.sleep(1)
+            nb.update(
+                accepted=accepted,
+                recorded=server.count(NB_ACTION),
+                pending=server.pending_rows(),
+                drain_s=time.monotonic() - (deadline - MAX_DRAIN_S),
+            )
+            results["nonblocking"] = nb
+            print(
+                f"(c) non-blocking: {nb['rate']:.0f} accepted/s, {accepted} accepted, "
+                f"{nb['recorded']} recorded, {nb['pending']} pending",
+                flush=True,
+            )
+        if "e" not in skip:
+            plain = wrk(rest_url, rest_lua, 8, args.seconds)
+            with Scraper(server) as scraper:
+                scraped = wrk(rest_url, rest_lua, 8, args.seconds)
+            results["metrics"] = {
+                "without": plain,
+                "with": scraped,
+                "scrapes": scraper.ok,
+                "scrape_failures": scraper.failed,
+                "bytes": scraper.bytes,
+            }
+            print(
+                f"(e) c8 without a scraper {plain['rate']:.0f}/s, with one "
+                f"{scraped['rate']:.0f}/s ({scraper.ok} scrapes, {scraper.failed} failed, "
+                f"{scraper.bytes} bytes)",
+                flush=True,
+            )
+        if args.rss_seconds:
+            before = server.status("VmRSS")
+            long = wrk(rest_url, rest_lua, 64, args.rss_seconds)
+            long.update(rss_before_kb=before, hwm_kb=server.status("VmHWM"))
+            long["rss_after_kb"] = server.status("VmRSS")
+            results["memory"] = long
+            print(
+                f"(d) c64 {args.rss_seconds:g} s: {long['rate']:.0f}/s, RSS {before // 1024} MB "
+                f"before, peak {long['hwm_kb'] // 1024} MB",
+                flush=True,
+            )
+    finally:
+        server.stop()
+        engine.remove_labelled(docker, **{RUN_LABEL: run})
+        shutil.rmtree(folder, ignore_errors=True)
+    results["load_end"] = os.getloadavg()[0]
+    results["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(json.dumps(results))
+    if args.json:
+        with args.json.open("a") as f:
+            f.write(json.dumps(results) + "\n")
+
+
+if __name__ == "__main__":
+    main()
