@@ -7,6 +7,8 @@ from .interface import (
     Deployment,
     FaaSDeployer,
     Schedule,
+    SharedBundle,
+    SharedFunction,
     Version,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "Deployment",
     "FaaSDeployer",
     "Schedule",
+    "SharedBundle",
+    "SharedFunction",
     "Version",
 ]

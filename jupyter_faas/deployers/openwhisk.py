@@ -4,7 +4,11 @@ The default deployer. It speaks only the documented REST API, so it works
 against our single-machine server and a real Apache OpenWhisk alike. A
 function is a blackbox action (its dependency image from the registry plus its
 code, which reaches the containers through ``/init``); a schedule is an alarm
-trigger plus a rule, as ``wsk`` would create them.
+trigger plus a rule, as ``wsk`` would create them. Sharing is OpenWhisk's too:
+``publish`` copies a function's current action into a package with
+``publish: true`` (by default ``shared``), which every namespace can list, read,
+invoke, bind and use in sequences; the copy's code, limits and annotations
+(requirements, handler, test input, description) are the bundle others ``pull``.
 
 OpenWhisk keeps only an action's current document, so the deployer keeps the
 version history itself: one JSON line per deploy, with the exact action
@@ -14,21 +18,24 @@ rollback sends a recorded document again.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import hashlib
+import io
 import json
 import os
 import re
 import shlex
 import threading
 import time
+import zipfile
 from pathlib import Path
 
-from traitlets import Instance, Unicode, default
+from traitlets import Instance, List, Unicode, default
 
 from ..builders import PushedImage
 from ..bundle import Bundle, check_name
-from ..errors import NotFound, ServerError
+from ..errors import BadRequest, NotFound, ServerError
 from ..runtime import protocol
 from .interface import (
     STATUSES,
@@ -38,12 +45,28 @@ from .interface import (
     Deployment,
     FaaSDeployer,
     Schedule,
+    SharedBundle,
+    SharedFunction,
     Version,
 )
 from .openwhisk_rest import ALARM_FEED, OpenWhiskClient
 
 #: Trigger annotation marking the schedules this deployer made.
 SCHEDULE_ANNOTATION = "jupyter-faas-schedule"
+#: Action annotation with what a pull needs besides the code: requirements and faas.json.
+BUNDLE_ANNOTATION = "jupyter-faas-bundle"
+#: The faas.json fields a deploy records in BUNDLE_ANNOTATION (provenance stays home).
+_SHARED_METADATA = (
+    "handler",
+    "memory_mb",
+    "timeout_s",
+    "python",
+    "test_input",
+    "ignore_keys",
+    "data_files",
+)
+#: An OpenWhisk entity name segment (a subset of EntityName.REGEX: no spaces).
+_SEGMENT = re.compile(r"\A[\w][\w@.&-]{0,255}\Z")
 #: Causing activations remembered (immutable, so only their number needs a bound).
 _MAX_CAUSES = 10_000
 #: OpenWhisk's response.status words, as our status names.
@@ -71,6 +94,20 @@ class OpenWhiskDeployer(FaaSDeployer):
     who = Unicode(
         help="""Who deploys, as the history records it. Default: $JUPYTERHUB_USER, else the
         login name.""",
+    ).tag(config=True)
+
+    shared_package = Unicode(
+        "shared",
+        help="""Package `%faas publish` puts functions in (created with publish: true, so
+        every namespace can list and use what is in it), e.g. "shared" or "crystallography".""",
+    ).tag(config=True)
+
+    shared_namespaces = List(
+        Unicode(),
+        help="""Namespaces whose published packages `%faas shared` also lists, e.g.
+        ["alice", "whisk.system"]. Our function server lists every namespace's published
+        packages by itself; an Apache OpenWhisk deployment shows only those of a namespace
+        one names. Empty: only what the server lists.""",
     ).tag(config=True)
 
     @default("client")
@@ -117,7 +154,14 @@ class OpenWhiskDeployer(FaaSDeployer):
                 {
                     "key": protocol.FAAS_ANNOTATION,
                     "value": {"source_sha256": bundle.code_sha256(), "digest": image.digest},
-                }
+                },
+                {
+                    "key": BUNDLE_ANNOTATION,
+                    "value": {
+                        "requirements": bundle.requirements.splitlines(),
+                        "metadata": {k: getattr(meta, k) for k in _SHARED_METADATA},
+                    },
+                },
             ],
         }
         cell = meta.cell or {}
@@ -254,7 +298,12 @@ class OpenWhiskDeployer(FaaSDeployer):
         return {"curl": curl, "wsk": wsk}
 
     def invoke(self, name: str, params: dict, blocking: bool = True) -> ActivationRecord | Accepted:
-        _, body = self.client.invoke(check_name(name), params, blocking=blocking)
+        """Run ``name``: one's own function, ``BINDING/NAME`` or a shared ``OWNER/PACKAGE/NAME``."""
+        owner, path = self._target(name)
+        try:
+            _, body = self.client.invoke(path, params, blocking=blocking, namespace=owner)
+        except ServerError as err:
+            raise self._not_shared(name, err) from None
         if "response" not in body:
             return Accepted(body.get("activationId", ""))
         return activation_record(body)
@@ -355,6 +404,230 @@ class OpenWhiskDeployer(FaaSDeployer):
     def delete(self, name: str) -> None:
         self.unschedule(name)
         self.client.delete_action(check_name(name))
+
+    # -- sharing ----------------------------------------------------------------------------
+
+    def publish(self, name: str, package: str = "", description: str = "") -> SharedFunction:
+        package = _segment(package or self.shared_package, "package")
+        try:
+            doc = self.client.get_action(check_name(name), code=True)
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            raise NotFound(
+                f"{name} is not deployed, so there is nothing to publish.",
+                hint=f"Deploy it first: %faas deploy {name}, then %faas publish {name}.",
+            ) from None
+        try:
+            found = self.client.get_package(package)
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            found = None
+        if found is not None and found.get("binding"):
+            raise BadRequest(
+                f"Package {package} is a binding of another package; functions cannot be put in it.",
+                hint="Publish in another package: %faas publish NAME --package OTHER.",
+            )
+        if found is None or not found.get("publish"):
+            self.client.put_package(package, {"publish": True})
+        metadata = (protocol.annotation(doc, BUNDLE_ANNOTATION) or {}).get("metadata") or {}
+        sample = metadata.get("test_input")
+        contract = [
+            {"key": "sampleInput", "value": sample},
+            {
+                "key": "parameters",
+                "value": [{"name": k, "required": True} for k in (sample or {})],
+            },
+        ]
+        if description:
+            contract.append({"key": "description", "value": description})
+        copy = {
+            "exec": doc["exec"],
+            "limits": doc.get("limits") or {},
+            "parameters": doc.get("parameters") or [],
+            "version": doc.get("version"),
+            "annotations": [a for a in doc.get("annotations") or [] if a["key"] != "exec"]
+            + contract,
+        }
+        action = self.client.put_action(f"{package}/{name}", copy)
+        return _shared_function(self._own_namespace(), package, action, mine=True)
+
+    def unpublish(self, name: str, package: str = "") -> None:
+        owner, path = self._target(name)
+        if owner is not None:
+            raise BadRequest(
+                f"{name} belongs to {owner}: only {owner} can unpublish it.",
+                hint=f"Stop using it instead, or keep a copy of your own: %faas pull {name}.",
+            )
+        if "/" not in path:
+            path = f"{_segment(package or self.shared_package, 'package')}/{path}"
+        package = path.partition("/")[0]
+        try:
+            self.client.delete_action(path)
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            raise NotFound(
+                f"{path.partition('/')[2]} is not published in package {package}.",
+                hint="%faas shared lists what is published (yours are marked).",
+            ) from None
+        if not self.client.get_package(package).get("actions"):
+            self.client.delete_package(package)
+
+    def shared(self) -> list[SharedFunction]:
+        own = self._own_namespace()
+        packages = self.client.list_packages(public=True)
+        for namespace in self.shared_namespaces:
+            try:
+                packages += self.client.list_packages(namespace)
+            except ServerError as err:
+                self.log.warning("Not listing the packages of %s: %s", namespace, err.message)
+        found, seen = [], set()
+        for pkg in packages:
+            owner = pkg.get("namespace")
+            if not pkg.get("publish") or pkg.get("binding") or (owner, pkg["name"]) in seen:
+                continue
+            seen.add((owner, pkg["name"]))
+            try:
+                contents = self.client.get_package(pkg["name"], namespace=owner)
+                for item in contents.get("actions") or []:
+                    path = f"{pkg['name']}/{item['name']}"
+                    doc = self.client.get_action(path, namespace=owner)
+                    found.append(_shared_function(owner, pkg["name"], doc, owner == own))
+            except ServerError as err:
+                if err.status not in (403, 404):  # unpublished while listed: not shared now
+                    raise
+        return found
+
+    def pull(self, ref: str) -> SharedBundle:
+        owner, path = self._target(ref)
+        if "/" not in path:
+            raise BadRequest(
+                f"{ref!r} does not name a published function.",
+                hint="Give OWNER/PACKAGE/NAME, as %faas shared lists it.",
+            )
+        try:
+            doc = self.client.get_action(path, code=True, namespace=owner)
+        except ServerError as err:
+            raise self._not_shared(ref, err) from None
+        exec_ = doc.get("exec") or {}
+        code = exec_.get("code")
+        if not code:
+            raise BadRequest(
+                f"{ref} has no code to copy: it is an image ({exec_.get('image')}) only.",
+                hint="Invoke it, bind it or use it in a sequence instead.",
+            )
+        if exec_.get("binary"):
+            with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as zf:
+                files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+        else:
+            files = {"handler.py": code.encode()}
+        recorded = protocol.annotation(doc, BUNDLE_ANNOTATION) or {}
+        return SharedBundle(
+            ref=f"{owner or self._own_namespace()}/{path}",
+            version=doc.get("version"),
+            files=files,
+            requirements=list(recorded.get("requirements") or []),
+            metadata={"handler": exec_.get("main") or "main", **(recorded.get("metadata") or {})},
+            image=exec_.get("image"),
+        )
+
+    def bind(self, package_ref: str, name: str = "", params: dict | None = None) -> str:
+        parts = package_ref.strip("/").split("/")
+        if len(parts) not in (2, 3):
+            raise BadRequest(
+                f"{package_ref!r} does not name a published package.",
+                hint="Give OWNER/PACKAGE (or OWNER/PACKAGE/NAME), as %faas shared lists it.",
+            )
+        owner, package = _segment(parts[0], "owner"), _segment(parts[1], "package")
+        name = _segment(name or f"{owner}-{package}", "binding name")
+        body = {
+            "binding": {"namespace": owner, "name": package},
+            "parameters": [{"key": k, "value": v} for k, v in (params or {}).items()],
+        }
+        try:
+            self.client.put_package(name, body)
+        except ServerError as err:
+            raise self._not_shared(f"{owner}/{package}", err) from None
+        return name
+
+    def _target(self, ref: str) -> tuple[str | None, str]:
+        """``(namespace or None for one's own, path)`` of ``NAME``, ``PACKAGE/NAME`` or
+        ``OWNER/PACKAGE/NAME``."""
+        parts = ref.strip("/").split("/") if isinstance(ref, str) else []
+        if len(parts) == 1:
+            return None, check_name(ref)
+        if len(parts) not in (2, 3):
+            raise BadRequest(
+                f"{ref!r} is neither a function NAME, PACKAGE/NAME nor OWNER/PACKAGE/NAME.",
+                hint="%faas list shows your functions, %faas shared the shared ones.",
+            )
+        segments = [_segment(p, "name segment") for p in parts]
+        if len(segments) == 3 and segments[0] != self._own_namespace():
+            return segments[0], "/".join(segments[1:])
+        return None, "/".join(segments[-2:])
+
+    def _not_shared(self, ref: str, err: ServerError) -> ServerError:
+        """A 403 on a function reached through a package, said plainly (others pass)."""
+        if err.status != 403:
+            return err
+        parts = ref.strip("/").split("/")
+        if len(parts) == 2 and self._target(ref)[0] is None:  # BINDING/NAME of one's own
+            return ServerError(
+                f"{ref}: package {parts[0]} is a binding to a package that is not shared "
+                "with you any more.",
+                status=403,
+                hint="Its owner unpublished it; %faas shared lists what is published now, and "
+                "a copy you pulled (%faas pull) keeps working.",
+                body=err.body,
+            )
+        owner, package = parts[0], parts[1]
+        return ServerError(
+            f"{ref} is not shared with you: package {package} of {owner} is not published "
+            f"(any more), or {owner} has no such package.",
+            status=403,
+            hint=f"Ask {owner} to publish it (%faas publish NAME); %faas shared lists what is "
+            "published now, and a copy you pulled (%faas pull) keeps working.",
+            body=err.body,
+        )
+
+
+def _segment(value: str, what: str) -> str:
+    """``value`` if it is an OpenWhisk name segment, else a BadRequest saying so."""
+    if isinstance(value, str) and _SEGMENT.match(value):
+        return value
+    raise BadRequest(
+        f"{value!r} is not a valid {what}: letters, digits, '_', '@', '.', '&' and '-', "
+        "starting with a letter, digit or '_'.",
+        hint="%faas shared lists the published functions as OWNER/PACKAGE/NAME.",
+    )
+
+
+def _shared_function(owner: str, package: str, doc: dict, mine: bool) -> SharedFunction:
+    """A published action (GET without code) as a SharedFunction."""
+    exec_ = doc.get("exec") or {}
+    limits = doc.get("limits") or {}
+    metadata = (protocol.annotation(doc, BUNDLE_ANNOTATION) or {}).get("metadata") or {}
+    timeout = limits.get("timeout")
+    return SharedFunction(
+        owner=owner,
+        package=package,
+        name=doc["name"],
+        description=protocol.annotation(doc, "description") or "",
+        version=doc.get("version"),
+        updated_ms=doc.get("updated"),
+        contract={
+            "handler": exec_.get("main") or metadata.get("handler") or "main",
+            "parameters": protocol.annotation(doc, "parameters") or [],
+            "sample_input": protocol.annotation(doc, "sampleInput"),
+            "memory_mb": limits.get("memory"),
+            "timeout_s": timeout / 1000 if isinstance(timeout, (int, float)) else None,
+            "python": metadata.get("python"),
+            "image": exec_.get("image"),
+        },
+        mine=mine,
+    )
 
 
 def activation_record(record: dict) -> ActivationRecord:

@@ -124,8 +124,9 @@ class OpenWhiskClient(LoggingConfigurable):
     def put_action(self, name: str, doc: dict) -> dict:
         return self.request("PUT", f"actions/{name}", params={"overwrite": "true"}, body=doc)[1]
 
-    def get_action(self, name: str, code: bool = False) -> dict:
-        return self.request("GET", f"actions/{name}", params={"code": str(code).lower()})[1]
+    def get_action(self, name: str, code: bool = False, namespace: str | None = None) -> dict:
+        params = {"code": str(code).lower()}
+        return self.request("GET", f"actions/{name}", params=params, namespace=namespace)[1]
 
     def list_actions(self, limit: int = 200) -> list[dict]:
         return self.request("GET", "actions", params={"limit": limit, "skip": 0})[1]
@@ -133,16 +134,38 @@ class OpenWhiskClient(LoggingConfigurable):
     def delete_action(self, name: str) -> dict:
         return self.request("DELETE", f"actions/{name}")[1]
 
-    def invoke(self, name: str, params: dict, blocking: bool = True) -> tuple[int, dict]:
-        """Invoke ``name``: (200, activation) on success, (502, activation) when the function
-        failed, (202, {"activationId"}) when non-blocking or when the server's wait ran out."""
+    def invoke(
+        self, name: str, params: dict, blocking: bool = True, namespace: str | None = None
+    ) -> tuple[int, dict]:
+        """Invoke ``name`` (of ``namespace``, default the configured one): (200, activation)
+        on success, (502, activation) when the function failed, (202, {"activationId"}) when
+        non-blocking or when the server's wait ran out."""
         return self.request(
             "POST",
             f"actions/{name}",
             params={"blocking": str(blocking).lower(), "result": "false"},
             body=params,
             ok=(200, 202, 502),
+            namespace=namespace,
         )
+
+    # -- packages ----------------------------------------------------------------------------
+
+    def put_package(self, name: str, doc: dict) -> dict:
+        return self.request("PUT", f"packages/{name}", params={"overwrite": "true"}, body=doc)[1]
+
+    def get_package(self, name: str, namespace: str | None = None) -> dict:
+        """The package with its ``actions`` (``[{name, version, annotations}]``)."""
+        return self.request("GET", f"packages/{name}", namespace=namespace)[1]
+
+    def list_packages(self, namespace: str | None = None, public: bool = False) -> list[dict]:
+        """Packages of ``namespace``; ``public``: also those other namespaces published (our
+        server; OpenWhisk lists another namespace's published ones when asked for it)."""
+        params = {"limit": 200, "skip": 0, **({"public": "true"} if public else {})}
+        return self.request("GET", "packages", params=params, namespace=namespace)[1]
+
+    def delete_package(self, name: str) -> dict:
+        return self.request("DELETE", f"packages/{name}")[1]
 
     # -- activations --------------------------------------------------------------------------
 
