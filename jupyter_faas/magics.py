@@ -13,6 +13,7 @@ import re
 import shlex
 import sys
 import time
+from dataclasses import asdict
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -20,6 +21,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Instance, default
 
+from .bundle import METADATA_FILE, REQUIREMENTS_FILE, Bundle, FunctionMetadata, check_name
 from .deployers import Accepted
 from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows, short_times
 from .errors import ActivationFailed, BundleError, FaaSError
@@ -49,6 +51,15 @@ LINE_USAGE = """Usage:
   %faas versions NAME       every deploy of NAME (version, digest, code hash, time, who)
   %faas rollback NAME VERSION          deploy VERSION of NAME again, exactly as it was
   %faas delete NAME [--keep-bundle]    delete NAME from the server and its bundle folder
+Sharing (OpenWhisk published packages):
+  %faas publish NAME [--package P] [--description TEXT]  share NAME's deployed version
+  %faas unpublish NAME [--package P]   stop sharing NAME
+  %faas shared              functions every namespace published (OWNER/PACKAGE/NAME)
+  %faas invoke OWNER/PACKAGE/NAME 'JSON'  invoke a shared function (runs count as yours)
+  %faas bind OWNER/PACKAGE [--as NAME]    your own name for a shared package
+                            (then %faas invoke NAME/FUNCTION)
+  %faas pull OWNER/PACKAGE/NAME [--as NEWNAME]  copy its bundle to derive your own:
+                            a new %%faas NEWNAME cell with its code
 Functions are made with a %%faas cell:
   %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]
          [--replace]  (--replace: take NAME over from the other cell that deployed it)"""
@@ -186,7 +197,7 @@ class FaaSMagics(Magics):
             return
         command, rest = words[0], words[1:]
         handler = getattr(self, f"_line_{command}", None)
-        if handler is None or (not rest and command not in ("list", "activations")):
+        if handler is None or (not rest and command not in ("list", "activations", "shared")):
             raise UsageError(f"Unknown or incomplete command: %faas {line}\n{LINE_USAGE}")
         try:
             inspect.signature(handler).bind(*rest)
@@ -351,6 +362,54 @@ class FaaSMagics(Magics):
         removed = self.workspace.deployer.unschedule(name, cron)
         print(f"{name}: removed {', '.join(removed) if removed else 'no schedules'}")
 
+    def _line_publish(self, name, *words):
+        options = _options("publish NAME", words, "--package", "--description")
+        shared = self.workspace.deployer.publish(
+            name, options.get("package", ""), options.get("description", "")
+        )
+        print(
+            f"{name}: version {shared.version} published as {shared.ref}; others invoke it "
+            f"with %faas invoke {shared.ref} and copy it with %faas pull {shared.ref}"
+        )
+
+    def _line_unpublish(self, name, *words):
+        options = _options("unpublish NAME", words, "--package")
+        self.workspace.deployer.unpublish(name, options.get("package", ""))
+        print(f"{name}: no longer published; copies others pulled are theirs to keep")
+
+    def _line_shared(self):
+        rows = [
+            {
+                "function": f.ref + (" (yours)" if f.mine else ""),
+                "description": f.description,
+                "input": ", ".join(p.get("name", "") for p in f.contract.get("parameters") or []),
+                "version": f.version,
+                "updated": f.updated_ms,
+            }
+            for f in self.workspace.deployer.shared()
+        ]
+        columns = ["function", "description", "input", "version", "updated"]
+        display(Table(rows, columns, "(nothing is published yet: %faas publish NAME shares one)"))
+
+    def _line_bind(self, package_ref, *words):
+        options = _options("bind OWNER/PACKAGE", words, "--as")
+        name = self.workspace.deployer.bind(package_ref, options.get("as", ""))
+        print(f"{package_ref} bound as {name}: %faas invoke {name}/FUNCTION 'JSON'")
+        return name
+
+    def _line_pull(self, ref, *words):
+        options = _options("pull OWNER/PACKAGE/NAME", words, "--as")
+        pulled = self.workspace.deployer.pull(ref)
+        name = options.get("as") or ref.rstrip("/").rpartition("/")[2]
+        path = write_pulled(self.workspace, pulled, name)
+        cell = pulled.cell_text(name)
+        self.shell.set_next_input(cell, replace=False)
+        print(
+            f"{ref} (version {pulled.version}) copied to {path}; the %%faas {name} cell below "
+            "holds its code: edit it and run it to make it yours."
+        )
+        return cell
+
     def _line_activations(self, name=None):
         records = self.workspace.deployer.activations(name)
         display(Table(activation_rows(records), ACTIVATION_COLUMNS, "(no activations)"))
@@ -438,6 +497,50 @@ def provenance_of(record) -> dict:
         "cell_id": record.cell_id,
         "notebook": record.notebook,
     }
+
+
+def _options(usage: str, words: tuple[str, ...], *names: str) -> dict[str, str]:
+    """``--name VALUE`` (or ``--name=VALUE``) pairs of a line magic, by name without dashes."""
+    found: dict[str, str] = {}
+    items = list(words)
+    while items:
+        word = items.pop(0)
+        flag, eq, value = word.partition("=")
+        if flag not in names or (not eq and not items):
+            allowed = " ".join(f"[{n} VALUE]" for n in names)
+            raise UsageError(f"Unknown or incomplete option {word!r}: %faas {usage} {allowed}")
+        found[flag.lstrip("-")] = value if eq else items.pop(0)
+    return found
+
+
+def write_pulled(workspace, pulled, name: str):
+    """Write ``pulled`` as the bundle of function ``name``; refuse to overwrite one.
+
+    Raises:
+        BundleError: a bundle of that name exists, or the copy is not a valid bundle.
+    """
+    check_name(name)
+    path = workspace.bundle_path(name)
+    if path.exists():
+        raise BundleError(
+            f"There is a function {name!r} here already ({path}); pulling would replace it.",
+            hint=f"Give the copy another name: %faas pull {pulled.ref} --as {name}-mine.",
+        )
+    known = set(FunctionMetadata.__dataclass_fields__) - {"name", "cell", "cell_lines"}
+    metadata = FunctionMetadata(
+        name=name, **{k: v for k, v in pulled.metadata.items() if k in known}
+    )
+    path.mkdir(parents=True)
+    for relative, data in pulled.files.items():
+        target = (path / relative).resolve()
+        if not target.is_relative_to(path.resolve()):
+            continue  # a zip entry pointing outside the bundle is not copied
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (path / REQUIREMENTS_FILE).write_text("".join(f"{r}\n" for r in pulled.requirements))
+    (path / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2) + "\n")
+    Bundle.load(path)
+    return path
 
 
 def split_keys(text: str | None) -> list[str]:
