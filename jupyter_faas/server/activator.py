@@ -142,8 +142,11 @@ class Activator:
     # -- resolution -------------------------------------------------------------------
 
     async def entity(self, namespace: str, name: str, collection: str) -> dict | None:
-        """The stored document, None if missing; 409 if the name is in another collection."""
-        found = await self.db.read(queries.get_entity, namespace, name)
+        """The stored document, None if missing; 409 if the name is in another collection.
+
+        A primary-key lookup on every invocation: read on the event loop (see
+        :meth:`Database.read_sync`), not handed to a reader thread."""
+        found = self.db.read_sync(queries.get_entity, namespace, name)
         if found is None:
             return None
         if found[0] != collection:

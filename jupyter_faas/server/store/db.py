@@ -5,16 +5,22 @@ committed transaction is in the WAL file before ``COMMIT`` returns, so killing
 the server (even ``kill -9``) loses nothing committed; only a power loss or
 kernel crash can lose the last transactions (SQLite's documented trade-off).
 
-Threads: sqlite calls block, so they never run on the event loop. All writes
-go through one serialised writer thread (SQLite allows one writer anyway);
-reads use a small pool of threads, each with its own connection (WAL lets
-them read while the writer writes). ``inline=True`` runs everything on the
-calling thread with one connection, for command-line tools and tests.
+Threads: sqlite calls block, so they do not run on the event loop, except point
+reads by primary key on the hot path (:meth:`Database.read_sync`): in WAL mode a
+reader never waits for the writer, and such a lookup costs less than handing it to
+a thread. All writes go through one serialised writer thread (SQLite allows one
+writer anyway), which commits the writes queued meanwhile together (group commit:
+one transaction, a savepoint each, one wake-up of the event loop per batch); each
+caller still resumes only after its write is committed. Other reads use a small
+pool of threads, each with its own connection (WAL lets them read while the writer
+writes). ``inline=True`` runs everything on the calling thread with one
+connection, for command-line tools and tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import sqlite3
@@ -121,6 +127,11 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._inline_conn: sqlite3.Connection | None = None
+        #: Writes waiting for the writer thread: ``(fn, args, future)``.
+        self._queue: collections.deque = collections.deque()
+        #: Whether a drain of the queue is scheduled on the writer thread.
+        self._draining = False
+        self._queue_lock = threading.Lock()
 
     def open(self) -> None:
         """Create the file (owner-only) and schema (or upgrade it), start the threads."""
@@ -191,7 +202,9 @@ class Database:
             return fn(conn, *args)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(conn, *args)`` on this thread (for inline use and tools)."""
+        """Call ``fn(conn, *args)`` on this thread with its own connection: for inline use,
+        tools, and primary-key lookups on the event loop's hot path (a WAL reader does not
+        wait for the writer; keep anything that scans out of the loop)."""
         return self._run_read(fn, args)
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -206,8 +219,74 @@ class Database:
         return await loop.run_in_executor(self._reader, partial(self._run_read, fn, args))
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(conn, *args)`` in one immediate transaction on the writer thread."""
+        """Call ``fn(conn, *args)`` in an immediate transaction on the writer thread.
+
+        Returns once the transaction is committed. Writes queued while the writer is busy
+        share one transaction, each in a savepoint of its own: one that raises is rolled
+        back alone and raises here, the others commit.
+        """
         if self.inline:
             return self._run_write(fn, args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, partial(self._run_write, fn, args))
+        if self._writer is None:
+            raise RuntimeError("the database is closed")
+        future = asyncio.get_running_loop().create_future()
+        with self._queue_lock:
+            self._queue.append((fn, args, future))
+            if not self._draining:
+                self._draining = True
+                self._writer.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        """On the writer thread: commit what is queued, batch after batch, until none is."""
+        while True:
+            with self._queue_lock:
+                batch = list(self._queue)
+                self._queue.clear()
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = self._run_batch(batch)
+            by_loop: dict = {}
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    pass
+
+    def _run_batch(self, batch: list) -> list[tuple[bool, Any]]:
+        """Run a batch of writes in one transaction: ``(ok, result or exception)`` each."""
+        conn = self._thread_conn()
+        if len(batch) == 1:
+            fn, args, _ = batch[0]
+            try:
+                return [(True, self._run_write(fn, args))]
+            except Exception as err:
+                return [(False, err)]
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with transaction(conn):
+                for fn, args, _ in batch:
+                    conn.execute("SAVEPOINT w")
+                    try:
+                        outcomes.append((True, fn(conn, *args)))
+                    except Exception as err:
+                        conn.execute("ROLLBACK TO w")
+                        outcomes.append((False, err))
+                    conn.execute("RELEASE w")
+        except Exception as err:  # BEGIN or COMMIT failed: nothing of the batch is stored
+            return [(False, err)] * len(batch)
+        return outcomes
+
+
+def _settle(settled: list) -> None:
+    """On the event loop: hand each waiting writer its result or exception."""
+    for future, (ok, value) in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
