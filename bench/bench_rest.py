@@ -390,14 +390,17 @@ def main() -> None:
         results["throughput"] = []
         for c in conns:
             warm(server, docker, run, doc, rest_url, rest_lua, c)
+            cpu0 = server.cpu_s()
             via = wrk(rest_url, rest_lua, c, args.seconds)
+            via["server_cpu_ms"] = (server.cpu_s() - cpu0) * 1000 / max(via["requests"], 1)
             via["containers"] = len(action_containers(docker, run, doc))
             raw = wrk(direct_url, direct_lua, c, args.seconds)
             results["throughput"].append({"rest": via, "direct": raw})
             print(
                 f"(b) c{c}: REST {via['rate']:.0f}/s ({via['non2xx']} non-2xx, "
                 f"{via['socket_errors']} socket errors, p50 {via['p50_ms']:.1f} ms, p99 "
-                f"{via['p99_ms']:.1f} ms, {via['containers']} containers), direct "
+                f"{via['p99_ms']:.1f} ms, {via['containers']} containers, server CPU "
+                f"{via['server_cpu_ms']:.2f} ms/call), direct "
                 f"{raw['rate']:.0f}/s",
                 flush=True,
             )
@@ -406,7 +409,9 @@ def main() -> None:
         if "c" not in skip:
             server.put_action(NB_ACTION)
             nb_url = f"{server.url}/api/v1/namespaces/_/actions/{NB_ACTION}"
+            cpu0 = server.cpu_s()
             nb = wrk(nb_url, rest_lua, 8, args.seconds)
+            nb["server_cpu_ms"] = (server.cpu_s() - cpu0) * 1000 / max(nb["requests"], 1)
             accepted = nb["requests"] - nb["non2xx"]
             deadline, last, last_change = time.monotonic() + MAX_DRAIN_S, -1, time.monotonic()
             while time.monotonic() < deadline:

@@ -18,9 +18,12 @@ from docker.types import LogConfig
 from docker.utils import parse_repository_tag
 
 from ... import engine
-from ...actionclient import ActionClient, ContainerGone
+from ...actionclient import ActionClient, ContainerGone, sandbox_secret
+from ...runtime import protocol
+from ..entities import now_ms
+from .aioclient import AsyncRunClient
 from .logs import LogCollector
-from .slots import Slot
+from .slots import Exchange, Slot
 from .slots import escape_name as escape_name  # re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
@@ -160,6 +163,8 @@ class ActionContainer(Slot):
         self.container = container
         self.address = address
         self.client = self.action = ActionClient.for_sandbox(address, container.name)
+        #: The warm path's client: /run from the event loop (see :meth:`run_warm`).
+        self.warm_client = AsyncRunClient(address, 8080, sandbox_secret(container.name))
         self.logs = logs
         self.image = image
         self.sentinelled = False
@@ -235,6 +240,26 @@ class ActionContainer(Slot):
         """Images that print no sentinels are not waited for."""
         return sentinel_wait_s if (self.sentinelled or self.logs.saw_sentinel) else 0.0
 
+    async def run_warm(
+        self, run_body: dict, timeout_s: float, sentinel_wait_s: float, log_limit_bytes: int
+    ) -> Exchange:
+        """:meth:`exchange` without ``/init``, on the event loop: for a warm container of our
+        runtime (it answers with a Content-Length and prints sentinels). No thread hand-off."""
+        result = Exchange(start_ms=now_ms())
+        token = protocol.new_log_token() if self.log_tokens else None
+        self.logs.token = token
+        try:
+            result.run = await self.warm_client.run(run_body, timeout_s, token=token)
+        except TimeoutError:
+            result.timed_out_in = "run"
+        except ContainerGone:
+            result.gone_in = "run"
+        result.end_ms = now_ms()
+        if result.timed_out_in is None and result.gone_in is None:
+            wait_s = self.sentinel_wait(sentinel_wait_s)
+            result.logs = await self.logs.take_async(wait_s, log_limit_bytes)
+        return result
+
     def final_logs(self, wait_s: float, log_limit_bytes: int) -> list[str]:
         """The logs of a container that was removed or died: everything until its output ended."""
         self.logs.wait_ended(wait_s)
@@ -256,6 +281,7 @@ class ActionContainer(Slot):
         """Kill and remove the container; idempotent."""
         self.state = "removed"
         self.client.close()
+        self.warm_client.close()
         engine.remove_container(self.container)
         self.logs.close()
 

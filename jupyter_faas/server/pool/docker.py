@@ -755,6 +755,15 @@ class DockerInvoker(SlotPool):
             await self._release(slot)
         return self._outcome(ex, status, result, logs, peak, accepted_ms)
 
+    async def _exchange(self, job: ActivationJob, spec: _Spec, slot: ActionContainer, cold: bool):
+        """A warm container of our runtime answers /run on the event loop; the rest (cold
+        starts, other images) goes through an activation thread."""
+        if cold or not slot.sentinelled:
+            return await super()._exchange(job, spec, slot, cold)
+        return await slot.run_warm(
+            self._run_body(job), spec.timeout_ms / 1000, self.sentinel_wait_s, spec.log_limit_bytes
+        )
+
     def _spec(self, job: ActivationJob) -> _Spec:
         kind, code = self._check_kind(job)
         limits = self._limits(job)

@@ -15,6 +15,7 @@ bounded memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -81,6 +82,8 @@ class LogCollector:
         self._closers: list = []
         #: The start-up line still to come, dropped when it does (see ``discard``).
         self._late_startup: str | None = None
+        #: Futures of event loops waiting in :meth:`take_async` for a marker or the end.
+        self._waiters: list[asyncio.Future] = []
 
     @classmethod
     def attach(cls, api, container_id: str, name: str) -> LogCollector:
@@ -149,6 +152,28 @@ class LogCollector:
                 format_line(timestamp(time.time_ns()), "stderr", truncation_message(limit_bytes))
             )
         return out
+
+    async def take_async(self, wait_s: float, limit_bytes: int) -> list[str]:
+        """:meth:`take` on the event loop: waits for the sentinels without blocking it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while wait_s > 0:
+            with self._cond:
+                if self._complete():
+                    break
+                waiter = loop.create_future()
+                self._waiters.append(waiter)
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            timer = loop.call_later(left, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+            if loop.time() >= deadline:
+                break
+        return self.take(0, limit_bytes)
 
     def discard(self, startup: str | None = None) -> None:
         """Drop what the container printed so far (its runtime's start-up lines).
@@ -220,6 +245,7 @@ class LogCollector:
                     self._partial_len = {"stdout": 0, "stderr": 0}
                     self.ended = True
                     self._cond.notify_all()
+                    self._wake_waiters()
 
     def _feed(self, stream: str, chunk: bytes) -> None:
         """Add the complete lines of ``chunk``; an unfinished line waits in pieces (no re-copy)."""
@@ -253,6 +279,16 @@ class LogCollector:
                     marked = self._add(stream, piece, now) or marked
             if marked:  # a waiter may expect any token (take's argument): let it check
                 self._cond.notify_all()
+                self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """With ``_cond`` held: let every :meth:`take_async` look again."""
+        for waiter in self._waiters:
+            try:
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # its loop is closed: nobody waits
+                pass
+        self._waiters.clear()
 
     def _add(self, stream: str, raw: bytes, ns: int) -> bool:
         """Buffer one line; True when it is a marker line."""
@@ -275,6 +311,11 @@ class LogCollector:
         self._bytes += len(text)
         self._lines.append((timestamp(ns), stream, text))
         return is_marker
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _is_marker(text: str) -> bool:
