@@ -13,7 +13,6 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import asdict
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -21,7 +20,6 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Instance, default
 
-from .bundle import METADATA_FILE, REQUIREMENTS_FILE, Bundle, FunctionMetadata, check_name
 from .deployers import Accepted
 from .display import ACTIVATION_COLUMNS, Activation, Table, activation_rows, short_times
 from .errors import ActivationFailed, BundleError, FaaSError
@@ -401,7 +399,7 @@ class FaaSMagics(Magics):
         options = _options("pull OWNER/PACKAGE/NAME", words, "--as")
         pulled = self.workspace.deployer.pull(ref)
         name = options.get("as") or ref.rstrip("/").rpartition("/")[2]
-        path = write_pulled(self.workspace, pulled, name)
+        path = pulled.write_bundle(self.workspace.bundle_path(name), name).path
         cell = pulled.cell_text(name)
         self.shell.set_next_input(cell, replace=False)
         print(
@@ -511,36 +509,6 @@ def _options(usage: str, words: tuple[str, ...], *names: str) -> dict[str, str]:
             raise UsageError(f"Unknown or incomplete option {word!r}: %faas {usage} {allowed}")
         found[flag.lstrip("-")] = value if eq else items.pop(0)
     return found
-
-
-def write_pulled(workspace, pulled, name: str):
-    """Write ``pulled`` as the bundle of function ``name``; refuse to overwrite one.
-
-    Raises:
-        BundleError: a bundle of that name exists, or the copy is not a valid bundle.
-    """
-    check_name(name)
-    path = workspace.bundle_path(name)
-    if path.exists():
-        raise BundleError(
-            f"There is a function {name!r} here already ({path}); pulling would replace it.",
-            hint=f"Give the copy another name: %faas pull {pulled.ref} --as {name}-mine.",
-        )
-    known = set(FunctionMetadata.__dataclass_fields__) - {"name", "cell", "cell_lines"}
-    metadata = FunctionMetadata(
-        name=name, **{k: v for k, v in pulled.metadata.items() if k in known}
-    )
-    path.mkdir(parents=True)
-    for relative, data in pulled.files.items():
-        target = (path / relative).resolve()
-        if not target.is_relative_to(path.resolve()):
-            continue  # a zip entry pointing outside the bundle is not copied
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    (path / REQUIREMENTS_FILE).write_text("".join(f"{r}\n" for r in pulled.requirements))
-    (path / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2) + "\n")
-    Bundle.load(path)
-    return path
 
 
 def split_keys(text: str | None) -> list[str]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from traitlets.config import LoggingConfigurable
 
 from ..builders import PushedImage
-from ..bundle import Bundle
+from ..bundle import METADATA_FILE, REQUIREMENTS_FILE, Bundle, FunctionMetadata, check_name
+from ..errors import BundleError
 from ..traits import Pluggable
 
 #: Activation statuses, as the displays name them.
@@ -232,6 +234,35 @@ class SharedBundle:
             options += f" --test {shlex.quote(test)}"
         head = f"%%faas {name}{options}\n# Derived from {self.ref} (version {self.version}).\n"
         return head + self.handler_code
+
+    def write_bundle(self, path: Path, name: str) -> Bundle:
+        """Write this copy as the bundle of function ``name`` in folder ``path`` (a new one).
+
+        Raises:
+            BundleError: the folder exists (nothing is overwritten), or the copy is not a
+                valid bundle.
+        """
+        check_name(name)
+        path = Path(path)
+        if path.exists():
+            raise BundleError(
+                f"There is a function {name!r} here already ({path}); the copy would replace it.",
+                hint=f"Give the copy another name: %faas pull {self.ref} --as {name}-mine.",
+            )
+        known = set(FunctionMetadata.__dataclass_fields__) - {"name", "cell", "cell_lines"}
+        metadata = FunctionMetadata(
+            name=name, **{k: v for k, v in self.metadata.items() if k in known}
+        )
+        path.mkdir(parents=True)
+        for relative, data in self.files.items():
+            target = (path / relative).resolve()
+            if not target.is_relative_to(path.resolve()):
+                continue  # a zip entry pointing outside the bundle is not copied
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        (path / REQUIREMENTS_FILE).write_text("".join(f"{r}\n" for r in self.requirements))
+        (path / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2) + "\n")
+        return Bundle.load(path)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from ..failure import explain
 from ..workspace import DEPLOYED_FILE, TEST_FILE, FaaSWorkspace
 from .handlers import activation_summary, default_handlers
 from .jobs import Job, JobRegistry
+from .sharing import sharing_handlers
 
 #: Folders never searched for bundles: hidden ones (.git, .ipynb_checkpoints, .venv) and these.
 _SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages"}
@@ -148,7 +149,8 @@ class FaaSExtension(ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(default_handlers)
+        # The shared routes first: the default ones end with a catch-all 404.
+        self.handlers.extend(sharing_handlers + default_handlers)
 
     async def stop_extension(self) -> None:
         self.jobs.close()

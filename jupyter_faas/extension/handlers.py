@@ -453,7 +453,8 @@ class MissingHandler(FaaSHandler):
             f"There is no endpoint faas/api/{path}.",
             hint="Endpoints: functions, functions/NAME, functions/NAME/bundle, "
             "functions/NAME/versions, functions/NAME/rollback, status, claims, names, jobs, "
-            "jobs/ID, invoke, activations, activations/ID, schedules.",
+            "jobs/ID, invoke, activations, activations/ID, schedules, shared, shared/invoke, "
+            "shared/pull.",
         )
 
     @web.authenticated

@@ -7,7 +7,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 
 import { FunctionCells } from './cells';
 import { CellDeployer } from './deploy';
@@ -67,17 +67,29 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   description: 'The Functions sidebar.',
   autoStart: true,
   requires: [IFunctionsModel],
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     model: IFunctionsModel,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    notebooks: INotebookTracker | null
   ): void => {
+    // "Copy to notebook" of a shared function: its %%faas cell below the active cell.
+    const insertCell = (text: string): boolean => {
+      const notebook = notebooks?.currentWidget?.content;
+      if (!notebook) {
+        return false;
+      }
+      NotebookActions.insertBelow(notebook);
+      notebook.activeCell?.model.sharedModel.setSource(text);
+      return true;
+    };
     const sidebar = new FunctionsSidebar(
       model,
       () => void app.commands.execute(CommandIDs.deployCell),
-      name => void app.commands.execute(CommandIDs.openFunction, { name })
+      name => void app.commands.execute(CommandIDs.openFunction, { name }),
+      insertCell
     );
     app.shell.add(sidebar, 'left', { rank: 650, type: 'Functions' });
     restorer?.add(sidebar, sidebar.id);

@@ -7,6 +7,7 @@ import { Message } from '@lumino/messaging';
 import React from 'react';
 
 import { absolute, ago, isFailure, shortDigest } from './format';
+import { SharedSection } from './shared';
 import { IDeployment, IDeployStep, IFunctionInfo, IFunctionsModel, SIDEBAR_ID } from './tokens';
 
 /** The sidebar tab's icon: a lambda on a cell-like frame, coloured by the theme. */
@@ -29,7 +30,8 @@ export class FunctionsSidebar extends ReactWidget {
   constructor(
     private readonly model: IFunctionsModel,
     private readonly onDeploy: () => void,
-    private readonly onOpen: (name: string) => void
+    private readonly onOpen: (name: string) => void,
+    private readonly insertCell: (text: string) => boolean
   ) {
     super();
     this.id = SIDEBAR_ID;
@@ -41,7 +43,9 @@ export class FunctionsSidebar extends ReactWidget {
   protected render(): JSX.Element {
     return (
       <UseSignal signal={this.model.changed}>
-        {() => <FunctionsView model={this.model} onDeploy={this.onDeploy} onOpen={this.onOpen} />}
+        {() => (
+          <FunctionsView model={this.model} onDeploy={this.onDeploy} onOpen={this.onOpen} insertCell={this.insertCell} />
+        )}
       </UseSignal>
     );
   }
@@ -74,9 +78,10 @@ interface IViewProps {
   model: IFunctionsModel;
   onDeploy: () => void;
   onOpen: (name: string) => void;
+  insertCell: (text: string) => boolean;
 }
 
-function FunctionsView({ model, onDeploy, onOpen }: IViewProps): JSX.Element {
+function FunctionsView({ model, onDeploy, onOpen, insertCell }: IViewProps): JSX.Element {
   const running = model.deployment?.status === 'running';
   return (
     <div className="jp-faas-View">
@@ -136,6 +141,7 @@ function FunctionsView({ model, onDeploy, onOpen }: IViewProps): JSX.Element {
           ))}
         </ul>
       )}
+      <SharedSection functions={model.functions} insertCell={insertCell} />
     </div>
   );
 }
