@@ -11,12 +11,16 @@ simulates a run and measures frames per second of:
 - the same chunks through the same function in this process, on 1 and on ``--concurrency``
   forked processes.
 
-The rounds alternate (in process, fan-out) so the machine's load hits both. Every container the
-server makes carries role ``bench`` and is removed when it stops; the dependency image is built
-unlabelled, like a user's, and reused by later runs.
+The rounds alternate (in process, fan-out) so the machine's load hits both; the load average
+is printed before and after. Where the time goes: for every run, the CPU seconds of the function
+processes (container-less, the server's runtime processes; in process, the forked workers;
+containers are not the server's children, so a Docker run shows none), of the server process and
+of this client, and the share of the cores' time the run left unused. Every
+container the server makes carries role ``bench`` and is removed when it stops; the dependency
+image is built unlabelled, like a user's, and reused by later runs.
 
 Usage: ``.venv/bin/python bench/bench_fanout.py [--frames 120] [--chunk 10] [--concurrency 2]
-[--rounds 2] [--process]``
+[--rounds 3] [--process]``
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import requests
 from traitlets.config import Config
 
@@ -71,6 +77,43 @@ def chunk_main(args: dict) -> dict:
         args.get("min_peaks", 15),
         args.get("stream_file"),
     )
+
+
+class CpuMeter:
+    """CPU seconds of this process, its reaped children, and a server with its process tree."""
+
+    def __init__(self, server_pid: int):
+        self.server = psutil.Process(server_pid)
+
+    def sample(self) -> dict[str, float]:
+        own = os.times()
+        tree = {}
+        for proc in [self.server, *self.server.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            tree[proc.pid] = times.user + times.system
+        return {
+            "client": own.user + own.system,
+            "workers": own.children_user + own.children_system,  # reaped forked workers
+            "server": tree.pop(self.server.pid, 0.0),
+            "functions": tree,
+        }
+
+    @staticmethod
+    def spent(before: dict, after: dict, wall: float) -> dict[str, float]:
+        """CPU seconds per part between two samples, and the idle share of the cores' time."""
+        functions = sum(
+            t - before["functions"].get(pid, 0.0) for pid, t in after["functions"].items()
+        )
+        spent = {
+            "functions": functions + after["workers"] - before["workers"],
+            "server": after["server"] - before["server"],
+            "client": after["client"] - before["client"],
+        }
+        spent["idle"] = 1 - sum(spent.values()) / (wall * os.cpu_count())
+        return spent
 
 
 def free_port() -> int:
@@ -122,7 +165,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="warm fan-outs and in-process runs")
+    parser.add_argument("--rounds", type=int, default=3, help="warm fan-outs and in-process runs")
     parser.add_argument("--process", action="store_true", help="container-less server and builder")
     args = parser.parse_args()
 
@@ -165,8 +208,13 @@ def main() -> None:
             for i, (a, b) in enumerate(chunks(args.frames, args.chunk))
         ]
         rates: dict[str, list[float]] = {}
+        profile: dict[str, list[dict]] = {}
+        meter = CpuMeter(proc.pid)
 
-        def note(label: str, seconds: float) -> None:
+        def note(label: str, run: Callable[[], float]) -> None:
+            before = meter.sample()
+            seconds = run()
+            profile.setdefault(label, []).append(meter.spent(before, meter.sample(), seconds))
             rates.setdefault(label, []).append(args.frames / seconds)
             print(f"{label}: {args.frames / seconds:.2f} frames/s", flush=True)
 
@@ -175,14 +223,18 @@ def main() -> None:
                 workspace, "xtal-chunk", params, concurrency=args.concurrency, progress="none"
             ).seconds
 
-        def local(processes: int) -> float:
-            return run_in_process(chunk_main, params, processes=processes, progress="none").seconds
+        def local(processes: int) -> Callable[[], float]:
+            return lambda: (
+                run_in_process(chunk_main, params, processes=processes, progress="none").seconds
+            )
 
-        note("fan-out, cold", fanned())
+        load_before = os.getloadavg()
+        note("fan-out, cold", fanned)
         for _ in range(args.rounds):
             note("in process, 1 process", local(1))
             note(f"in process, {args.concurrency} processes", local(args.concurrency))
-            note("fan-out, warm", fanned())
+            note("fan-out, warm", fanned)
+        load_after = os.getloadavg()
         workspace.close()
     finally:
         proc.terminate()
@@ -200,12 +252,24 @@ def main() -> None:
         f"\nMeasured by `bench/bench_fanout.py` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} "
         f"cores, {platform.machine()}, Python {platform.python_version()}); {mode} server, "
         f"{args.frames} frames of 512 × 512 in chunks of {args.chunk}, {args.concurrency} at a "
-        f"time; median of {args.rounds} rounds.\n"
+        f"time; median of {args.rounds} interleaved rounds; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
     )
     print("| | frames/s | × in process, same cores |\n|---|---|---|")
     for label, values in rates.items():
         value = statistics.median(values)
         print(f"| {label} | {value:.2f} | {value / statistics.median(same):.2f} |")
+    print(
+        "\nWhere the time goes (CPU seconds per run, median; idle: share of the cores' time "
+        "no part of the run used):\n"
+    )
+    print("| | function processes | server | client | idle |\n|---|---|---|---|---|")
+    for label, runs in profile.items():
+        cells = [
+            statistics.median(r[part] for r in runs) for part in ("functions", "server", "client")
+        ]
+        idle = statistics.median(r["idle"] for r in runs)
+        print(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {idle:.0%} |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Fan-out: one deployed function over many chunks, as non-blocking invocations.
+"""Fan-out: one deployed function over many chunks, as concurrent blocking invocations.
 
 A run of detector frames is processed as chunks (frame ranges passed by reference), each an
-activation of the same function. ``fan_out`` keeps at most ``concurrency`` activations in
-flight, polls their records, retries a failed chunk once, and returns the results in input
+activation of the same function. ``fan_out`` keeps at most ``concurrency`` blocking
+invocations in flight, one per worker thread (so a chunk's end is seen the moment the server
+answers, and costs no polls), retries a failed chunk once, and returns the results in input
 order with every activation it made; a chunk that failed every attempt is reported with its
 activation ids (``FanOutFailed``), the other chunks' results kept. ``run_in_process`` runs the
 same chunks through the Python function in the kernel, so both rates can be compared.
@@ -15,13 +16,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .deployers import ActivationRecord, FaaSDeployer
 from .errors import BadRequest, FaaSError, NotFound, ServerError
 
-#: Polling an activation waits this share of its age since submission, within the bounds below:
-#: quick activations are seen quickly, long ones cost few requests (≤ ~3 % added latency).
+#: An activation the server stopped waiting for (its blocking wait, 60 s on OpenWhisk, ran
+#: out) is polled after this share of its age since submission, within the bounds below:
+#: long activations cost few requests (≤ ~3 % added latency).
 POLL_SHARE = 0.03
 POLL_MIN_S = 0.05
 POLL_MAX_S = 1.0
@@ -127,13 +130,13 @@ class InProcessRun:
 
 
 @dataclass
-class _Attempt:
-    index: int
-    number: int
-    activation_id: str
-    submitted: float
-    next_poll: float
-    poll_errors: int = 0
+class _Outcome:
+    """How one attempt ended: its record, or why there is none."""
+
+    activation_id: str | None
+    record: ActivationRecord | None = None
+    status: str = ""
+    error: str = ""
 
 
 @dataclass
@@ -170,7 +173,8 @@ def fan_out(
         chunks: One input dict per activation, e.g. ``{"start": 0, "stop": 25, …}``.
         concurrency: Activations in flight at most (1 or more).
         retries: Further attempts of a chunk whose activation failed (0: none).
-        timeout_s: Seconds an attempt may go without a record before it counts as failed.
+        timeout_s: Seconds an attempt may go without a record before it counts as failed
+            (checked once the server's own blocking wait has ended).
         progress: "widgets", "text", "none" or "auto" (widgets in a kernel, else text).
         check: Raise ``FanOutFailed`` when a chunk failed every attempt.
 
@@ -213,7 +217,7 @@ def fan_out(
     shown = _progress(progress, f"Fan-out of {name}: {len(params)} chunks", len(params))
     failures: dict[int, ChunkFailure] = {}
     queue: deque[tuple[int, int]] = deque((i, 1) for i in range(len(params)))
-    running: dict[str, _Attempt] = {}
+    running: dict[Future, tuple[int, int]] = {}
     began = time.monotonic()
 
     def failed(index: int, number: int, status: str, error: str) -> None:
@@ -226,56 +230,29 @@ def fan_out(
             shown.done()
             shown.note(f"chunk {index} failed: {error} ({', '.join(ids) or 'no activation'})")
 
-    with shown:
+    with shown, ThreadPoolExecutor(concurrency, thread_name_prefix="faas-fan-out") as pool:
         while queue or running:
             while queue and len(running) < concurrency:
                 index, number = queue.popleft()
-                try:
-                    accepted = deployer.invoke(name, params[index], blocking=False)
-                except ServerError as err:
-                    failed(index, number, "refused", str(err))
-                    continue
-                now = time.monotonic()
-                activation_id = accepted.activation_id
-                state.ids[index].append(activation_id)
-                running[activation_id] = _Attempt(
-                    index, number, activation_id, now, now + POLL_MIN_S
-                )
-                if isinstance(accepted, ActivationRecord):  # a deployer that waited anyway
-                    running[activation_id].next_poll = now
-            if not running:
-                continue
-            wake = min(attempt.next_poll for attempt in running.values())
-            time.sleep(max(0.0, wake - time.monotonic()))
-            now = time.monotonic()
-            for attempt in [a for a in running.values() if a.next_poll <= now]:
-                record = _poll(deployer, attempt)
-                now = time.monotonic()
-                age = now - attempt.submitted
+                future = pool.submit(_attempt, deployer, name, params[index], timeout_s)
+                running[future] = (index, number)
+            finished, _ = wait(running, timeout=TEXT_PROGRESS_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, number = running.pop(future)
+                outcome = future.result()
+                if outcome.activation_id:
+                    state.ids[index].append(outcome.activation_id)
+                record = outcome.record
                 if record is None:
-                    if age > timeout_s:
-                        del running[attempt.activation_id]
-                        failed(
-                            attempt.index, attempt.number, "timeout", f"no record in {age:.0f} s"
-                        )
-                    elif attempt.poll_errors >= POLL_ERRORS:
-                        del running[attempt.activation_id]
-                        failed(
-                            attempt.index, attempt.number, "unknown", "its record cannot be read"
-                        )
-                    else:
-                        attempt.next_poll = now + min(POLL_MAX_S, max(POLL_MIN_S, age * POLL_SHARE))
+                    failed(index, number, outcome.status, outcome.error)
                     continue
-                del running[attempt.activation_id]
-                state.records[attempt.index].append(record)
+                state.records[index].append(record)
                 if record.ok:
-                    state.results[attempt.index] = record.result
+                    state.results[index] = record.result
                     shown.done()
                 else:
                     error = record.result.get("error") if isinstance(record.result, dict) else None
-                    failed(
-                        attempt.index, attempt.number, record.status, str(error or record.result)
-                    )
+                    failed(index, number, record.status, str(error or record.result))
             shown.update(len(running), len(failures))
         result = FanOutResult(
             name=name,
@@ -376,16 +353,36 @@ def _checked_chunks(chunks: Iterable[dict], name: str) -> list[dict]:
     return params
 
 
-def _poll(deployer: FaaSDeployer, attempt: _Attempt) -> ActivationRecord | None:
-    """The attempt's record, or None while the server has none (OpenWhisk answers 404)."""
+def _attempt(deployer: FaaSDeployer, name: str, chunk: dict, timeout_s: float) -> _Outcome:
+    """One blocking invocation of ``name`` (in a worker thread); polled if the server's wait
+    ran out before the activation ended."""
+    began = time.monotonic()
     try:
-        record = deployer.activation(attempt.activation_id)
+        answer = deployer.invoke(name, chunk, blocking=True)
     except ServerError as err:
-        if err.status != 404:
-            attempt.poll_errors += 1
-        return None
-    attempt.poll_errors = 0
-    return None if record.status == "running" else record
+        return _Outcome(None, status="refused", error=str(err))
+    if isinstance(answer, ActivationRecord) and answer.status != "running":
+        return _Outcome(answer.activation_id, answer)
+    errors = 0
+    while True:
+        age = time.monotonic() - began
+        if age > timeout_s:
+            return _Outcome(
+                answer.activation_id, status="timeout", error=f"no record in {age:.0f} s"
+            )
+        if errors >= POLL_ERRORS:
+            return _Outcome(
+                answer.activation_id, status="unknown", error="its record cannot be read"
+            )
+        time.sleep(min(POLL_MAX_S, max(POLL_MIN_S, age * POLL_SHARE)))
+        try:
+            record = deployer.activation(answer.activation_id)
+        except ServerError as err:
+            errors += err.status != 404  # 404: still running, OpenWhisk has no record yet
+            continue
+        errors = 0
+        if record.status != "running":
+            return _Outcome(answer.activation_id, record)
 
 
 def _progress(style: str, title: str, total: int):
