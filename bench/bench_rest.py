@@ -338,6 +338,72 @@ class Scraper:
         self._thread.join(15)
 
 
+def report(path: Path) -> str:
+    """Markdown tables of the runs appended to ``path`` (``--json``), one row per run, and the
+    median of each label's runs against its goal."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = [
+        "| run | load (1 min) | overhead p50 / p99 ms | REST p50 / p99 ms | direct p50 / p99 ms "
+        "| server CPU ms/call, sequential |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in runs:
+        s = r["sequential"]
+        out.append(
+            f"| {r['label']} | {r['load_start']:.1f}–{r['load_end']:.1f} "
+            f"| {s['overhead_p50']:.2f} / {s['overhead_p99']:.2f} "
+            f"| {s['rest_p50']:.2f} / {s['rest_p99']:.2f} "
+            f"| {s['direct_p50']:.2f} / {s['direct_p99']:.2f} | {s['server_cpu_ms']:.2f} |"
+        )
+    out += [
+        "",
+        "| run | connections | REST /s | errors (non-2xx + socket) | REST p50 / p99 ms "
+        "| server CPU ms/call | containers | direct /run /s | ratio |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        for t in r["throughput"]:
+            v, d = t["rest"], t["direct"]
+            out.append(
+                f"| {r['label']} | {v['conns']} | {v['rate']:.0f} "
+                f"| {v['non2xx'] + v['socket_errors']} | {v['p50_ms']:.1f} / {v['p99_ms']:.1f} "
+                f"| {v['server_cpu_ms']:.2f} | {v['containers']} | {d['rate']:.0f} "
+                f"| {v['rate'] / d['rate']:.2f} |"
+            )
+    out += [
+        "",
+        "| run | non-blocking accepted/s | accepted | recorded | pending after | "
+        "c8 /s without a scraper | with one reading /metrics every s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        nb, m = r.get("nonblocking"), r.get("metrics")
+        cells = (
+            [f"{nb['rate']:.0f}", nb["accepted"], nb["recorded"], nb["pending"]] if nb else [""] * 4
+        )
+        cells += (
+            [f"{m['without']['rate']:.0f}", f"{m['with']['rate']:.0f} ({m['scrapes']} scrapes)"]
+            if m
+            else ["", ""]
+        )
+        out.append(f"| {r['label']} | " + " | ".join(str(c) for c in cells) + " |")
+    mem = [r for r in runs if r.get("memory")]
+    if mem:
+        out += [
+            "",
+            "| run | c64 seconds | REST /s | errors | RSS before MB | peak RSS (VmHWM) MB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in mem:
+            m = r["memory"]
+            out.append(
+                f"| {r['label']} | {r['argv'].split('--rss-seconds ')[1].split()[0]} "
+                f"| {m['rate']:.0f} | {m['non2xx'] + m['socket_errors']} "
+                f"| {m['rss_before_kb'] / 1024:.0f} | {m['hwm_kb'] / 1024:.0f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-code", type=Path, default=ROOT, help="checkout whose server runs")
@@ -348,7 +414,11 @@ def main() -> None:
     parser.add_argument("--rss-seconds", type=float, default=0, help="the -c64 run of (d); 0: none")
     parser.add_argument("--skip", default="", help="parts to skip, e.g. c,e")
     parser.add_argument("--json", type=Path, help="append this run's results to this file")
+    parser.add_argument("--report", type=Path, help="print the tables of a --json file and exit")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.report))
+        return
     args.seq = max(BLOCK, min(args.seq, MAX_SEQ))
     args.seconds = min(args.seconds, MAX_SECONDS)
     args.rss_seconds = min(args.rss_seconds, MAX_SECONDS)

@@ -185,11 +185,13 @@ class ActionContainer(Slot):
         network: str,
         volumes: dict | None = None,
         hardening: Hardening | None = None,
+        loop=None,
     ) -> ActionContainer:
         """``docker run`` the image detached with its own CMD and attach to its output.
 
         The memory limit is also the swap limit (no swap), as OpenWhisk sets it;
-        ``hardening`` (default: :class:`Hardening`'s defaults) confines the rest.
+        ``hardening`` (default: :class:`Hardening`'s defaults) confines the rest. Its
+        output is followed on ``loop`` (see :meth:`LogCollector.attach`), or a thread.
         """
         container = client.containers.run(
             image,
@@ -205,7 +207,7 @@ class ActionContainer(Slot):
         )
         try:
             address = engine.container_address(container, network)
-            logs = LogCollector.attach(stream_api, container.id, container.name)
+            logs = LogCollector.attach(stream_api, container.id, container.name, loop=loop)
         except Exception:
             engine.remove_container(container)
             raise

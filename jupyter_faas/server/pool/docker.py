@@ -821,6 +821,7 @@ class DockerInvoker(SlotPool):
                 network=network,
                 volumes=self.site.container_volumes(),
                 hardening=self._hardening,
+                loop=asyncio.get_running_loop(),
             ),
         )
         slot.action_key = job.action_key
@@ -898,6 +899,7 @@ class DockerInvoker(SlotPool):
                 network=self._network,
                 volumes=self.site.container_volumes(),
                 hardening=self._hardening,
+                loop=asyncio.get_running_loop(),
             )
             await self._calls.activation(
                 slot.wait_listening, time.monotonic() + self.start_timeout_s

@@ -1,10 +1,11 @@
 """Activation logs: follow a sandbox's output and cut it at the sentinels.
 
 OpenWhisk runtimes print the end-of-activation marker on stdout and on stderr
-after every activation (protocols.md B.4). Daemon threads follow a
-container's attached output (or a runtime process's pipes) into a buffer, so
-a warm activation collects its logs without any Docker API call: it only
-waits (briefly) until both sentinels are in the buffer.
+after every activation (protocols.md B.4). The server's event loop follows a
+container's attached output (a daemon thread does for a runtime process's pipes,
+or for an engine reached through something other than a plain socket) into a
+buffer, so a warm activation collects its logs without any Docker API call: it
+only waits (briefly) until both sentinels are in the buffer.
 
 Our runtime prints the activation's log token after the marker (``marker(token)``);
 while a collector expects a token, other marker lines (a function printing the plain
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -86,15 +88,29 @@ class LogCollector:
         self._waiters: list[asyncio.Future] = []
 
     @classmethod
-    def attach(cls, api, container_id: str, name: str) -> LogCollector:
+    def attach(
+        cls, api, container_id: str, name: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> LogCollector:
         """Follow a running container's output.
 
         Args:
             api: A docker-py low-level client whose sockets have no read timeout
                 (a container may be silent for longer than any timeout).
             container_id: The container to attach to; it must be running.
+            loop: The event loop to follow it on (no thread per container, and the
+                end-of-activation markers reach :meth:`take_async` without a thread
+                hand-off), when the engine's connection is a plain socket; None: a
+                thread follows it.
         """
         collector = cls(name)
+        if loop is not None:
+            params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
+            raw = api.attach_socket(container_id, params=params)
+            sock = getattr(raw, "_sock", raw)
+            if isinstance(sock, socket.socket):
+                collector._follow_on(loop, sock, raw)
+                return collector
+            raw.close()
         stream = api.attach(
             container_id, stdout=True, stderr=True, stream=True, logs=False, demux=True
         )
@@ -224,6 +240,56 @@ class LogCollector:
         )
         thread.start()
 
+    def _follow_on(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, keep) -> None:
+        """Read the engine's multiplexed attach stream (frames of an 8-byte header: stream,
+        3 zero bytes, big-endian length; then the data) on ``loop``."""
+        self._open += 1
+        sock.setblocking(False)
+        buffer = bytearray()
+        done = []
+
+        def readable() -> None:
+            try:
+                data = sock.recv(262144)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                log.warning("following the output of %s failed: %s", self.name, err)
+                data = b""
+            if not data:
+                stop()
+                return
+            buffer.extend(data)
+            out: dict[int, list[bytes]] = {1: [], 2: []}
+            while len(buffer) >= 8:
+                end = 8 + int.from_bytes(buffer[4:8], "big")
+                if len(buffer) < end:
+                    break
+                if buffer[0] in out:
+                    out[buffer[0]].append(bytes(buffer[8:end]))
+                del buffer[:end]
+            for kind, stream in ((1, "stdout"), (2, "stderr")):
+                if out[kind]:
+                    self._feed(stream, b"".join(out[kind]))
+
+        def stop() -> None:
+            if done:
+                return
+            done.append(True)
+            loop.remove_reader(sock)
+            sock.close()
+            keep.close()
+            self._stream_ended()
+
+        def close() -> None:
+            try:
+                loop.call_soon_threadsafe(stop)
+            except RuntimeError:  # the loop is closed: so is everything it followed
+                pass
+
+        self._closers.append(close)
+        loop.call_soon_threadsafe(loop.add_reader, sock, readable)
+
     def _read(self, chunks) -> None:
         try:
             for out, err in chunks:
@@ -234,18 +300,22 @@ class LogCollector:
         except Exception as err:  # the thread must always mark the end below
             log.warning("following the output of %s failed: %s", self.name, err)
         finally:
-            with self._cond:
-                self._open -= 1
-                if self._open == 0:
-                    for stream, parts in self._partial.items():
-                        if parts:
-                            for piece in _pieces(b"".join(parts)):
-                                self._add(stream, piece, time.time_ns())
-                    self._partial = {"stdout": [], "stderr": []}
-                    self._partial_len = {"stdout": 0, "stderr": 0}
-                    self.ended = True
-                    self._cond.notify_all()
-                    self._wake_waiters()
+            self._stream_ended()
+
+    def _stream_ended(self) -> None:
+        """One followed stream ended; after the last, flush unfinished lines and say so."""
+        with self._cond:
+            self._open -= 1
+            if self._open == 0:
+                for stream, parts in self._partial.items():
+                    if parts:
+                        for piece in _pieces(b"".join(parts)):
+                            self._add(stream, piece, time.time_ns())
+                self._partial = {"stdout": [], "stderr": []}
+                self._partial_len = {"stdout": 0, "stderr": 0}
+                self.ended = True
+                self._cond.notify_all()
+                self._wake_waiters()
 
     def _feed(self, stream: str, chunk: bytes) -> None:
         """Add the complete lines of ``chunk``; an unfinished line waits in pieces (no re-copy)."""
@@ -283,7 +353,14 @@ class LogCollector:
 
     def _wake_waiters(self) -> None:
         """With ``_cond`` held: let every :meth:`take_async` look again."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for waiter in self._waiters:
+            if waiter.get_loop() is running:  # followed on the waiter's own loop
+                _wake(waiter)
+                continue
             try:
                 waiter.get_loop().call_soon_threadsafe(_wake, waiter)
             except RuntimeError:  # its loop is closed: nobody waits
