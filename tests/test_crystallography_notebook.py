@@ -34,7 +34,7 @@ PARAMETERS = {"N_FRAMES": 24, "CHUNK_SIZE": 6, "CONCURRENCY": 2, "SEED": 7}
 CHUNKS = 4
 
 
-def _inject(notebook: nbformat.NotebookNode, parameters: dict) -> None:
+def inject_parameters(notebook: nbformat.NotebookNode, parameters: dict) -> None:
     """Papermill's convention: a cell tagged injected-parameters right after the parameters."""
     index = next(
         i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])
@@ -83,7 +83,7 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
     server_data = workdir / "server"
     server_data.mkdir()
     notebook = nbformat.read(workdir / NOTEBOOK.name, as_version=4)
-    _inject(notebook, PARAMETERS)
+    inject_parameters(notebook, PARAMETERS)
     with running_function_server(server_data, test_labels, *options, env=env) as server:
         kernel_env = server.kernel_env(env, config_dir, registry, base_image)
         client = NotebookClient(
