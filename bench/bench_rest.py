@@ -231,8 +231,10 @@ def run_body(doc: dict) -> bytes:
 def action_containers(docker, run: str, doc: dict) -> list:
     """The running containers the server holds for the action."""
     key = f"guest/{doc['name']}@{doc['version']}@guest"
-    labels = {RUN_LABEL: run, ACTION_LABEL: key}
-    return [c for c in engine.containers_with_label(docker, **labels) if c.status == "running"]
+    labels = [engine.LABEL, f"{RUN_LABEL}={run}", f"{ACTION_LABEL}={key}"]
+    # Sparse: a full listing inspects each container and fails on one removed meanwhile.
+    filters = {"label": labels, "status": "running"}
+    return docker.containers.list(sparse=True, filters=filters)
 
 
 def warm(server: Server, docker, run: str, doc: dict, url: str, script: Path, conns: int) -> None:
@@ -253,8 +255,9 @@ def server_container(docker, run: str, doc: dict):
     if len(found) != 1:
         raise RuntimeError(f"expected one warm container of {doc['name']}, found {len(found)}")
     container = found[0]
+    address = engine.container_address(container)  # reloads its full attributes
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
-    return engine.container_address(container), env[protocol.SECRET_ENV]
+    return address, env[protocol.SECRET_ENV]
 
 
 def timed(conn: LeanConnection, head: bytes, body: bytes, n: int) -> list[float]:
