@@ -56,6 +56,7 @@ Sharing (OpenWhisk published packages):
   %faas invoke OWNER/PACKAGE/NAME 'JSON'  invoke a shared function (runs count as yours)
   %faas bind OWNER/PACKAGE [--as NAME]    your own name for a shared package
                             (then %faas invoke NAME/FUNCTION)
+  %faas sequence NAME STEP [STEP …]    NAME runs the steps in turn (yours or shared ones)
   %faas pull OWNER/PACKAGE/NAME [--as NEWNAME]  copy its bundle to derive your own:
                             a new %%faas NEWNAME cell with its code
 Functions are made with a %%faas cell:
@@ -394,6 +395,10 @@ class FaaSMagics(Magics):
         name = self.workspace.deployer.bind(package_ref, options.get("as", ""))
         print(f"{package_ref} bound as {name}: %faas invoke {name}/FUNCTION 'JSON'")
         return name
+
+    def _line_sequence(self, name, *steps):
+        made = self.workspace.deployer.sequence(name, list(steps))
+        print(f"{name}: version {made.version}, a sequence of {' → '.join(steps)}")
 
     def _line_pull(self, ref, *words):
         options = _options("pull OWNER/PACKAGE/NAME", words, "--as")

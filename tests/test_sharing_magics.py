@@ -112,6 +112,10 @@ def test_share_a_function_between_two_namespaces(people, capsys):
     assert bob.faas_line("bind guest/shared --as alices") == "alices"
     assert bob.faas_line("invoke alices/peaks '{\"threshold\": 6}'") == {"peaks": [7]}
 
+    # A sequence of his own with Alice's function as its step.
+    bob.faas_line("sequence pipeline guest/shared/peaks")
+    assert bob.faas_line("invoke pipeline '{\"threshold\": 5}'") == {"peaks": [7]}
+
     # He cannot unpublish it, nor change it.
     with pytest.raises(UsageError, match="only guest can unpublish it"):
         bob.faas_line("unpublish guest/shared/peaks")
@@ -139,6 +143,8 @@ def test_share_a_function_between_two_namespaces(people, capsys):
     assert "Ask guest to publish it" in message
     with pytest.raises(UsageError, match="binding to a package that is not shared"):
         bob.faas_line("invoke alices/peaks '{\"threshold\": 4}'")
+    with pytest.raises(UsageError, match="not authorized"):
+        bob.faas_line("invoke pipeline '{\"threshold\": 5}'")
     assert "guest/shared/peaks" not in {f.ref for f in bob.workspace.deployer.shared()}
     assert bob.faas_line("invoke my-peaks '{\"threshold\": 5}'") == {"peaks": [5, 7]}
     assert any(
@@ -158,6 +164,8 @@ def test_sharing_mistakes_say_what_to_do(people, capsys):
         bob.faas_line("pull just-a-name")
     with pytest.raises(UsageError, match="Ask nobody to publish it"):
         bob.faas_line("pull nobody/shared/peaks")
+    with pytest.raises(UsageError, match="Every step must be deployed, or published"):
+        bob.faas_line("sequence broken nobody/shared/peaks")
     with pytest.raises(UsageError, match="Unknown or incomplete option"):
         alice.faas_line("publish peaks --colour red")
     # Nothing published (the first test unpublished peaks): the table says how to share.

@@ -552,6 +552,32 @@ class OpenWhiskDeployer(FaaSDeployer):
             raise self._not_shared(f"{owner}/{package}", err) from None
         return name
 
+    def sequence(self, name: str, steps: list[str]) -> DeployedFunction:
+        """Make ``name`` an OpenWhisk sequence of ``steps`` (each NAME, BINDING/NAME or a
+        shared OWNER/PACKAGE/NAME): one invoke runs them in turn, each one's result the
+        next one's input."""
+        if not steps:
+            raise BadRequest(
+                f"The sequence {name} needs at least one step.",
+                hint=f"For example: %faas sequence {name} alice/shared/peaks my-summary.",
+            )
+        components = []
+        for step in steps:
+            owner, path = self._target(step)
+            components.append(f"/{owner or '_'}/{path}")
+        doc = {"exec": {"kind": "sequence", "components": components}}
+        try:
+            action = self.client.put_action(check_name(name), doc)
+        except ServerError as err:
+            if err.status not in (400, 403):  # a step missing, or not shared with this key
+                raise
+            raise BadRequest(
+                f"The sequence {name} cannot be made: {err.message}",
+                hint="Every step must be deployed, or published by its owner; "
+                "%faas list and %faas shared show them.",
+            ) from None
+        return _deployed(action, self.client.host_url())
+
     def _target(self, ref: str) -> tuple[str | None, str]:
         """``(namespace or None for one's own, path)`` of ``NAME``, ``PACKAGE/NAME`` or
         ``OWNER/PACKAGE/NAME``."""
