@@ -300,6 +300,7 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         "shared",
         "pull",
         "bind",
+        "sequence",
     )
 
     @property
@@ -379,6 +380,11 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         """Bind published package ``package_ref`` (``OWNER/PACKAGE``) into the caller's
         namespace as ``name`` with default ``params``; returns the binding's name, so that
         ``NAME/FUNCTION`` invokes through it."""
+        raise NotImplementedError
+
+    def sequence(self, name: str, steps: list[str]) -> DeployedFunction:
+        """Make ``name`` run ``steps`` in turn (each one's result the next one's input); a
+        step is a function of one's own, ``BINDING/NAME`` or a shared ``OWNER/PACKAGE/NAME``."""
         raise NotImplementedError
 
     def web_url(self, name: str) -> str | None:

@@ -553,9 +553,7 @@ class OpenWhiskDeployer(FaaSDeployer):
         return name
 
     def sequence(self, name: str, steps: list[str]) -> DeployedFunction:
-        """Make ``name`` an OpenWhisk sequence of ``steps`` (each NAME, BINDING/NAME or a
-        shared OWNER/PACKAGE/NAME): one invoke runs them in turn, each one's result the
-        next one's input."""
+        """An OpenWhisk action of kind sequence, its components fully qualified."""
         if not steps:
             raise BadRequest(
                 f"The sequence {name} needs at least one step.",
