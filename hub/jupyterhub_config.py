@@ -91,6 +91,10 @@ START_TIMEOUT = int(setting("FAAS_HUB_START_TIMEOUT", "300"))
 HTTP_TIMEOUT = int(setting("FAAS_HUB_HTTP_TIMEOUT", "120"))
 #: Servers idle this many seconds are stopped (their files stay in the volumes); 0: never.
 CULL_IDLE_S = int(setting("FAAS_HUB_CULL_IDLE_S", "3600"))
+#: Whether users may share their running server with other users (JupyterHub's sharing:
+#: POST /hub/api/shares/OWNER/SERVER, or jupyter-collaboration's Share dialog) to edit
+#: together in real time. 1: yes; 0: no. A guest runs code as the owner (see docs/hub.md).
+SHARING = setting("FAAS_HUB_SHARING", "1") == "1"
 #: What user containers may reach besides the hub and the service: space-separated CIDRs,
 #: addresses or host names, each with an optional :port (a package mirror, a proxy).
 ALLOWED_EGRESS = setting("FAAS_HUB_ALLOWED_EGRESS", "").split()
@@ -167,6 +171,13 @@ c.Spawner.server_token_scopes = [
     "access:services!service=faas",
 ]
 
+# Tokens the server's OAuth client issues to browsers (the owner's, and a guest's of a shared
+# server): the faas service as the person at the browser, so the sidebar can act as the
+# guest; with sharing, the names and shares that jupyter-collaboration's Share dialog needs.
+c.Spawner.oauth_client_allowed_scopes = ["access:services!service=faas"] + (
+    ["read:users:name", "list:users", "shares!user"] if SHARING else []
+)
+
 # -- The faas service, the operators' token, idle culling ------------------------------------
 
 SITE_ENV = {
@@ -209,8 +220,13 @@ c.JupyterHub.custom_scopes = {
     "custom:faas:admin": {"description": "List and delete every user's faas namespace."}
 }
 c.JupyterHub.load_roles = [
-    # Users may call the faas service (their kernels' tokens carry it too).
-    {"name": "user", "scopes": ["self", "access:services!service=faas"]},
+    # Users may call the faas service (their kernels' tokens carry it too) and, with
+    # sharing, share their own servers with users they name.
+    {
+        "name": "user",
+        "scopes": ["self", "access:services!service=faas"]
+        + (["shares!user", "read:users:name", "list:users"] if SHARING else []),
+    },
     {
         "name": "faas-operator",
         "description": "Scripts and operators: users, servers, tokens, the namespace map.",

@@ -26,12 +26,16 @@ done
 
 bash scripts/setup.sh
 
+# A hub's server limits each namespace (hub/faas_server_config.py); a demo's does not.
+serve=(.venv/bin/jupyter faas serve)
+[[ $hub == 1 ]] && serve+=(--config hub/faas_server_config.py)
 if curl -fsS "$API/api/v1" >/dev/null 2>&1; then
     echo "up: function server: answering on $API"
+    [[ $hub == 1 ]] && echo "up:   (started before: restart it with ${serve[*]} for the hub's limits)"
 else
     echo "up: function server: starting on $API (log: $STATE/server.log)"
     mkdir -p "$STATE"
-    setsid .venv/bin/jupyter faas serve >"$STATE/server.log" 2>&1 </dev/null &
+    setsid "${serve[@]}" >"$STATE/server.log" 2>&1 </dev/null &
     for _ in $(seq 1 240); do
         curl -fsS "$API/api/v1" >/dev/null 2>&1 && break
         sleep 0.5

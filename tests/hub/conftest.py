@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 from support import free_port, loopback, running_function_server, stop, tail, wait_until_answers
+from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_faas import engine
 
@@ -127,13 +129,17 @@ class Hub:
 
 @pytest.fixture(scope="session")
 def hub_function_server(tmp_path_factory, test_labels, docker_client, base_image, registry):
-    """A function server of this run's own, with the real DockerInvoker."""
+    """A function server of this run's own, with the real DockerInvoker and the hub's
+    per-namespace limits (hub/faas_server_config.py, passed as options: the test server's
+    own config file holds its labels)."""
     folder = tmp_path_factory.mktemp("hub-function-server")
+    limits = PyFileConfigLoader("faas_server_config.py", path=str(ROOT / "hub")).load_config()
     with running_function_server(
         folder,
         test_labels,
         "--FunctionServer.invoker_class=docker",
         "--FunctionServer.shutdown_grace_s=1",
+        *(f"--FunctionServer.{k}={v}" for k, v in limits.FunctionServer.items()),
     ) as server:
         yield server
 
@@ -142,6 +148,34 @@ def hub_function_server(tmp_path_factory, test_labels, docker_client, base_image
 def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_client):
     """This run's JupyterHub, answering, with the faas service up."""
     state = tmp_path_factory.mktemp("hub-state")
+    with running_hub(hub_image, hub_function_server, state, run_label, docker_client) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def stuck_hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_client):
+    """A second hub whose users' servers never answer (their command sleeps) and which
+    waits 10 s for them (FAAS_HUB_HTTP_TIMEOUT): every spawn times out. Its label value is
+    its own, so its teardown leaves the main hub's containers alone."""
+    state = tmp_path_factory.mktemp("stuck-hub-state")
+    site = state / "site_config.py"
+    site.write_text('c.DockerSpawner.cmd = ["bash", "-c", "exec sleep infinity"]\n')
+    with running_hub(
+        hub_image,
+        hub_function_server,
+        state,
+        f"{run_label}-stuck",
+        docker_client,
+        FAAS_HUB_SITE_CONFIG=str(site),
+        FAAS_HUB_HTTP_TIMEOUT="10",
+    ) as made:
+        yield made
+
+
+@contextmanager
+def running_hub(image, function_server, state: Path, run_label, client, **settings):
+    """A JupyterHub of hub/jupyterhub_config.py with names and ports of its own, and
+    ``settings`` (FAAS_HUB_* variables) on top; removes what it made on exit."""
     rid = uuid.uuid4().hex[:8]
     prefix = f"faas-t{rid}"
     port = free_port()
@@ -153,7 +187,7 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
         "FAAS_HUB_SERVICE_PORT": str(free_port()),
         "FAAS_HUB_PROXY_API_PORT": str(free_port()),
         "FAAS_HUB_PREFIX": prefix,
-        "FAAS_HUB_IMAGE": hub_image,
+        "FAAS_HUB_IMAGE": image,
         "FAAS_HUB_LABELS": json.dumps({RUN_LABEL: run_label}),
         "FAAS_HUB_REGISTRY_PREFIX": f"faas-test-{run_label}/users",
         "FAAS_HUB_PROXY_COMMAND": str(
@@ -164,9 +198,10 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
             / "configurable-http-proxy"
         ),
         "FAAS_HUB_START_TIMEOUT": str(SPAWN_TIMEOUT),
-        "FAAS_SERVER_URL": hub_function_server.url,
-        "FAAS_SERVER_DATA": str(hub_function_server.log_path.parent),
+        "FAAS_SERVER_URL": function_server.url,
+        "FAAS_SERVER_DATA": str(function_server.log_path.parent),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **settings,
     }
     log_path = state / "jupyterhub.log"
     with open(log_path, "wb") as log:
@@ -186,12 +221,12 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
         url,
         "",
         prefix,
-        hub_image,
+        image,
         prefix,
         env["FAAS_HUB_REGISTRY_PREFIX"],
         state,
-        hub_function_server.url,
-        hub_function_server.log_path.parent,
+        function_server.url,
+        function_server.log_path.parent,
         proc,
     )
     try:
@@ -201,7 +236,7 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
         yield made
     finally:
         stop(proc, grace=60)
-        _remove_run(made, docker_client, run_label)
+        _remove_run(made, client, run_label)
 
 
 def _remove_run(hub: Hub, client, run_label: str) -> None:
