@@ -14,9 +14,11 @@ STATE="${FAAS_STATE_DIR:-$REPO/.state}"
 VENV="$REPO/.venv"
 # chromium: the browser the Playwright tests drive (tests/browser). Never Debian's npm or
 # nodejs here: they would replace the machine's Node 20.20 with Node 18, too old to build
-# the JupyterLab extension.
+# the JupyterLab extension. wrk: the REST benchmark's load generator (bench/bench_rest.py).
+# gcc, libc6-dev, libhdf5-dev, zip: the crystallography example's native peak finder
+# (examples/crystallography/native/build.sh, tested in tests/science).
 APT_PACKAGES=(docker.io debootstrap docker-registry python3 python3-venv curl ca-certificates procps
-    chromium wrk)
+    chromium wrk gcc libc6-dev libhdf5-dev zip)
 # The JupyterLab extension's sources: a change to any of them rebuilds it on the next run.
 LAB_SOURCES=(labextension/package.json labextension/yarn.lock labextension/tsconfig.json
     labextension/install.json labextension/src labextension/style)
