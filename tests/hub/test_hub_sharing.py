@@ -1,0 +1,112 @@
+"""Sharing functions between two hub users, on a real hub (DockerSpawner, the faas service,
+the function server): Alice publishes from her container's kernel; Bob, in his, lists,
+invokes, binds and pulls it, cannot change or unpublish it, and is told clearly once
+Alice unpublishes it. Every call of the kernels goes through the service's relay with
+the user's own namespace key.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hubtools import Kernel
+from support import loopback
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
+
+CODE = (
+    "def main(args):\n"
+    "    values = [1, 5, 2, 7, 3]\n"
+    "    return {'peaks': [v for v in values if v > args['threshold']]}"
+)
+
+
+@pytest.fixture(scope="module")
+def pair(hub):
+    """Two hub users with servers, tokens and a kernel each."""
+    rid = uuid.uuid4().hex[:6]
+    names = {short: f"{short}{rid}" for short in ("alice", "bob")}
+    for name in names.values():
+        hub.add_user(name)
+        hub.start_server(name)
+    found = {}
+    for short, name in names.items():
+        hub.wait_ready(name)
+        token = hub.user_token(name)
+        kernel = Kernel(hub, name, token)
+        found[short] = {"name": name, "token": token, "kernel": kernel}
+        run_ok(kernel, '%load_ext jupyter_faas\n%config FaaSMagics.progress_style = "text"')
+    yield found
+    for person in found.values():
+        person["kernel"].close()
+
+
+def run_ok(kernel: Kernel, code: str) -> str:
+    out = kernel.run(code)
+    assert out.error is None, f"{out.error}\n{out.text}"
+    return out.text
+
+
+def run_error(kernel: Kernel, code: str) -> str:
+    """What a refused magic says: IPython prints a UsageError (no traceback, no error reply)."""
+    out = kernel.run(code)
+    assert out.error is None and out.text.startswith("UsageError: "), out
+    return out.text
+
+
+def namespace_key(hub, person) -> tuple[str, str]:
+    resp = hub.service("GET", "api/namespace", person["token"])
+    assert resp.status_code == 200, resp.text
+    user, _, key = resp.json()["api_key"].partition(":")
+    return user, key
+
+
+def test_publish_list_invoke_bind_pull_and_unpublish(hub, pair):
+    alice, bob = pair["alice"]["kernel"], pair["bob"]["kernel"]
+    owner = pair["alice"]["name"]  # her namespace is her user name
+    ref = f"{owner}/shared/peaks"
+    run_ok(alice, f"%%faas peaks --test '{{\"threshold\": 2}}'\n{CODE}")
+    assert "Deployed peaks" in run_ok(alice, "%faas deploy peaks")
+    text = run_ok(alice, "%faas publish peaks --description 'Peaks above a threshold'")
+    assert f"published as {ref}" in text, text
+
+    # Bob finds it with its owner, description and input, and runs it as his own run.
+    listed = run_ok(bob, "%faas shared")
+    assert ref in listed and "Peaks above a threshold" in listed and "threshold" in listed
+    assert "[5, 7]" in run_ok(bob, f"%faas invoke {ref} '{{\"threshold\": 4}}'")
+    runs = run_ok(bob, "%faas activations peaks")
+    assert pair["bob"]["name"] in runs and "success" in runs, runs  # started by Bob
+    # A binding of his own to Alice's package.
+    assert "alices" in run_ok(bob, f"%faas bind {owner}/shared --as alices")
+    assert "[7]" in run_ok(bob, "%faas invoke alices/peaks '{\"threshold\": 6}'")
+    # A copy to derive from: the cell's text and a bundle in his own home.
+    cell = run_ok(bob, f"_cell = %faas pull {ref} --as my-peaks\nprint(_cell)")
+    assert "%%faas my-peaks --test" in cell and "def main(args):" in cell, cell
+    assert "threshold" in run_ok(bob, "print(open('functions/my-peaks/handler.py').read())")
+
+    # He can neither unpublish nor change it.
+    error = run_error(bob, f"%faas unpublish {ref}")
+    assert f"only {owner} can unpublish it" in error, error
+    user, key = namespace_key(hub, pair["bob"])
+    url = f"{hub.server_url}/api/v1/namespaces/{owner}/actions/shared/peaks"
+    for method in ("PUT", "DELETE"):
+        resp = loopback().request(
+            method,
+            url,
+            auth=(user, key),
+            json={"exec": {"kind": "blackbox", "image": "x"}},
+            timeout=30,
+        )
+        assert resp.status_code == 403, resp.text
+
+    # Alice unpublishes while Bob uses it: a clear message; his copy stays.
+    assert "no longer published" in run_ok(alice, "%faas unpublish peaks")
+    error = run_error(bob, f"%faas invoke {ref} '{{\"threshold\": 4}}'")
+    assert "is not shared with you" in error and f"Ask {owner} to publish it" in error, error
+    error = run_error(bob, "%faas invoke alices/peaks '{\"threshold\": 4}'")
+    assert "binding to a package that is not shared" in error, error
+    assert ref not in run_ok(bob, "%faas shared")
+    assert "threshold" in run_ok(bob, "print(open('functions/my-peaks/handler.py').read())")
+    # Her own function still runs.
+    assert "[7]" in run_ok(alice, "%faas invoke peaks '{\"threshold\": 6}'")
