@@ -302,6 +302,6 @@ class RelayHandler(web.RequestHandler):
         for header in _RELAYED_OUT:
             if header in resp.headers:
                 self.set_header(header, resp.headers[header])
-        self.finish(resp.body or b"")
+        self.finish(resp.body or None)  # None: a 204 must carry no body, not even b""
 
     get = head = post = put = delete = patch = _relay

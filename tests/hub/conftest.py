@@ -155,11 +155,16 @@ def hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_clie
 @pytest.fixture(scope="module")
 def stuck_hub(hub_image, hub_function_server, tmp_path_factory, run_label, docker_client):
     """A second hub whose users' servers never answer (their command sleeps) and which
-    waits 10 s for them (FAAS_HUB_HTTP_TIMEOUT): every spawn times out. Its label value is
-    its own, so its teardown leaves the main hub's containers alone."""
+    waits 10 s for them (FAAS_HUB_HTTP_TIMEOUT): every spawn times out. A start request
+    answers 202 at once (slow_spawn_timeout 0), so the failure is seen where a user sees
+    it, in the progress stream, never raced by the request. Its label value is its own,
+    so its teardown leaves the main hub's containers alone."""
     state = tmp_path_factory.mktemp("stuck-hub-state")
     site = state / "site_config.py"
-    site.write_text('c.DockerSpawner.cmd = ["bash", "-c", "exec sleep infinity"]\n')
+    site.write_text(
+        'c.DockerSpawner.cmd = ["bash", "-c", "exec sleep infinity"]\n'
+        'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n'
+    )
     with running_hub(
         hub_image,
         hub_function_server,

@@ -29,14 +29,24 @@ class Kernel:
         resp = loopback().post(base, headers=self.headers, json={"name": "python3"}, timeout=60)
         assert resp.status_code == 201, resp.text
         self.id = resp.json()["id"]
-        self.ws = websocket.create_connection(
-            f"{base.replace('http://', 'ws://')}/{self.id}/channels",
-            header=[f"Authorization: token {token}"],
-            timeout=900,
-        )
+        self.channels = f"{base.replace('http://', 'ws://')}/{self.id}/channels"
+        self.token = token
+        self.ws: websocket.WebSocket | None = None
         self.session = uuid.uuid4().hex
 
+    def _connect(self) -> None:
+        """A new channels connection for each cell: between cells nobody answers the server's
+        pings, so it may have closed an older one (30 s ping timeout)."""
+        import websocket
+
+        if self.ws is not None:
+            self.ws.close()
+        self.ws = websocket.create_connection(
+            self.channels, header=[f"Authorization: token {self.token}"], timeout=900
+        )
+
     def run(self, code: str) -> Output:
+        self._connect()
         msg_id = uuid.uuid4().hex
         self.ws.send(
             json.dumps(
@@ -79,4 +89,5 @@ class Kernel:
                 return Output("\n".join(texts), error)
 
     def close(self) -> None:
-        self.ws.close()
+        if self.ws is not None:
+            self.ws.close()
