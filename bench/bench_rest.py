@@ -94,8 +94,16 @@ def lua_script(folder: Path, name: str, body: bytes, headers: dict) -> Path:
     return path
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
-    """One ``wrk`` run; its counts, rate and latency percentiles."""
+    """One ``wrk`` run; its counts, rate and latency percentiles, and the whole machine's CPU
+    per request (server, containers, dockerd, ``wrk`` itself: what bounds the rate on 2 cores)."""
+    busy0 = machine_busy_s()
     threads = min(2, conns)
     cmd = [
         "wrk",
@@ -109,6 +117,7 @@ def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
         url,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    busy = machine_busy_s() - busy0
     found = re.search(r"^RESULT (.*)$", out, re.M)
     if not found:
         raise RuntimeError(f"wrk printed no result:\n{out}")
@@ -122,6 +131,7 @@ def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
         "socket_errors": socket_errors,
         "p50_ms": values["p50_us"] / 1000,
         "p99_ms": values["p99_us"] / 1000,
+        "machine_cpu_ms": busy * 1000 / max(values["requests"], 1),
     }
 
 
@@ -341,6 +351,11 @@ class Scraper:
         self._thread.join(15)
 
 
+def machine(run: dict) -> str:
+    """The machine's CPU per request of a ``wrk`` run, or "–" for runs before it was read."""
+    return f"{run['machine_cpu_ms']:.2f}" if "machine_cpu_ms" in run else "–"
+
+
 def report(path: Path) -> str:
     """Markdown tables of the runs appended to ``path`` (``--json``), one row per run, and the
     median of each label's runs against its goal."""
@@ -361,8 +376,9 @@ def report(path: Path) -> str:
     out += [
         "",
         "| run | connections | REST /s | errors (non-2xx + socket) | REST p50 / p99 ms "
-        "| server CPU ms/call | containers | direct /run /s | ratio |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| server CPU ms/call | machine CPU ms/call, REST / direct | containers "
+        "| direct /run /s | ratio |",
+        "|---|---:|---:|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in runs:
         for t in r["throughput"]:
@@ -370,7 +386,8 @@ def report(path: Path) -> str:
             out.append(
                 f"| {r['label']} | {v['conns']} | {v['rate']:.0f} "
                 f"| {v['non2xx'] + v['socket_errors']} | {v['p50_ms']:.1f} / {v['p99_ms']:.1f} "
-                f"| {v['server_cpu_ms']:.2f} | {v['containers']} | {d['rate']:.0f} "
+                f"| {v['server_cpu_ms']:.2f} | {machine(v)} / {machine(d)} "
+                f"| {v['containers']} | {d['rate']:.0f} "
                 f"| {v['rate'] / d['rate']:.2f} |"
             )
     out += [
@@ -473,8 +490,9 @@ def main() -> None:
                 f"(b) c{c}: REST {via['rate']:.0f}/s ({via['non2xx']} non-2xx, "
                 f"{via['socket_errors']} socket errors, p50 {via['p50_ms']:.1f} ms, p99 "
                 f"{via['p99_ms']:.1f} ms, {via['containers']} containers, server CPU "
-                f"{via['server_cpu_ms']:.2f} ms/call), direct "
-                f"{raw['rate']:.0f}/s",
+                f"{via['server_cpu_ms']:.2f} ms/call, machine CPU {via['machine_cpu_ms']:.2f} "
+                f"ms/call), direct {raw['rate']:.0f}/s (machine CPU "
+                f"{raw['machine_cpu_ms']:.2f} ms/call)",
                 flush=True,
             )
         for container in baseline:
