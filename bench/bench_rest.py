@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,12 +56,12 @@ from bench_server import (  # noqa: E402 - the sibling bench, importable once be
     RUN_LABEL,
     TRIVIAL,
     LeanConnection,
+    ServerProcess,
     baseline_containers,
     post_head,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 60
 #: Hard caps, whatever the command line says.
 MAX_SEQ, MAX_SECONDS, MAX_CONNS, MAX_DRAIN_S = 5000, 120, 256, 300
 BLOCK = 50
@@ -135,60 +134,19 @@ def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
     }
 
 
-class Server:
-    """``python -m jupyter_faas.server`` of ``code`` with this run's label, in ``folder``."""
+class Server(ServerProcess):
+    """bench_server's server process, listening on 127.0.0.1 only and keeping every
+    activation record (the non-blocking part counts them), with what this bench reads of it."""
 
     def __init__(self, run: str, folder: Path, code: Path):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = folder / "data"
-        self.log_path = folder / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_faas.server",
-                "--ip=127.0.0.1",
-                f"--FunctionServer.port={self.port}",
-                f"--FunctionServer.data_dir={self.data_dir}",
-                "--FunctionServer.activation_max_count=0",
-                "--log-level=WARN",
-                "--DockerInvoker.memory_budget_mb=16384",
-                f"--DockerInvoker.extra_labels={json.dumps({RUN_LABEL: run})}",
-            ],
-            cwd=code,
-            env={**os.environ, "PYTHONPATH": str(code)},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            run, folder, code, ("--ip=127.0.0.1", "--FunctionServer.activation_max_count=0")
         )
-        self.session = requests.Session()
-        self.session.trust_env = False
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.log_path.read_text()}")
-            try:
-                if self.session.get(f"{self.url}/api/v1", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start within {START_TIMEOUT} s")
-            time.sleep(0.1)
-        self.key = (self.data_dir / "auth.guest").read_text().strip()
-        self.session.auth = tuple(self.key.split(":", 1))
         self.basic = "Basic " + base64.b64encode(self.key.encode()).decode()
 
-    def put_action(self, name: str) -> dict:
+    def put_trivial(self, name: str) -> dict:
         doc = {"exec": {"kind": "python:3.11", "code": TRIVIAL}, "limits": {"memory": 192}}
-        resp = self.session.put(
-            f"{self.url}/api/v1/namespaces/_/actions/{name}?overwrite=true", json=doc, timeout=30
-        )
-        resp.raise_for_status()
-        return resp.json()
+        return self.put_action(name, doc)
 
     def count(self, name: str) -> int:
         resp = self.session.get(
@@ -212,15 +170,6 @@ class Server:
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 def run_body(doc: dict) -> bytes:
@@ -462,7 +411,7 @@ def main() -> None:
     }
     server = Server(run, folder, code)
     try:
-        doc = server.put_action(ACTION)
+        doc = server.put_trivial(ACTION)
         results["sequential"] = sequential(server, docker, run, doc, args.seq)
         s = results["sequential"]
         print(
@@ -498,7 +447,7 @@ def main() -> None:
         for container in baseline:
             engine.remove_container(container)
         if "c" not in skip:
-            server.put_action(NB_ACTION)
+            server.put_trivial(NB_ACTION)
             nb_url = f"{server.url}/api/v1/namespaces/_/actions/{NB_ACTION}"
             cpu0 = server.cpu_s()
             nb = wrk(nb_url, rest_lua, 8, args.seconds)

@@ -248,7 +248,7 @@ def cpu_delta(before: dict, calls: int) -> dict:
 class ServerProcess:
     """``python -m jupyter_faas.server`` with this run's label, in a temporary directory."""
 
-    def __init__(self, run: str, folder: Path, code: Path = ROOT):
+    def __init__(self, run: str, folder: Path, code: Path = ROOT, extra_args: tuple = ()):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -268,6 +268,7 @@ class ServerProcess:
                 # be full of idle ones before (c), and prewarming never evicts idle ones).
                 "--DockerInvoker.memory_budget_mb=16384",
                 f"--DockerInvoker.extra_labels={json.dumps({RUN_LABEL: run})}",
+                *extra_args,
             ],
             cwd=code,
             env={**os.environ, "PYTHONPATH": str(code)},
