@@ -28,6 +28,18 @@ from jupyter_faas.image import tar_context
 START_TIMEOUT = 120
 #: Label each function server started here puts on its containers, besides the run's labels.
 SERVER_LABEL = "org.jupyter-faas.test-server"
+#: Debian's Chromium, which the browser tests drive (tests/browser, tests/hub).
+CHROMIUM = "/usr/bin/chromium"
+#: What it needs to run headless as root on these machines.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 from support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     FunctionServer,
     free_port,
     running_function_server,
@@ -32,18 +34,6 @@ from support import (
     tail,
     wait_until_answers,
 )
-
-CHROMIUM = "/usr/bin/chromium"
-#: machine.md: what Debian's chromium needs to run headless as root here.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="session")

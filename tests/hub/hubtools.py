@@ -91,3 +91,10 @@ class Kernel:
     def close(self) -> None:
         if self.ws is not None:
             self.ws.close()
+
+
+def run_ok(kernel: Kernel, code: str) -> str:
+    """What a cell printed; it must not have raised."""
+    out = kernel.run(code)
+    assert out.error is None, f"{out.error}\n{out.text}"
+    return out.text

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from hubtools import Kernel
+from hubtools import Kernel, run_ok
 from support import loopback
 
 # The first test also waits for scripts/hub.sh --prepare (a fresh machine builds the wheel
@@ -51,12 +51,6 @@ def people(hub):
     yield found
     for person in found.values():
         person["kernel"].close()
-
-
-def run_ok(kernel: Kernel, code: str) -> str:
-    out = kernel.run(code)
-    assert out.error is None, f"{out.error}\n{out.text}"
-    return out.text
 
 
 def namespace_of(hub, person) -> dict:

@@ -18,20 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
-CHROMIUM = "/usr/bin/chromium"
-#: What Debian's Chromium needs to run headless as root here (as in tests/browser).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "hub-lab.png"
 SIDEBAR_TAB = '.jp-SideBar .lm-TabBar-tab[data-id="jupyter-faas:sidebar"]'
 PAGE_TIMEOUT_MS = 120_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from hubtools import Kernel
+from hubtools import Kernel, run_ok
 from support import loopback
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
@@ -40,12 +40,6 @@ def pair(hub):
     yield found
     for person in found.values():
         person["kernel"].close()
-
-
-def run_ok(kernel: Kernel, code: str) -> str:
-    out = kernel.run(code)
-    assert out.error is None, f"{out.error}\n{out.text}"
-    return out.text
 
 
 def run_error(kernel: Kernel, code: str) -> str:
