@@ -7,6 +7,7 @@ from docker-py turn into messages a scientist can act on, in one place.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
 
@@ -115,6 +116,13 @@ def container_address(container, network: str = "bridge") -> str:
     networks = container.attrs["NetworkSettings"]["Networks"]
     net = networks.get(network) or next(iter(networks.values()))
     return net["IPAddress"]
+
+
+def gateway_of(network) -> str:
+    """The gateway address of a Docker ``network`` (the host's side of its bridge). Docker
+    leaves it out of the default bridge's IPAM config; there it is the subnet's first host."""
+    ipam = network.attrs["IPAM"]["Config"][0]
+    return ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
 
 
 def containers_with_label(client: docker.DockerClient, **label_values: str) -> Iterator:

@@ -64,7 +64,7 @@ def ensure_user_network(
     except ValueError as err:
         raise ConfigError(f"FAAS_HUB_ALLOWED_EGRESS: {err}") from None
     firewall.EgressFirewall(network.id, firewall.bridge_of(network.attrs), allowed).install()
-    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+    return engine.gateway_of(network)
 
 
 def remove_user_network(name: str) -> None:

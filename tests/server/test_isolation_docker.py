@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import ipaddress
 import re
 import socket
 import subprocess
@@ -385,11 +384,6 @@ def knock(loop, invoker) -> dict:
     return run(loop, invoker, KNOCK, name="knocker", params={"ip": neighbour.address})
 
 
-def gateway_of(network) -> str:
-    ipam = network.attrs["IPAM"]["Config"][0]
-    return ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
-
-
 def host_address() -> str:
     """This host's address on its way out (no packet is sent)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -429,8 +423,8 @@ def test_action_reaches_no_neighbour_no_host_service(
     assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
     port = listeners[0]
     for ip in (
-        gateway_of(network),
-        gateway_of(docker_client.networks.get("bridge")),
+        engine.gateway_of(network),
+        engine.gateway_of(docker_client.networks.get("bridge")),
         host_address(),
     ):
         reached = run(loop, invoker, KNOCK, name="caller", params={"ip": ip, "port": port})
@@ -457,7 +451,7 @@ def test_allowed_destinations_site_wide_and_per_namespace(
         allowed_egress_by_namespace={"beamline": [f"host:{other}"]},
     )
     network = docker_client.networks.get(f"faas-net-{owner}")
-    here = gateway_of(network)
+    here = engine.gateway_of(network)
 
     def reach(namespace, port):
         job = activation_job(
