@@ -59,6 +59,7 @@ from bench_server import (  # noqa: E402 - the sibling bench, importable once be
     ServerProcess,
     baseline_containers,
     post_head,
+    run_body,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,21 +171,6 @@ class Server(ServerProcess):
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_body(doc: dict) -> bytes:
-    return json.dumps(
-        {
-            "value": {"n": 1},
-            "namespace": "guest",
-            "action_name": f"/guest/{doc['name']}",
-            "action_version": doc["version"],
-            "activation_id": uuid.uuid4().hex,
-            "transaction_id": uuid.uuid4().hex,
-            "deadline": str(int(time.time() * 1000) + 3_600_000),
-        },
-        separators=(",", ":"),
-    ).encode()
 
 
 def action_containers(docker, run: str, doc: dict) -> list:

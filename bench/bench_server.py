@@ -331,6 +331,22 @@ def action_containers(client, run: str, action_key: str) -> int:
     return sum(c.status == "running" for c in containers)
 
 
+def run_body(doc: dict) -> bytes:
+    """The body of a direct ``/run`` of the trivial action ``doc`` (as the invoker sends it)."""
+    return json.dumps(
+        {
+            "value": {"n": 1},
+            "namespace": "guest",
+            "action_name": f"/guest/{doc['name']}",
+            "action_version": doc["version"],
+            "activation_id": uuid.uuid4().hex,
+            "transaction_id": uuid.uuid4().hex,
+            "deadline": str(int(time.time() * 1000) + 3_600_000),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
 def baseline_containers(client, run: str, count: int) -> tuple[list, str]:
     """``count`` containers of the runtime image confined as the server confines its own, each
     initialised with the trivial action, and the secret they accept (the server's own
@@ -378,18 +394,7 @@ def throughput(
     # Warm-up: every client's container is started (cold starts are not what is measured).
     hammer(targets, head, body, expect, clients, clients * 20, limit)
     containers = action_containers(docker, run, f"guest/{name}@{doc['version']}@guest")
-    run_body = json.dumps(
-        {
-            "value": {"n": 1},
-            "namespace": "guest",
-            "action_name": f"/guest/{name}",
-            "action_version": doc["version"],
-            "activation_id": uuid.uuid4().hex,
-            "transaction_id": uuid.uuid4().hex,
-            "deadline": str(int(time.time() * 1000) + 3_600_000),
-        },
-        separators=(",", ":"),
-    ).encode()
+    direct_body = run_body(doc)
     baseline, secret = baseline_containers(docker, run, max(containers, 1))
     direct_targets = [(engine.container_address(c), 8080) for c in baseline]
     direct_head = post_head("/run", "action") + f"{protocol.SECRET_HEADER}: {secret}\r\n".encode()
@@ -409,7 +414,7 @@ def throughput(
     try:
         for _ in range(rounds):
             direct.append(
-                hammer(direct_targets, direct_head, run_body, expect, clients, count, limit)
+                hammer(direct_targets, direct_head, direct_body, expect, clients, count, limit)
             )
             direct[-1]["containers"] = len(baseline)
     finally:
