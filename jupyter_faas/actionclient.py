@@ -40,6 +40,16 @@ class ActionResponse:
     headers: dict = field(default_factory=dict)
     elapsed: float = 0.0
 
+    @classmethod
+    def read(cls, status: int, raw: bytes, headers: dict, elapsed: float) -> ActionResponse:
+        """The answer from its raw body: JSON when it parses, else None beside the text."""
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return cls(status, parsed, text, headers, elapsed)
+
 
 class ContainerGone(Exception):
     """The container closed the connection or stopped answering (it crashed or was killed)."""
@@ -119,12 +129,7 @@ class ActionClient:
             self.close()
             raise ContainerGone(f"{path} failed: {err}") from err
         elapsed = time.perf_counter() - start
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        return ActionResponse(resp.status, parsed, text, dict(resp.getheaders()), elapsed)
+        return ActionResponse.read(resp.status, raw, dict(resp.getheaders()), elapsed)
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

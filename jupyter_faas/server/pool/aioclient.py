@@ -84,12 +84,7 @@ class AsyncRunClient:
         raw = await reader.readexactly(int(protocol.header(headers, "Content-Length")))
         if (protocol.header(headers, "Connection") or "").lower() == "close":
             self.close()
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        return ActionResponse(status, parsed, text, headers, time.perf_counter() - start)
+        return ActionResponse.read(status, raw, headers, time.perf_counter() - start)
 
     def close(self) -> None:
         """Close the connection; safe to call twice and from any thread."""
