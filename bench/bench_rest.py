@@ -35,6 +35,7 @@ import base64
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -94,16 +95,57 @@ def lua_script(folder: Path, name: str, body: bytes, headers: dict) -> Path:
     return path
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent busy since boot (everything but idle and iowait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+#: Processes of the container engine, by the group a breakdown names them with.
+ENGINE_PROCESSES = {"dockerd": "dockerd", "containerd": "containerd"}
 
 
-def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
-    """One ``wrk`` run; its counts, rate and latency percentiles, and the whole machine's CPU
-    per request (server, containers, dockerd, ``wrk`` itself: what bounds the rate on 2 cores)."""
-    busy0 = machine_busy_s()
+def cpu_parts(container_ids: list[str]) -> dict[str, float]:
+    """CPU seconds so far of the parts an invocation crosses outside the server: the whole
+    machine, the kernel's interrupt work, dockerd, containerd and its shims, the given
+    containers (their cgroups, engine driver cgroupfs v1 or systemd/v2) and finished children
+    of this process (``wrk``)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    stat = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    parts = {
+        "machine": (sum(stat) - stat[3] - stat[4]) / tck,
+        "interrupts": (stat[5] + stat[6]) / tck,
+        "dockerd": 0.0,
+        "containerd": 0.0,
+        "containers": 0.0,
+    }
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            group = next((g for p, g in ENGINE_PROCESSES.items() if comm.startswith(p)), None)
+            if group:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                parts[group] += (int(fields[11]) + int(fields[12])) / tck
+        except OSError:
+            continue  # gone meanwhile
+    for cid in container_ids:
+        for usage in (
+            Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage"),
+            Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"),
+        ):
+            if usage.exists():
+                text = usage.read_text()
+                if usage.name == "cpu.stat":
+                    parts["containers"] += int(text.split()[1]) / 1e6  # usage_usec
+                else:
+                    parts["containers"] += int(text) / 1e9
+                break
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts["wrk"] = children.ru_utime + children.ru_stime
+    return parts
+
+
+def wrk(url: str, script: Path, conns: int, seconds: float, containers: list[str] = ()) -> dict:
+    """One ``wrk`` run; its counts, rate and latency percentiles, and the CPU per request of
+    the whole machine and of its parts outside the server (``containers``: ids of the
+    containers that answer) — what bounds the rate on 2 cores."""
+    before = cpu_parts(list(containers))
     threads = min(2, conns)
     cmd = [
         "wrk",
@@ -117,12 +159,16 @@ def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
         url,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
-    busy = machine_busy_s() - busy0
+    after = cpu_parts(list(containers))
     found = re.search(r"^RESULT (.*)$", out, re.M)
     if not found:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     values = {k: int(v) for k, v in (item.split("=") for item in found.group(1).split())}
     socket_errors = sum(values[k] for k in ("connect", "read", "write", "timeout"))
+    per_request = {
+        f"{part}_cpu_ms": (after[part] - before[part]) * 1000 / max(values["requests"], 1)
+        for part in after
+    }
     return {
         "conns": conns,
         "requests": values["requests"],
@@ -131,7 +177,7 @@ def wrk(url: str, script: Path, conns: int, seconds: float) -> dict:
         "socket_errors": socket_errors,
         "p50_ms": values["p50_us"] / 1000,
         "p99_ms": values["p99_us"] / 1000,
-        "machine_cpu_ms": busy * 1000 / max(values["requests"], 1),
+        **per_request,
     }
 
 
@@ -325,6 +371,26 @@ def report(path: Path) -> str:
                 f"| {v['containers']} | {d['rate']:.0f} "
                 f"| {v['rate'] / d['rate']:.2f} |"
             )
+    parts = ("server", "containers", "dockerd", "containerd", "wrk", "interrupts")
+    out += [
+        "",
+        "| run | connections | path | machine CPU ms/call | "
+        + " | ".join(parts)
+        + " | the rest (kernel, other processes) |",
+        "|---|---:|---|---:|" + "---:|" * (len(parts) + 1),
+    ]
+    for r in runs:
+        for t in r["throughput"]:
+            for path, v in (("REST", t["rest"]), ("direct /run", t["direct"])):
+                if "dockerd_cpu_ms" not in v:
+                    continue  # a run from before the breakdown
+                cells = [v.get(f"{part}_cpu_ms", 0.0) for part in parts]
+                rest = v["machine_cpu_ms"] - sum(cells)
+                out.append(
+                    f"| {r['label']} | {v['conns']} | {path} | {v['machine_cpu_ms']:.2f} | "
+                    + " | ".join(f"{c:.2f}" for c in cells)
+                    + f" | {rest:.2f} |"
+                )
     out += [
         "",
         "| run | non-blocking accepted/s | accepted | recorded | pending after | "
@@ -415,11 +481,12 @@ def main() -> None:
         results["throughput"] = []
         for c in conns:
             warm(server, docker, run, doc, rest_url, rest_lua, c)
+            answering = [c.id for c in action_containers(docker, run, doc)]
             cpu0 = server.cpu_s()
-            via = wrk(rest_url, rest_lua, c, args.seconds)
+            via = wrk(rest_url, rest_lua, c, args.seconds, answering)
             via["server_cpu_ms"] = (server.cpu_s() - cpu0) * 1000 / max(via["requests"], 1)
             via["containers"] = len(action_containers(docker, run, doc))
-            raw = wrk(direct_url, direct_lua, c, args.seconds)
+            raw = wrk(direct_url, direct_lua, c, args.seconds, [b.id for b in baseline])
             results["throughput"].append({"rest": via, "direct": raw})
             print(
                 f"(b) c{c}: REST {via['rate']:.0f}/s ({via['non2xx']} non-2xx, "
