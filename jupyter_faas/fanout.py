@@ -1,12 +1,15 @@
-"""Fan-out: one deployed function over many chunks, as concurrent blocking invocations.
+"""Fan-out: one deployed function over many chunks, as non-blocking invocations.
 
 A run of detector frames is processed as chunks (frame ranges passed by reference), each an
-activation of the same function. ``fan_out`` keeps at most ``concurrency`` blocking
-invocations in flight, one per worker thread (so a chunk's end is seen the moment the server
-answers, and costs no polls), retries a failed chunk once, and returns the results in input
-order with every activation it made; a chunk that failed every attempt is reported with its
-activation ids (``FanOutFailed``), the other chunks' results kept. ``run_in_process`` runs the
-same chunks through the Python function in the kernel, so both rates can be compared.
+activation of the same function. ``fan_out`` submits each chunk non-blocking (the server
+answers 202 with an activation id, recorded at once so a failure can name it), keeps at most
+``concurrency`` chunks in flight (from submission to their record), and fetches each record
+with few polls: the first when chunks already finished say it is likely done (the lower
+quartile of their wait + duration, as the server measured them), then backing off. It retries
+a failed chunk once and returns the results in input order with every activation it made and
+the polls each chunk cost; a chunk that failed every attempt is reported with its activation
+ids (``FanOutFailed``), the other chunks' results kept. ``run_in_process`` runs the same
+chunks through the Python function in the kernel, so both rates can be compared.
 """
 
 from __future__ import annotations
@@ -16,18 +19,21 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .deployers import ActivationRecord, FaaSDeployer
 from .errors import BadRequest, FaaSError, NotFound, ServerError
 
-#: An activation the server stopped waiting for (its blocking wait, 60 s on OpenWhisk, ran
-#: out) is polled after this share of its age since submission, within the bounds below:
-#: long activations cost few requests (≤ ~3 % added latency).
-POLL_SHARE = 0.03
+#: A chunk's first poll comes when this share of the chunks already finished would have
+#: (their wait + duration, as the server's records say): early enough for the quicker ones.
+FIRST_POLL_QUANTILE = 0.25
+#: Later polls come after this share of the chunk's age (at least ``POLL_MIN_S``): a chunk
+#: seen done at most ~4 % after it ended, in a few polls (ages grow by 4 % per poll).
+POLL_SHARE = 0.04
+#: Before any chunk has finished there is no duration to go by: polls after this share of
+#: the age (the first wave, a cold start among them, costs ~20-30 polls per chunk).
+POLL_SHARE_BLIND = 0.1
 POLL_MIN_S = 0.05
-POLL_MAX_S = 1.0
 #: Poll errors other than 404 (still running) in a row before an attempt counts as failed.
 POLL_ERRORS = 5
 #: Seconds between two plain-text progress lines.
@@ -78,8 +84,10 @@ class FanOutResult:
             refused by the server, has none).
         failures: The chunks that failed every attempt.
         seconds: Wall time from the first invocation to the last record.
-        concurrency: The bound on activations in flight.
+        concurrency: The bound on chunks in flight (from submission to their record).
         attempts: Attempts allowed per chunk (1 + retries).
+        polls: Per chunk, the record look-ups its attempts took (those that found it
+            still running, and the one that found its record).
     """
 
     name: str
@@ -89,10 +97,16 @@ class FanOutResult:
     seconds: float
     concurrency: int
     attempts: int
+    polls: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def polls_per_chunk(self) -> float:
+        """The mean of ``polls``: what fetching the results cost, per chunk."""
+        return sum(self.polls) / len(self.polls) if self.polls else 0.0
 
     @property
     def activations(self) -> list[ActivationRecord]:
@@ -130,13 +144,16 @@ class InProcessRun:
 
 
 @dataclass
-class _Outcome:
-    """How one attempt ended: its record, or why there is none."""
+class _Flight:
+    """One attempt in flight: submitted, its record not yet seen."""
 
-    activation_id: str | None
-    record: ActivationRecord | None = None
-    status: str = ""
-    error: str = ""
+    index: int
+    number: int
+    activation_id: str
+    submitted: float
+    last: float
+    due: float = 0.0
+    errors: int = 0
 
 
 @dataclass
@@ -145,12 +162,23 @@ class _Chunks:
     results: list = field(default_factory=list)
     records: list[list[ActivationRecord]] = field(default_factory=list)
     ids: list[list[str]] = field(default_factory=list)
+    polls: list[int] = field(default_factory=list)
+    #: Wait + duration (s) of every attempt that ended with a record, for the poll timing.
+    took: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         n = len(self.params)
         self.results = [None] * n
         self.records = [[] for _ in range(n)]
         self.ids = [[] for _ in range(n)]
+        self.polls = [0] * n
+
+    def first_poll_after(self) -> float | None:
+        """Seconds after submission a chunk is first looked up (None: nothing finished yet)."""
+        if not self.took:
+            return None
+        ordered = sorted(self.took)
+        return ordered[int(FIRST_POLL_QUANTILE * (len(ordered) - 1))]
 
 
 def fan_out(
@@ -174,7 +202,7 @@ def fan_out(
         concurrency: Activations in flight at most (1 or more).
         retries: Further attempts of a chunk whose activation failed (0: none).
         timeout_s: Seconds an attempt may go without a record before it counts as failed
-            (checked once the server's own blocking wait has ended).
+            (the function's own time limit normally ends it first, with a record).
         progress: "widgets", "text", "none" or "auto" (widgets in a kernel, else text).
         check: Raise ``FanOutFailed`` when a chunk failed every attempt.
 
@@ -217,7 +245,7 @@ def fan_out(
     shown = _progress(progress, f"Fan-out of {name}: {len(params)} chunks", len(params))
     failures: dict[int, ChunkFailure] = {}
     queue: deque[tuple[int, int]] = deque((i, 1) for i in range(len(params)))
-    running: dict[Future, tuple[int, int]] = {}
+    flights: list[_Flight] = []
     began = time.monotonic()
 
     def failed(index: int, number: int, status: str, error: str) -> None:
@@ -230,30 +258,58 @@ def fan_out(
             shown.done()
             shown.note(f"chunk {index} failed: {error} ({', '.join(ids) or 'no activation'})")
 
-    with shown, ThreadPoolExecutor(concurrency, thread_name_prefix="faas-fan-out") as pool:
-        while queue or running:
-            while queue and len(running) < concurrency:
+    def ended(flight: _Flight | None, index: int, number: int, record: ActivationRecord) -> None:
+        if flight is not None:
+            flights.remove(flight)
+        if record.duration_ms is not None:
+            state.took.append(((record.wait_ms or 0) + record.duration_ms) / 1000)
+            for other in flights:
+                _schedule(other, state.first_poll_after())
+        state.records[index].append(record)
+        if record.ok:
+            state.results[index] = record.result
+            shown.done()
+        else:
+            error = record.result.get("error") if isinstance(record.result, dict) else None
+            failed(index, number, record.status, str(error or record.result))
+
+    with shown:
+        while queue or flights:
+            while queue and len(flights) < concurrency:
                 index, number = queue.popleft()
-                future = pool.submit(_attempt, deployer, name, params[index], timeout_s)
-                running[future] = (index, number)
-            finished, _ = wait(running, timeout=TEXT_PROGRESS_S, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index, number = running.pop(future)
-                outcome = future.result()
-                if outcome.activation_id:
-                    state.ids[index].append(outcome.activation_id)
-                record = outcome.record
-                if record is None:
-                    failed(index, number, outcome.status, outcome.error)
+                try:
+                    answer = deployer.invoke(name, params[index], blocking=False)
+                except ServerError as err:
+                    failed(index, number, "refused", str(err))
                     continue
-                state.records[index].append(record)
-                if record.ok:
-                    state.results[index] = record.result
-                    shown.done()
-                else:
-                    error = record.result.get("error") if isinstance(record.result, dict) else None
-                    failed(index, number, record.status, str(error or record.result))
-            shown.update(len(running), len(failures))
+                if not answer.activation_id:
+                    failed(index, number, "refused", "the server answered no activation id")
+                    continue
+                state.ids[index].append(answer.activation_id)
+                if isinstance(answer, ActivationRecord) and answer.status != "running":
+                    ended(None, index, number, answer)  # a deployer that answered at once
+                    continue
+                now = time.monotonic()
+                flight = _Flight(index, number, answer.activation_id, now, now)
+                _schedule(flight, state.first_poll_after())
+                flights.append(flight)
+            shown.update(len(flights), len(failures))
+            if not flights:
+                continue
+            flight = min(flights, key=lambda f: f.due)
+            wait_s = flight.due - time.monotonic()
+            if wait_s > 0:
+                time.sleep(min(wait_s, TEXT_PROGRESS_S))
+                continue
+            outcome = _poll(deployer, flight, timeout_s)
+            state.polls[flight.index] += 1
+            if isinstance(outcome, ActivationRecord):
+                ended(flight, flight.index, flight.number, outcome)
+            elif outcome:
+                flights.remove(flight)
+                failed(flight.index, flight.number, *outcome)
+            else:
+                _schedule(flight, state.first_poll_after())
         result = FanOutResult(
             name=name,
             results=state.results,
@@ -262,11 +318,44 @@ def fan_out(
             seconds=time.monotonic() - began,
             concurrency=concurrency,
             attempts=retries + 1,
+            polls=state.polls,
         )
         shown.finish(result)
     if check and result.failures:
         raise FanOutFailed(result)
     return result
+
+
+def _schedule(flight: _Flight, first_after: float | None) -> None:
+    """Set when ``flight`` is looked up next: when chunks like it were done, then backing off."""
+    if first_after is not None and flight.submitted + first_after > flight.last:
+        flight.due = flight.submitted + first_after
+        return
+    share = POLL_SHARE_BLIND if first_after is None else POLL_SHARE
+    flight.due = flight.last + max(POLL_MIN_S, share * (flight.last - flight.submitted))
+
+
+def _poll(
+    deployer: FaaSDeployer, flight: _Flight, timeout_s: float
+) -> ActivationRecord | tuple[str, str] | None:
+    """Look ``flight``'s record up once: the record, (status, error) if the attempt counts as
+    failed without one, or None while it still runs."""
+    flight.last = time.monotonic()
+    age = flight.last - flight.submitted
+    try:
+        record = deployer.activation(flight.activation_id)
+    except ServerError as err:
+        # 404: no record yet, as OpenWhisk answers for a running activation.
+        flight.errors = 0 if err.status == 404 else flight.errors + 1
+        if flight.errors >= POLL_ERRORS:
+            return ("unknown", f"its record cannot be read: {err}")
+    else:
+        flight.errors = 0
+        if record.status != "running":
+            return record
+    if age > timeout_s:
+        return ("timeout", f"no record in {age:.0f} s")
+    return None
 
 
 #: The function and chunks forked workers of ``run_in_process`` inherit (set only meanwhile).
@@ -351,38 +440,6 @@ def _checked_chunks(chunks: Iterable[dict], name: str) -> list[dict]:
                 hint='Give each chunk as the function\'s input, e.g. {"start": 0, "stop": 25}.',
             )
     return params
-
-
-def _attempt(deployer: FaaSDeployer, name: str, chunk: dict, timeout_s: float) -> _Outcome:
-    """One blocking invocation of ``name`` (in a worker thread); polled if the server's wait
-    ran out before the activation ended."""
-    began = time.monotonic()
-    try:
-        answer = deployer.invoke(name, chunk, blocking=True)
-    except ServerError as err:
-        return _Outcome(None, status="refused", error=str(err))
-    if isinstance(answer, ActivationRecord) and answer.status != "running":
-        return _Outcome(answer.activation_id, answer)
-    errors = 0
-    while True:
-        age = time.monotonic() - began
-        if age > timeout_s:
-            return _Outcome(
-                answer.activation_id, status="timeout", error=f"no record in {age:.0f} s"
-            )
-        if errors >= POLL_ERRORS:
-            return _Outcome(
-                answer.activation_id, status="unknown", error="its record cannot be read"
-            )
-        time.sleep(min(POLL_MAX_S, max(POLL_MIN_S, age * POLL_SHARE)))
-        try:
-            record = deployer.activation(answer.activation_id)
-        except ServerError as err:
-            errors += err.status != 404  # 404: still running, OpenWhisk has no record yet
-            continue
-        errors = 0
-        if record.status != "running":
-            return _Outcome(answer.activation_id, record)
 
 
 def _progress(style: str, title: str, total: int):
@@ -493,5 +550,6 @@ def _summary(result: FanOutResult) -> str:
     failed = f", {len(result.failures)} failed" if result.failures else ""
     return (
         f"{len(result.results) - len(result.failures)}/{len(result.results)} chunks done in "
-        f"{result.seconds:.2f} s: {made} activations, at most {result.concurrency} at once{failed}"
+        f"{result.seconds:.2f} s: {made} activations, at most {result.concurrency} at once, "
+        f"{result.polls_per_chunk:.1f} polls per chunk{failed}"
     )

@@ -1,4 +1,5 @@
-"""``fan_out`` against a real function server (Docker mode): order, retries, failures, bound.
+"""``fan_out`` against a real function server (Docker mode): non-blocking invocations fetched by
+polls (counted), order, retries, failures with their activation ids, the bound.
 
 One server for the module, with a writable data mount: the test function keeps a count of
 its planned failures there (by reference, as the crystallography chunks keep their streams),
@@ -98,6 +99,9 @@ def test_results_keep_input_order_under_concurrency(workspace):
     assert [len(attempts) for attempts in result.records] == [1] * 6
     ids = [record.activation_id for record in result.activations]
     assert len(set(ids)) == 6 and all(record.name == "square" for record in result.activations)
+    # Non-blocking: every chunk's record was looked up at least once, and counted.
+    assert len(result.polls) == 6 and all(polls >= 1 for polls in result.polls)
+    assert result.polls_per_chunk == sum(result.polls) / 6
 
 
 def test_concurrency_bound_is_respected(workspace):
@@ -133,6 +137,7 @@ def test_a_chunk_failing_twice_is_reported_with_its_activations(workspace, capsy
     attempts = [record.activation_id for record in result.records[1]]
     assert failure.index == 1 and failure.activation_ids == attempts and len(attempts) == 2
     assert failure.status == "developer error" and "planned failure 2" in failure.error
+    assert result.polls[1] >= 2  # both attempts' records were fetched
     message = str(caught.value)
     assert "1 of 5 chunks of square failed" in message
     assert all(activation_id in message for activation_id in attempts)
