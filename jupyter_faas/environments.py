@@ -52,6 +52,8 @@ START_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 0.01
 #: The watchdog looks for new child processes every this many samples (a /proc scan).
 RESCAN_EVERY = 10
+#: Seconds between two reads of an idle runtime's resident memory (its own, no /proc scan).
+IDLE_WATCH_S = 1.0
 
 _TAG = re.compile(r"[0-9a-f]{24}")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -355,7 +357,9 @@ class RuntimeProcess:
     executables run as its children), so :meth:`kill` ends all of it.
 
     Memory: a shared watchdog thread samples the resident memory of the group
-    every 10 ms and kills it above ``memory_mb``, setting ``oom_killed``. The
+    every 10 ms while it is ``busy`` and kills it above ``memory_mb``, setting
+    ``oom_killed``; an idle one (``set_busy(False)``, as the process invoker says
+    between activations) has only its own memory read, every second. The
     ``RLIMIT_AS`` backstop (``address_space_limit``) makes an allocation fail
     with ``MemoryError`` instead; the process survives and answers 502
     ``{"error": "MemoryError…"}``, which callers report as out of memory too
@@ -366,12 +370,14 @@ class RuntimeProcess:
         logs: Its stdout and stderr, cut at the end-of-activation markers.
         memory_mb: Its memory limit.
         oom_killed: Whether the watchdog killed it for memory.
+        busy: Whether it may be running an activation (True until ``set_busy(False)``).
     """
 
     def __init__(self, env_path: Path, memory_mb: int, env: dict, allow_reinit: bool, name: str):
         self.name = name
         self.memory_mb = memory_mb
         self.oom_killed = False
+        self.busy = True
         self.port = _free_port()
         self._killed = False
         self._kill_lock = threading.Lock()
@@ -518,6 +524,19 @@ class RuntimeProcess:
         except (ProcessLookupError, PermissionError):
             pass  # already gone
 
+    def set_busy(self, busy: bool) -> None:
+        """Say whether it runs an activation now, for the watchdog's pace.
+
+        A busy process and its children are sampled every 10 ms (the children found by a
+        /proc scan every ``RESCAN_EVERY`` samples); an idle one only by a read of its own
+        resident memory every ``IDLE_WATCH_S`` seconds, and no /proc scan at all while
+        every process is idle. Its owner marks it idle between activations; one never
+        marked idle is watched as busy.
+        """
+        self.busy = busy
+        if busy:
+            _WATCHDOG.wake()
+
     def _over_limit(self) -> None:
         """Called by the watchdog: mark, then kill the group (the owner still calls kill)."""
         self.oom_killed = True
@@ -564,17 +583,25 @@ def _group_members(groups: set[int]) -> dict[int, list[int]]:
 class _Watchdog:
     """One daemon thread enforcing the memory limit of every runtime process here.
 
-    Each runtime's own resident memory is read every 10 ms (a ``statm`` read, about
-    10 µs). Its children (native executables) are found by a /proc scan every
-    ``RESCAN_EVERY`` samples, since that costs about 1 ms per 100 processes; a
-    child that allocates in between is bounded by the inherited ``RLIMIT_AS``.
-    The thread runs only while there are processes to watch.
+    While a runtime is busy (runs an activation, or its owner never said otherwise), its
+    own resident memory is read every 10 ms (a ``statm`` read, about 10 µs) and its
+    children (native executables) are found by a /proc scan every ``RESCAN_EVERY``
+    samples, since that costs about 1 ms per 100 processes; a child that allocates in
+    between is bounded by the inherited ``RLIMIT_AS``. An idle runtime's own memory is
+    read every ``IDLE_WATCH_S`` seconds; with every runtime idle the thread sleeps until
+    one turns busy (``wake``) or that time is up, and scans nothing. The thread runs only
+    while there are processes to watch.
+
+    Attributes:
+        scans: The /proc scans made so far (for tests and benchmarks).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._procs: dict[int, RuntimeProcess] = {}
         self._thread: threading.Thread | None = None
+        self._woken = threading.Event()
+        self.scans = 0
 
     def add(self, proc: RuntimeProcess) -> None:
         with self._lock:
@@ -584,30 +611,48 @@ class _Watchdog:
                     target=self._loop, name="faas-memory-watchdog", daemon=True
                 )
                 self._thread.start()
+        self._woken.set()  # a new process is busy until told otherwise
 
     def remove(self, proc: RuntimeProcess) -> None:
         with self._lock:
             self._procs.pop(id(proc), None)
 
+    def wake(self) -> None:
+        """A runtime turned busy: sample at the busy pace from now."""
+        self._woken.set()
+
     def _loop(self) -> None:
         members: dict[int, list[int]] = {}
         tick = 0
+        idle_due = 0.0
         while True:
+            self._woken.clear()
             with self._lock:
                 procs = list(self._procs.values())
                 if not procs:
                     self._thread = None
                     return
-            if tick % RESCAN_EVERY == 0:
-                members = _group_members({p.pid for p in procs})
-            tick += 1
-            for proc in procs:
+            busy = [p for p in procs if p.busy]
+            if busy and tick % RESCAN_EVERY == 0:
+                members = _group_members({p.pid for p in busy})
+                self.scans += 1
+            tick = tick + 1 if busy else 0
+            watched = busy
+            if time.monotonic() >= idle_due:
+                idle_due = time.monotonic() + IDLE_WATCH_S
+                watched = procs
+            for proc in watched:
                 if proc.oom_killed or proc._proc.returncode is not None:
                     continue  # reaped: its pid may belong to another process by now
-                used = _rss(proc.pid) + sum(_rss(pid) for pid in members.get(proc.pid, ()))
+                used = _rss(proc.pid)
+                if proc.busy:
+                    used += sum(_rss(pid) for pid in members.get(proc.pid, ()))
                 if used > proc.memory_mb * _MIB:
                     proc._over_limit()
-            time.sleep(WATCH_INTERVAL_S)
+            if busy:
+                time.sleep(WATCH_INTERVAL_S)
+            else:
+                self._woken.wait(max(0.0, idle_due - time.monotonic()))
 
 
 _WATCHDOG = _Watchdog()

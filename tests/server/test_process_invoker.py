@@ -346,6 +346,41 @@ def test_peak_the_watchdog_missed_is_out_of_memory(loop, make_invoker, monkeypat
     assert invoker._slots == {}
 
 
+def test_idle_processes_cost_the_watchdog_no_proc_scans(loop, make_invoker):
+    """Between activations a process is idle: the watchdog scans /proc only while one runs."""
+    invoker = make_invoker()
+    code = "import time\ndef main(args):\n    time.sleep(args.get('sleep', 0))\n    return {}\n"
+    assert run(loop, invoker, job(code, name="quiet")).status_code == 0
+    (slot,) = invoker._slots.values()
+    assert slot.process.busy is False
+    scans = environments._WATCHDOG.scans
+    loop.run_until_complete(asyncio.sleep(1.5))
+    assert environments._WATCHDOG.scans == scans
+    # A second activation of a second: busy again, so sampled and scanned meanwhile.
+    assert run(loop, invoker, job(code, name="quiet", params={"sleep": 1})).status_code == 0
+    assert environments._WATCHDOG.scans > scans
+    assert slot.process.busy is False and list(invoker._slots.values()) == [slot]
+
+
+def test_an_idle_process_growing_past_its_limit_is_killed(loop, make_invoker):
+    """An idle process's own memory is still read (once a second): a thread the activation
+    left behind that allocates is caught, as a container's cgroup would catch it."""
+    invoker = make_invoker()
+    code = (
+        "import threading, time\n"
+        "def grow():\n"
+        "    time.sleep(0.3)\n"
+        "    blob = bytearray(400 * 1024 * 1024)\n"
+        "    time.sleep(60)\n"
+        "def main(args):\n"
+        "    threading.Thread(target=grow, daemon=True).start()\n"
+        "    return {}\n"
+    )
+    assert run(loop, invoker, job(code, name="grower", memory=128)).status_code == 0
+    (slot,) = invoker._slots.values()
+    wait_until(loop, lambda: slot.process.oom_killed and not slot.process.alive())
+
+
 @pytest.mark.parametrize(
     "code",
     [

@@ -282,6 +282,7 @@ class ProcessInvoker(SlotPool):
     async def _activate(
         self, job: ActivationJob, spec: _Spec, slot: ProcessSlot, cold: bool, accepted_ms: int
     ) -> RunOutcome:
+        slot.process.set_busy(True)
         ex = await self._exchange(job, spec, slot, cold)
         if not self._running:
             # stop() killed the process under this activation; its pools are gone.
@@ -316,6 +317,8 @@ class ProcessInvoker(SlotPool):
             status, result = died("run", oom=True)
         else:
             status, result = run_result(ex.run)
+            # Idle until its next activation: the watchdog then reads it once a second.
+            slot.process.set_busy(False)
             await self._release(slot)
         return self._outcome(ex, status, result, logs, peak, accepted_ms)
 
