@@ -6,6 +6,10 @@ the same ``FaaSWorkspace`` as the ``%%faas`` magics: settings in
 work goes through two thread pools: a small one for jobs (builds, tests,
 pushes, deploys, minutes each) and one for quick calls (the function server,
 folder scans), so a long build never delays the function list.
+
+Each request acts for the person making it (``acting.Actor``): the server's own
+workspace for its owner (and outside JupyterHub), a workspace of the guest's own
+for a guest of a shared hub server (``guests.GuestWorkspaces``).
 """
 
 from __future__ import annotations
@@ -13,31 +17,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Instance, Integer, default, validate
+from traitlets import Bool, Float, Instance, Integer, default, validate
 
-from ..builders import Progress
 from ..bundle import HANDLER_FILE, METADATA_FILE, REQUIREMENTS_FILE, Bundle, check_name
 from ..config import CONFIG_NAME
-from ..deployers import ActivationRecord, DeployedFunction
-from ..errors import BadRequest, ConfigError, FaaSError, NotFound, ServerError
-from ..failure import explain
-from ..workspace import DEPLOYED_FILE, TEST_FILE, FaaSWorkspace
-from .handlers import activation_summary, default_handlers
-from .jobs import Job, JobRegistry
+from ..errors import BadRequest, ConfigError, FaaSError, NotFound
+from ..workspace import FaaSWorkspace
+from .acting import Actor
+from .guests import GuestWorkspaces, hub_caller
+from .handlers import default_handlers
+from .jobs import JobRegistry
 from .sharing import sharing_handlers
 
 #: Folders never searched for bundles: hidden ones (.git, .ipynb_checkpoints, .venv) and these.
 _SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages"}
 
-#: Order of a function's states in the sidebar, from just captured to running on the server.
-_STATES = ("bundle", "built", "test-failed", "tested", "deployed")
 #: The fields of a deploy's provenance, as the sidebar writes them into cell.metadata.faas.
 _PROVENANCE = (
     "name",
@@ -51,9 +51,6 @@ _PROVENANCE = (
     "cell_id",
     "notebook",
 )
-
-#: Activations read to find each function's latest one.
-_RECENT_ACTIVATIONS = 200
 
 
 class FaaSExtension(ExtensionApp):
@@ -97,8 +94,27 @@ class FaaSExtension(ExtensionApp):
         new events (a long poll, so the sidebar shows progress as it happens). Example: 10.""",
     ).tag(config=True)
 
+    guests_act_as_themselves = Bool(
+        True,
+        help="""On JupyterHub: whether a guest of this shared server (a hub user other than
+        its owner, $JUPYTERHUB_USER) acts as themselves: builds, tests and pushes through
+        the hub's faas service with the guest's own hub token (the browser's), deploys and
+        invocations in the guest's namespace, never with the owner's credentials. A guest's
+        request then fails, saying why, when the service cannot act for them. False: guests
+        act as the owner, in the owner's namespace (the server's own token and key).
+        Outside JupyterHub there are no guests. Example: True.""",
+    ).tag(config=True)
+
+    guest_lookup_s = Float(
+        300.0,
+        help="""Seconds a guest's namespace lookup at the hub's faas service is reused while
+        the guest's token stays the same; a new token is looked up at once. 0 looks up on
+        every request. The key is kept in memory only. Example: 300.""",
+    ).tag(config=True)
+
     workspace = Instance(
-        FaaSWorkspace, help="The workspace whose builder and function server client do the work."
+        FaaSWorkspace,
+        help="The workspace whose builder and function server client do the work (the owner's).",
     )
 
     @default("config_file_name")
@@ -119,12 +135,12 @@ class FaaSExtension(ExtensionApp):
             )
         return proposal.value
 
-    @validate("search_depth")
+    @validate("search_depth", "guest_lookup_s")
     def _not_negative(self, proposal):
         if proposal.value < 0:
             raise ConfigError(
-                f"FaaSExtension.search_depth = {proposal.value} must be 0 or more.",
-                hint="For example c.FaaSExtension.search_depth = 3.",
+                f"FaaSExtension.{proposal.trait.name} = {proposal.value} must be 0 or more.",
+                hint=f"For example c.FaaSExtension.{proposal.trait.name} = 3.",
             )
         return proposal.value
 
@@ -135,9 +151,13 @@ class FaaSExtension(ExtensionApp):
         # test at a time: tests that would share one wait for each other, others run freely.
         self._test_locks: dict[str, threading.Lock] = {}
         self._test_locks_guard = threading.Lock()
-        # What this server's jobs built and tested, by bundle folder (the bundle's files
-        # record pushes and deploys themselves).
-        self._notes: dict[Path, dict] = {}
+        # What this server's jobs built and tested, by the user acted for and bundle folder
+        # (the bundle's files record pushes and deploys themselves).
+        self.notes: dict[tuple[str | None, Path], dict] = {}
+        #: The hub user this server belongs to; None outside JupyterHub.
+        self.owner = os.environ.get("JUPYTERHUB_USER") or None
+        self.owner_actor = Actor(self, self.workspace, self.owner)
+        self.guests = GuestWorkspaces(self, self.guest_lookup_s)
         builder = self.workspace.builder
         self.log.info(
             "jupyter-faas: builder %s.%s, function server %s, bundles in %s/ under %s",
@@ -157,6 +177,7 @@ class FaaSExtension(ExtensionApp):
         self._quick.shutdown(wait=False, cancel_futures=True)
         # Removes this server's warm test containers (blocking Docker calls).
         await asyncio.to_thread(self.workspace.close)
+        await asyncio.to_thread(self.guests.close)
 
     # -- helpers for the handlers --------------------------------------------------------
 
@@ -197,61 +218,36 @@ class FaaSExtension(ExtensionApp):
             )
         return self.workspace.load(str(path))
 
-    def start_job(self, action: str, bundle: Bundle, test_input: dict | None) -> Job:
-        """Start ``action`` on ``bundle`` in the job pool (call on the event loop)."""
-        work = {
-            "build": self._build,
-            "test": functools.partial(self._test, test_input=test_input),
-            "push": self._push,
-            "deploy": self._deploy,
-        }[action]
-        return self.jobs.start(action, self.relative(bundle.path), functools.partial(work, bundle))
+    async def actor_for(self, handler) -> Actor:
+        """Who ``handler``'s request acts as: the owner's actor, or a guest's own.
 
-    # -- job work (runs in the job pool) ---------------------------------------------------
+        Raises:
+            GuestError: a guest's request the hub's faas service cannot act for.
+        """
+        caller = hub_caller(handler)
+        if (
+            caller is None
+            or self.owner is None
+            or caller.name == self.owner
+            or caller.kind != "user"  # a hub service (e.g. the culler) acts as the server
+            or not self.guests_act_as_themselves
+        ):
+            return self.owner_actor
+        return await self.call(self.guests.actor, caller.name, caller.token)
 
-    def _note(self, bundle: Bundle, state: str, image: str) -> None:
-        self._notes[bundle.path.resolve()] = {
-            "state": state,
-            "image": image,
-            "requirements": bundle.requirements,
-            "code_sha256": bundle.code_sha256(),
-        }
-
-    def _build(self, bundle: Bundle, progress: Progress) -> dict:
-        built = self.workspace.build(bundle, progress)
-        self._note(bundle, "built", built.ref)
-        return {"image": built.ref, "reused": built.reused}
-
-    def _test_lock(self, bundle: Bundle) -> threading.Lock:
-        # Same requirements and memory limit: same dependency image and warm container.
+    def test_lock(self, user: str | None, bundle: Bundle) -> threading.Lock:
+        """The lock of the warm test container ``bundle`` runs in, for ``user``."""
+        # Same user, requirements and memory limit: same dependency image and warm container.
         key = hashlib.sha256(
-            f"{bundle.metadata.memory_mb}\0{bundle.requirements}".encode()
+            f"{user}\0{bundle.metadata.memory_mb}\0{bundle.requirements}".encode()
         ).hexdigest()
         with self._test_locks_guard:
             return self._test_locks.setdefault(key, threading.Lock())
 
-    def _test(self, bundle: Bundle, progress: Progress, test_input: dict | None) -> dict:
-        args = test_input if test_input is not None else (bundle.metadata.test_input or {})
-        # Built outside the lock, so a long build does not hold up other tests; the test
-        # itself then finds the image ready.
-        built = self.workspace.ensure_built(bundle, progress)
-        with self._test_lock(bundle):
-            report = self.workspace.test(bundle, args, progress, quiet_reuse=True)
-        container = report.container
-        self._note(bundle, "tested" if container.ok else "test-failed", built.ref)
-        recorded = _read_json(bundle.path / TEST_FILE) or {}
-        return {
-            **report.to_json(),
-            "message": recorded.get("message"),
-            "error": recorded.get("error"),
-        }
-
-    def _push(self, bundle: Bundle, progress: Progress) -> dict:
-        pushed = self.workspace.push(bundle, progress, quiet_reuse=True)
-        return {"image": pushed.ref, "digest": pushed.digest}
-
-    def _deploy(self, bundle: Bundle, progress: Progress) -> dict:
-        return self.workspace.deploy(bundle, progress, quiet_reuse=True).to_json()
+    def forget_notes(self, path: Path) -> None:
+        """Drop what jobs noted about the bundle at ``path``, for every user."""
+        for key in [key for key in self.notes if key[1] == path.resolve()]:
+            self.notes.pop(key, None)
 
     # -- the function list (runs in the quick pool) ------------------------------------------
 
@@ -283,102 +279,6 @@ class FaaSExtension(ExtensionApp):
 
         visit(self.root, 0)
         return found
-
-    def functions(self) -> dict:
-        """The GET faas/api/functions body: bundles here merged with the server's actions."""
-        body: dict = {}
-        actions: dict[str, DeployedFunction] = {}
-        latest: dict[str, ActivationRecord] = {}
-        deployer = self.workspace.deployer
-        try:
-            actions = {f.name: f for f in deployer.functions()}
-            for record in deployer.activations(limit=_RECENT_ACTIVATIONS):
-                latest.setdefault(record.name, record)
-            reachable = True
-        except FaaSError as err:
-            body["server_error"] = str(err)
-            reachable = False
-        rows = []
-        for path in self.find_bundles():
-            try:
-                bundle = self.workspace.load(str(path))
-            except FaaSError as err:
-                self.log.warning("Skipping the bundle %s: %s", path, err)
-                continue
-            row = self._bundle_row(bundle, actions.get(bundle.name), reachable)
-            row["last_activation"] = activation_summary(latest.get(bundle.name))
-            row["web_url"] = getattr(actions.get(bundle.name), "web_url", None)
-            rows.append(row)
-        named = {row["name"] for row in rows}
-        for name, action in actions.items():
-            if name not in named:
-                rows.append(
-                    {
-                        "name": name,
-                        "bundle": None,
-                        "state": "deployed",
-                        "image": None,
-                        "digest": None,
-                        "deployed": self._deployed(action),
-                        "last_activation": activation_summary(latest.get(name)),
-                        "test": None,
-                        "provenance": None,
-                        "web_url": action.web_url,
-                    }
-                )
-        rows.sort(key=lambda r: (r["name"], r["bundle"] or ""))
-        return {"functions": rows, **body}
-
-    def _deployed(self, function: DeployedFunction) -> dict:
-        updated = function.updated_ms
-        return {
-            "version": function.version,
-            "time": updated / 1000 if isinstance(updated, (int, float)) else None,
-            "server": self.workspace.deployer.location,
-            "namespace": function.namespace,
-            "digest": function.digest,
-        }
-
-    def _bundle_row(self, bundle: Bundle, action: DeployedFunction | None, reachable: bool) -> dict:
-        state, image, digest, deployed = "bundle", None, None, None
-        pushed = _read_json(bundle.path / "image.json")
-        record = _read_json(bundle.path / "deployed.json")
-        if pushed:
-            state, image, digest = "built", pushed.get("image"), pushed.get("digest")
-        code_sha256 = bundle.code_sha256()
-        note = self._notes.get(bundle.path.resolve())
-        if note and note["requirements"] == bundle.requirements:
-            noted = note["state"]
-            if noted in ("tested", "test-failed") and note["code_sha256"] != code_sha256:
-                noted = "built"
-            if _STATES.index(noted) > _STATES.index(state):
-                state = noted
-            image = image or note["image"] or None
-        # The last test (from the sidebar or the magic) of this very code.
-        tested = _read_json(bundle.path / TEST_FILE)
-        if tested and tested.get("code_sha256") != code_sha256:
-            tested = None
-        if tested and state in ("bundle", "built", "tested", "test-failed"):
-            state = "tested" if tested.get("ok") else "test-failed"
-        if action is not None:
-            deployed = self._deployed(action)
-        elif record and not reachable:
-            # The server cannot say; show the last deploy recorded in the bundle.
-            deployed = {key: record.get(key) for key in ("version", "time", "server", "namespace")}
-        if deployed is not None:
-            state = "deployed"
-            if record:
-                image, digest = record.get("image") or image, record.get("digest") or digest
-        return {
-            "name": bundle.name,
-            "bundle": self.relative(bundle.path),
-            "state": state,
-            "image": image,
-            "digest": digest,
-            "deployed": deployed,
-            "test": _test_summary(tested),
-            "provenance": self.provenance(record),
-        }
 
     def provenance(self, record: dict | None) -> dict | None:
         """A bundle's deployed.json as the cell metadata's provenance (notebook root-relative)."""
@@ -422,52 +322,6 @@ class FaaSExtension(ExtensionApp):
                 found.append(loaded)
         return found
 
-    def function_row(self, name: str, bundle: str | None = None) -> dict:
-        """The GET functions row of ``name`` (404 when it has neither a bundle nor an action)."""
-        bundles = self.bundles_named(name, bundle)
-        deployer = self.workspace.deployer
-        try:
-            action = deployer.function(name)
-        except ServerError as err:
-            if err.status != 404:
-                raise
-            action = None
-        latest = deployer.activations(name, 1)
-        if bundles:
-            row = self._bundle_row(bundles[0], action, True)
-        elif action is not None:
-            row = {
-                "name": name,
-                "bundle": None,
-                "state": "deployed",
-                "image": None,
-                "digest": action.digest,
-                "deployed": self._deployed(action),
-                "test": None,
-                "provenance": None,
-            }
-        else:
-            raise NotFound(
-                f"There is no function {name!r}: no bundle under {self.root} and no action on "
-                f"{deployer.location}.",
-                hint="GET faas/api/functions lists the functions.",
-            )
-        row["last_activation"] = activation_summary(latest[0] if latest else None)
-        row["web_url"] = action.web_url if action is not None else None
-        return row
-
-    def function_detail(self, name: str, bundle: str | None = None) -> dict:
-        """GET functions/NAME: the row, the commands that invoke it and its schedules."""
-        from .handlers import schedule_json
-
-        row = self.function_row(name, bundle)
-        bundles = self.bundles_named(name, bundle)
-        params = (bundles[0].metadata.test_input if bundles else None) or {}
-        deployer = self.workspace.deployer
-        row["commands"] = {**deployer.commands(name, params), "web_url": row["web_url"]}
-        row["schedules"] = [schedule_json(entry) for entry in deployer.schedules(name)]
-        return row
-
     def bundle_files(self, name: str, bundle: str | None = None) -> dict:
         """GET functions/NAME/bundle: handler.py, requirements.txt and faas.json as text."""
         bundles = self.bundles_named(name, bundle)
@@ -486,63 +340,6 @@ class FaaSExtension(ExtensionApp):
                 files[file] = ""
         return {"bundle": self.relative(found.path), "files": files}
 
-    def delete_function(self, name: str, bundle: str | None = None) -> dict:
-        """DELETE functions/NAME: its schedules, its action and its bundle folders."""
-        bundles = self.bundles_named(name, bundle)
-        deployer = self.workspace.deployer
-        schedules: list[str] = []
-        try:
-            schedules = [entry.trigger for entry in deployer.schedules(name)]
-            deployer.delete(name)
-            deleted = True
-        except ServerError as err:
-            # Never deployed from here (a failed test): the server need not answer.
-            never = bundles and not any((b.path / DEPLOYED_FILE).exists() for b in bundles)
-            if err.status != 404 and not (never and err.status == 503):
-                raise
-            deleted = False
-        removed = []
-        for found in bundles:
-            self.workspace.delete_bundle(found.path)
-            self._notes.pop(found.path.resolve(), None)
-            removed.append(self.relative(found.path))
-        if not deleted and not removed:
-            raise NotFound(
-                f"There is no function {name!r}: no bundle under {self.root} and no action on "
-                f"{deployer.location}.",
-                hint="GET faas/api/functions lists the functions.",
-            )
-        return {
-            "name": name,
-            "action_deleted": deleted,
-            "schedules_removed": schedules,
-            "bundles_removed": removed,
-        }
-
-    def versions(self, name: str) -> dict:
-        """GET functions/NAME/versions."""
-        found = self.workspace.deployer.versions(check_name(name))
-        rows = []
-        for version in found:
-            row = version.to_json()
-            row["notebook"] = self.notebook_path(row["notebook"])
-            rows.append(row)
-        return {"versions": rows}
-
-    def rollback(self, name: str, version: str) -> dict:
-        """POST functions/NAME/rollback: redeploy a recorded version; the new entry."""
-        deployment = self.workspace.deployer.rollback(check_name(name), version)
-        for found in self.bundles_named(name):
-            if (found.path / DEPLOYED_FILE).exists():
-                (found.path / DEPLOYED_FILE).write_text(
-                    json.dumps(deployment.to_json(), indent=2) + "\n"
-                )
-        entry = next(
-            (v for v in self.versions(name)["versions"] if v["version"] == deployment.version),
-            None,
-        )
-        return entry or {**deployment.to_json(), "rollback_of": version, "current": True}
-
     def claim(self, name: str, origin: dict) -> dict:
         """POST claims: 200 when the cell may deploy as ``name``, else NameTaken (409)."""
         check_name(name)
@@ -557,55 +354,3 @@ class FaaSExtension(ExtensionApp):
         path = (bundle_dir if bundle_dir.is_absolute() else folder / bundle_dir) / name
         self.workspace.check_claim(path, origin, base=self.root)
         return {"name": name, "free": True}
-
-    def explain(self, record: ActivationRecord) -> dict | None:
-        """What went wrong in ``record``, mapped to the cell of the bundle that ran."""
-        if record.ok or record.status == "running":
-            return None
-        try:
-            bundles = self.bundles_named(record.name)
-        except FaaSError:  # not a name of ours (made with other tools)
-            bundles = []
-        for found in bundles:
-            deployed = _read_json(found.path / DEPLOYED_FILE) or {}
-            if deployed.get("version") == record.version:
-                return self.workspace.explain(record, found.path.parent)
-        return explain(record.status, record.result, record.logs)  # no bundle: handler.py lines
-
-    def status(self) -> dict:
-        """GET status: each function's server state, from one action and one activation list."""
-        deployer = self.workspace.deployer
-        try:
-            actions = deployer.functions()
-            records = deployer.activations(limit=_RECENT_ACTIVATIONS)
-        except FaaSError as err:
-            return {"functions": {}, "server_error": str(err)}
-        latest: dict[str, ActivationRecord] = {}
-        for record in records:
-            latest.setdefault(record.name, record)
-        return {
-            "functions": {
-                action.name: {
-                    "version": action.version,
-                    "updated": action.updated_ms,
-                    "digest": action.digest,
-                    "last_activation": activation_summary(latest.get(action.name)),
-                }
-                for action in actions
-            }
-        }
-
-
-def _test_summary(record: dict | None) -> dict | None:
-    """The last test, as a function row shows it."""
-    if not record:
-        return None
-    return {key: record.get(key) for key in ("ok", "verdict", "status", "message", "time")}
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None

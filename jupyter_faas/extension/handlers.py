@@ -42,12 +42,25 @@ class FaaSHandler(ExtensionHandlerMixin, APIHandler):
         """The ``FaaSExtension`` serving this request."""
         return self.extensionapp
 
+    async def actor(self):
+        """Who this request acts as (``acting.Actor``): the server's owner, or a guest of a
+        shared hub server as themselves. Asked once per request.
+
+        Raises:
+            GuestError: the request is a guest's and the hub's faas service cannot act for them.
+        """
+        if getattr(self, "_actor", None) is None:
+            self._actor = await self.faas.actor_for(self)
+        return self._actor
+
     def write_error(self, status_code: int, **kwargs) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, FaaSError):
             status = error.status
-            # The function server refusing our key is a gateway problem, not the browser's login.
-            self.set_status(502 if status in _UPSTREAM_AUTH else status)
+            # The function server refusing our key is a gateway problem, not the browser's
+            # login; the hub's service refusing a guest's own token is the guest's 403.
+            upstream = status in _UPSTREAM_AUTH and error.reason != "guest-refused"
+            self.set_status(502 if upstream else status)
             body = error.to_json()
         elif isinstance(error, web.HTTPError):
             message = error.log_message % error.args if error.log_message else self._reason
@@ -206,7 +219,7 @@ class FunctionsHandler(FaaSHandler):
     @web.authenticated
     async def get(self) -> None:
         """Bundles under the root folder merged with the function server's actions."""
-        self.send_json(await self.faas.call(self.faas.functions))
+        self.send_json(await self.faas.call((await self.actor()).functions))
 
 
 class JobsHandler(FaaSHandler):
@@ -229,7 +242,7 @@ class JobsHandler(FaaSHandler):
                 hint='Leave out "input", or use "action": "test".',
             )
         bundle = self.faas.resolve_bundle(bundle_path)
-        job = self.faas.start_job(action, bundle, test_input)
+        job = (await self.actor()).start_job(action, bundle, test_input)
         self.send_json({"id": job.id}, status=202)
 
 
@@ -244,6 +257,8 @@ class JobHandler(FaaSHandler):
                 hint="Send the 'next' value of the previous answer, or 0.",
             )
         job = self.faas.jobs.get(job_id) if _JOB_ID.match(job_id) else None
+        if job is not None and job.user != (await self.actor()).user:
+            job = None  # another person's job (a guest's, or the owner's for a guest)
         if job is None:
             raise NotFound(
                 f"There is no job {job_id!r}.",
@@ -272,13 +287,14 @@ class InvokeHandler(FaaSHandler):
                 f"The field 'async' must be true or false, not {_kind(is_async)}.",
                 hint=f"Send e.g. {self._example}.",
             )
-        self.faas.workspace.check_payload(params, f"The input of {name}")  # 413 before sending
-        deployer = self.faas.workspace.deployer
+        actor = await self.actor()
+        actor.workspace.check_payload(params, f"The input of {name}")  # 413 before sending
+        deployer = actor.workspace.deployer
         record = await self.faas.call(deployer.invoke, name, params, not is_async)
         if isinstance(record, Accepted):
             self.send_json({"activationId": record.activation_id}, status=202)
         else:
-            error = await self.faas.call(self.faas.explain, record)
+            error = await self.faas.call(actor.explain, record)
             self.send_json(activation_detail(record, error))
 
 
@@ -299,7 +315,7 @@ class ActivationsHandler(FaaSHandler):
                 f"The query argument since={since!r} is not a time in epoch milliseconds.",
                 hint="Send the start of the newest activation you have, e.g. ?since=1764660184123.",
             )
-        deployer = self.faas.workspace.deployer
+        deployer = (await self.actor()).workspace.deployer
         records = await self.faas.call(
             deployer.activations, name, int(text), None if since is None else int(since)
         )
@@ -315,9 +331,9 @@ class ActivationHandler(FaaSHandler):
                 f"{activation_id!r} is not an activation id (32 lowercase hex characters).",
                 hint="Take the activationId of an entry of GET faas/api/activations.",
             )
-        deployer = self.faas.workspace.deployer
-        record = await self.faas.call(deployer.activation, activation_id)
-        error = await self.faas.call(self.faas.explain, record)
+        actor = await self.actor()
+        record = await self.faas.call(actor.workspace.deployer.activation, activation_id)
+        error = await self.faas.call(actor.explain, record)
         self.send_json(activation_detail(record, error))
 
 
@@ -328,7 +344,7 @@ class SchedulesHandler(FaaSHandler):
     async def get(self) -> None:
         """The schedules of one function (?name=) or of all."""
         name = self.name_argument(required=False)
-        found = await self.faas.call(self.faas.workspace.deployer.schedules, name)
+        found = await self.faas.call((await self.actor()).workspace.deployer.schedules, name)
         self.send_json({"schedules": [schedule_json(entry) for entry in found]})
 
     @web.authenticated
@@ -344,7 +360,7 @@ class SchedulesHandler(FaaSHandler):
                 "e.g. '*/5 * * * *' (every 5 minutes) or '0 6 * * 1' (Mondays at 06:00).",
             )
         payload = _object(body, "payload")
-        deployer = self.faas.workspace.deployer
+        deployer = (await self.actor()).workspace.deployer
         trigger = await self.faas.call(deployer.schedule, name, cron, payload)
         self.send_json({"trigger": trigger}, status=201)
 
@@ -353,7 +369,9 @@ class SchedulesHandler(FaaSHandler):
         """Remove a function's schedules (all, or the one with ?cron=)."""
         name = self.name_argument(required=True)
         cron = self.get_query_argument("cron", None) or None
-        removed = await self.faas.call(self.faas.workspace.deployer.unschedule, name, cron)
+        removed = await self.faas.call(
+            (await self.actor()).workspace.deployer.unschedule, name, cron
+        )
         self.send_json({"removed": removed})
 
 
@@ -361,7 +379,7 @@ class StatusHandler(FaaSHandler):
     @web.authenticated
     async def get(self) -> None:
         """Each function's server state (version, digest, last run), cheap enough to poll."""
-        self.send_json(await self.faas.call(self.faas.status))
+        self.send_json(await self.faas.call((await self.actor()).status))
 
 
 class FunctionHandler(FaaSHandler):
@@ -372,7 +390,7 @@ class FunctionHandler(FaaSHandler):
         """The function's row, its curl and wsk commands, web URL and schedules."""
         check_name(name)
         self.send_json(
-            await self.faas.call(self.faas.function_detail, name, self.bundle_argument())
+            await self.faas.call((await self.actor()).function_detail, name, self.bundle_argument())
         )
 
     @web.authenticated
@@ -380,7 +398,7 @@ class FunctionHandler(FaaSHandler):
         """Delete the action, its schedules and its bundle folders (the history stays)."""
         check_name(name)
         self.send_json(
-            await self.faas.call(self.faas.delete_function, name, self.bundle_argument())
+            await self.faas.call((await self.actor()).delete_function, name, self.bundle_argument())
         )
 
 
@@ -397,7 +415,7 @@ class VersionsHandler(FaaSHandler):
     async def get(self, name: str) -> None:
         """Every recorded deploy of the function, newest first."""
         check_name(name)
-        self.send_json(await self.faas.call(self.faas.versions, name))
+        self.send_json(await self.faas.call((await self.actor()).versions, name))
 
 
 class RollbackHandler(FaaSHandler):
@@ -409,7 +427,7 @@ class RollbackHandler(FaaSHandler):
         check_name(name)
         body = self.json_body(("version",), self._example)
         version = _text(body, "version", self._example).strip()
-        self.send_json(await self.faas.call(self.faas.rollback, name, version))
+        self.send_json(await self.faas.call((await self.actor()).rollback, name, version))
 
 
 class ClaimsHandler(FaaSHandler):

@@ -53,10 +53,12 @@ class Job:
     Every method runs on the event loop thread.
     """
 
-    def __init__(self, action: str, bundle: str):
+    def __init__(self, action: str, bundle: str, user: str | None = None):
         self.id = uuid.uuid4().hex
         self.action = action
         self.bundle = bundle
+        #: The hub user the job acts as (None outside JupyterHub); only they may read it.
+        self.user = user
         self.status = "running"
         self.events: list[dict] = []
         self.result: dict | None = None
@@ -125,11 +127,11 @@ class JobRegistry:
         self._tasks: set[asyncio.Task] = set()
         self.log = log
 
-    def start(self, action: str, bundle: str, work: Work) -> Job:
-        """Start ``work`` in the pool as a new job (call on the event loop)."""
+    def start(self, action: str, bundle: str, work: Work, user: str | None = None) -> Job:
+        """Start ``work`` in the pool as a new job acting as ``user`` (call on the event loop)."""
         self.prune()
         loop = asyncio.get_running_loop()
-        job = Job(action, bundle)
+        job = Job(action, bundle, user)
 
         def progress(event: dict) -> None:
             if not loop.is_closed():  # the server is gone: nobody is left to tell

@@ -26,7 +26,7 @@ class SharedHandler(FaaSHandler):
     @web.authenticated
     async def get(self) -> None:
         """The published functions, each with owner, description, contract and version."""
-        found = await self.faas.call(self.faas.workspace.deployer.shared)
+        found = await self.faas.call((await self.actor()).workspace.deployer.shared)
         self.send_json({"functions": [f.to_json() for f in found]})
 
     @web.authenticated
@@ -36,7 +36,7 @@ class SharedHandler(FaaSHandler):
         name = check_name(_text(body, "name", self._example))
         package = _optional_text(body, "package", self._example)
         description = _optional_text(body, "description", self._example)
-        deployer = self.faas.workspace.deployer
+        deployer = (await self.actor()).workspace.deployer
         shared = await self.faas.call(deployer.publish, name, package, description)
         self.send_json(shared.to_json())
 
@@ -45,7 +45,7 @@ class SharedHandler(FaaSHandler):
         """Unpublish ?name= (from ?package=, default the deployer's)."""
         name = self.name_argument(required=True)
         package = self.get_query_argument("package", "")
-        await self.faas.call(self.faas.workspace.deployer.unpublish, name, package)
+        await self.faas.call((await self.actor()).workspace.deployer.unpublish, name, package)
         self.send_json({"name": name, "published": False})
 
 
@@ -58,8 +58,9 @@ class SharedInvokeHandler(FaaSHandler):
         body = self.json_body(("ref", "input"), self._example)
         ref = _text(body, "ref", self._example)
         params = _object(body, "input") or {}
-        self.faas.workspace.check_payload(params, f"The input of {ref}")
-        record = await self.faas.call(self.faas.workspace.deployer.invoke, ref, params, True)
+        workspace = (await self.actor()).workspace
+        workspace.check_payload(params, f"The input of {ref}")
+        record = await self.faas.call(workspace.deployer.invoke, ref, params, True)
         if isinstance(record, Accepted):
             self.send_json({"activationId": record.activation_id}, status=202)
         else:
@@ -76,7 +77,7 @@ class SharedPullHandler(FaaSHandler):
         body = self.json_body(("ref", "as"), self._example)
         ref = _text(body, "ref", self._example)
         name = check_name(_optional_text(body, "as", self._example) or ref.rpartition("/")[2])
-        workspace = self.faas.workspace
+        workspace = (await self.actor()).workspace
         pulled = await self.faas.call(workspace.deployer.pull, ref)
         bundle = await self.faas.call(pulled.write_bundle, workspace.bundle_path(name), name)
         self.send_json(
