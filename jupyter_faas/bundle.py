@@ -94,6 +94,26 @@ def check_name(name: str) -> str:
     )
 
 
+#: A published function as a base: OWNER/PACKAGE/NAME, each an OpenWhisk name segment.
+_BASE_REF = re.compile(r"\A[\w][\w@.&-]{0,255}(/[\w][\w@.&-]{0,255}){2}\Z")
+
+
+def check_base(ref: str | None) -> str | None:
+    """Return ``ref`` if it names a published function (OWNER/PACKAGE/NAME) or is None.
+
+    Raises:
+        BundleError: anything else, e.g. an image reference.
+    """
+    if ref is None or (isinstance(ref, str) and _BASE_REF.match(ref)):
+        return ref
+    raise BundleError(
+        f"--base {ref!r} does not name a published function: a base is given as "
+        "OWNER/PACKAGE/NAME, as %faas shared lists it (never an image: only what its "
+        "owner published can be a base).",
+        hint="For example --base alice/shared/peaks; %faas shared lists what is published.",
+    )
+
+
 def check_limits(memory_mb: int, timeout_s: float) -> None:
     """Reject limits outside OpenWhisk's default ranges, before anything is built."""
     low, high = MEMORY_RANGE_MB
@@ -133,6 +153,9 @@ class FunctionMetadata:
     #: Where the cell's text is in handler.py: ``{"handler_start": H, "cell_start": C,
     #: "count": N}``: handler.py lines H..H+N-1 are the cell's lines C..C+N-1.
     cell_lines: dict | None = None
+    #: A published function (``OWNER/PACKAGE/NAME``) whose dependency image this one's
+    #: starts FROM, inheriting what it installed; None: the site's base image.
+    base: str | None = None
 
     def cell_line(self, handler_line: int) -> int | None:
         """The cell's line number of handler.py line ``handler_line``, or None outside the cell."""
@@ -221,6 +244,7 @@ class Bundle:
         check_name(metadata.name)
         check_limits(metadata.memory_mb, metadata.timeout_s)
         check_ignore_keys(metadata.ignore_keys)
+        check_base(metadata.base)
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         metadata.source_sha256 = hashlib.sha256(code.encode()).hexdigest()
@@ -280,6 +304,10 @@ class Bundle:
         check_name(metadata.name)
         check_ignore_keys(metadata.ignore_keys)
         check_limits(metadata.memory_mb, metadata.timeout_s)
+        try:
+            check_base(metadata.base)
+        except BundleError as err:
+            raise BundleError(f"{path / METADATA_FILE}: {err.message}", hint=err.hint) from None
         outside = [
             f
             for f in metadata.data_files
@@ -306,6 +334,7 @@ _FIELD_TYPES = {
     "data_files": ((list,), 'a list of paths relative to handler.py, e.g. ["template.html"]'),
     "cell": ((dict, type(None)), 'an object or null, e.g. {"notebook": "peaks.ipynb"}'),
     "cell_lines": ((dict, type(None)), "an object or null"),
+    "base": ((str, type(None)), 'a published function or null, e.g. "alice/shared/peaks"'),
 }
 
 #: A key to ignore: a name, or a dotted path of names.

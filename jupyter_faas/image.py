@@ -24,6 +24,11 @@ from .site import CONTAINER_CA_PATH, FaaSSite, check_setting_text
 
 #: Label carrying the dependency key on every dependency image.
 KEY_LABEL = "org.jupyter-faas.key"
+#: Label of a dependency image that derives from a published function's image: that
+#: function (OWNER/PACKAGE/NAME) and the base's pinned reference.
+BASE_LABEL = "org.jupyter-faas.base"
+#: Role label of dependency images (``deps``; a builder's extra labels may set it).
+ROLE_LABEL = "org.jupyter-faas.role"
 
 #: An image reference as Docker accepts it: [registry[:port]/]path[:tag][@digest].
 _IMAGE_REF = re.compile(
@@ -102,8 +107,13 @@ def dependency_key(base_image_id: str, requirements: str, runtime_version: str) 
     return digest.hexdigest()
 
 
-def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
+def dockerfile(base_image: str, key: str, site: FaaSSite, derived_from: str = "") -> str:
     """The Dockerfile of a dependency image.
+
+    ``derived_from`` (a published function, ``OWNER/PACKAGE/NAME``) says ``base_image`` is
+    that function's dependency image, pinned by digest: its virtualenv and runtime are
+    there already, so the requirements are installed into that virtualenv (what the base
+    holds stays) and the runtime is replaced by this version's.
 
     The CA bundle and index settings apply to the pip step only: they are build
     inputs of the site, not part of what the function image promises. Every value is
@@ -121,15 +131,21 @@ def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
     pip_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     ca_copy = f"COPY site-ca.crt {CONTAINER_CA_PATH}\n" if site.ca_bundle else ""
     ca_remove = f" && rm -f {CONTAINER_CA_PATH}" if site.ca_bundle else ""
+    labels = f'org.jupyter-faas="1" {ROLE_LABEL}="deps" {KEY_LABEL}={json.dumps(key)}'
+    # The base's own list stays in /faas/requirements.txt; a derived layer's is beside it.
+    own = "/faas/requirements.txt"
+    make_venv = "python3 -m venv /faas/venv && "
+    if derived_from:
+        check_setting_text("the base function", derived_from)
+        labels += f" {BASE_LABEL}={json.dumps(f'{derived_from} {base_image}')}"
+        own, make_venv = f"/faas/requirements-{key[:12]}.txt", ""
     return (
         f"FROM {base_image}\n"
-        'LABEL org.jupyter-faas="1" org.jupyter-faas.role="deps" '
-        f"{KEY_LABEL}={json.dumps(key)}\n"
+        f"LABEL {labels}\n"
         f"{ca_copy}"
-        "COPY requirements.txt /faas/requirements.txt\n"
-        "RUN python3 -m venv /faas/venv"
-        f" && {pip_env} /faas/venv/bin/pip install --no-cache-dir --disable-pip-version-check"
-        f" --progress-bar off -r /faas/requirements.txt{ca_remove}\n"
+        f"COPY requirements.txt {own}\n"
+        f"RUN {make_venv}{pip_env} /faas/venv/bin/pip install --no-cache-dir"
+        f" --disable-pip-version-check --progress-bar off -r {own}{ca_remove}\n"
         "COPY runtime.py faas_protocol.py /faas/\n"
         "ENV PATH=/faas/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1\n"
         "WORKDIR /faas\n"
@@ -138,10 +154,12 @@ def dockerfile(base_image: str, key: str, site: FaaSSite) -> str:
     )
 
 
-def build_context(base_image: str, key: str, requirements: str, site: FaaSSite) -> io.BytesIO:
+def build_context(
+    base_image: str, key: str, requirements: str, site: FaaSSite, derived_from: str = ""
+) -> io.BytesIO:
     """A tar build context holding the Dockerfile, requirements, runtime and CA bundle."""
     files = {
-        "Dockerfile": dockerfile(base_image, key, site).encode(),
+        "Dockerfile": dockerfile(base_image, key, site, derived_from).encode(),
         "requirements.txt": requirements.encode(),
         **runtime.runtime_file_bytes(),
     }

@@ -61,7 +61,9 @@ Sharing (OpenWhisk published packages):
                             a new %%faas NEWNAME cell with its code
 Functions are made with a %%faas cell:
   %%faas NAME [--memory MB] [--timeout S] [--test 'JSON'] [--ignore-keys time,stats.elapsed]
-         [--replace]  (--replace: take NAME over from the other cell that deployed it)"""
+         [--replace] [--base OWNER/PACKAGE/NAME]
+         (--replace: take NAME over from the other cell that deployed it;
+          --base: build on a published function's image, inheriting what it installed)"""
 
 #: ``%faas map NAME CHUNKS [--concurrency N] [--retries R] [--timeout S]``.
 _MAP_LINE = re.compile(
@@ -114,6 +116,13 @@ class FaaSMagics(Magics):
         action="store_true",
         help="Take NAME over when another cell deployed it (otherwise that is refused).",
     )
+    @argument(
+        "--base",
+        default=None,
+        metavar="OWNER/PACKAGE/NAME",
+        help="Start the dependency image FROM this published function's image (pinned by "
+        "digest): inherit what it installed and add only this function's own requirements.",
+    )
     @cell_magic
     def faas(self, line, cell):
         """Turn this cell into function NAME: capture, build or reuse its image, test it."""
@@ -144,6 +153,7 @@ class FaaSMagics(Magics):
                 origin=self._origin(f"%%faas {line}\n{cell}"),
                 first_line=2,
                 replace=args.replace,
+                base=args.base,
             )
         except FaaSError as err:
             raise UsageError(str(err)) from None

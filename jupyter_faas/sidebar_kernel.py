@@ -185,6 +185,7 @@ def _capture(name, source, memory, timeout, origin, replace, given_input) -> Cap
         origin=origin,
         first_line=first_line,
         replace=replace or getattr(args, "replace", False),
+        base=getattr(args, "base", None),
     )
     path = Path(bundle.path).resolve()
     # As %%faas does: the cell's definitions exist in the kernel afterwards.

@@ -13,11 +13,20 @@ import shutil
 import time
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from traitlets import Float, Instance, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from .builders import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
-from .bundle import Bundle, FunctionMetadata, check_ignore_keys, check_limits, check_name
+from .builders import BaseImage, BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
+from .bundle import (
+    Bundle,
+    FunctionMetadata,
+    check_base,
+    check_ignore_keys,
+    check_limits,
+    check_name,
+)
 from .capture import capture
 from .deployers import Accepted, ActivationRecord, Deployment, FaaSDeployer
 from .errors import ActivationFailed, BundleError, ConfigError, FaaSError, LimitExceeded
@@ -214,6 +223,7 @@ class FaaSWorkspace(LoggingConfigurable):
         origin: dict | None = None,
         first_line: int = 1,
         replace: bool = False,
+        base: str | None = None,
     ) -> Bundle:
         """Capture ``cell`` as the bundle of function ``name`` (validated before anything is written).
 
@@ -223,17 +233,25 @@ class FaaSWorkspace(LoggingConfigurable):
             first_line: The cell's line number of ``cell``'s first line (2 below a
                 ``%%faas`` line), so tracebacks point at the cell's own lines.
             replace: Take over ``name`` when another cell deployed it.
+            base: A published function (``OWNER/PACKAGE/NAME``) whose image the function's
+                starts FROM: what that image installed is left out of requirements.txt
+                (the base's versions are the ones the function gets).
 
         Raises:
             NameTaken: another cell deployed ``name`` and ``replace`` is false.
+            ServerError: ``base`` is not published (403); nothing is written then.
         """
         check_name(name)
         check_limits(memory_mb, timeout_s)
         ignore_keys = check_ignore_keys(ignore_keys or [])
+        check_base(base)
         path = self.bundle_path(name)
         if not replace:
             self.check_claim(path, origin)
         captured = capture(cell, namespace, history, handler=handler)
+        requirements = pinned_requirements(captured.modules)
+        if base:
+            requirements = self._without_inherited(requirements, self.deployer.base(base))
         metadata = FunctionMetadata(
             name=name,
             handler=handler,
@@ -242,6 +260,7 @@ class FaaSWorkspace(LoggingConfigurable):
             test_input=test_input,
             ignore_keys=ignore_keys,
             cell=origin,
+            base=base,
         )
         own = captured.cell_source
         leading = len(own) - len(own.lstrip("\n"))
@@ -249,13 +268,41 @@ class FaaSWorkspace(LoggingConfigurable):
             path,
             metadata,
             captured.source(),
-            pinned_requirements(captured.modules),
+            requirements,
             captured.local_modules,
             captured.data_files,
             cell_tail=(first_line + leading, own.strip("\n").count("\n") + 1),
         )
         (path / TEST_FILE).unlink(missing_ok=True)  # a new capture is not tested yet
         return bundle
+
+    def _without_inherited(self, requirements: list[str], base: BaseImage) -> list[str]:
+        """``requirements`` less the distributions ``base``'s image installed already."""
+        inherited = {}
+        for line in base.requirements:
+            try:
+                found = Requirement(line)
+            except InvalidRequirement:
+                continue
+            inherited[canonicalize_name(found.name)] = str(found.specifier)
+        kept = []
+        for line in requirements:
+            try:
+                name = canonicalize_name(Requirement(line).name)
+            except InvalidRequirement:
+                kept.append(line)
+                continue
+            if name not in inherited:
+                kept.append(line)
+            elif inherited[name] != str(Requirement(line).specifier):
+                self.log.warning(
+                    "The kernel has %s, the image of %s has %s%s: the function gets the image's.",
+                    line,
+                    base.ref,
+                    name,
+                    inherited[name],
+                )
+        return kept
 
     def check_claim(self, path: Path, origin: dict | None, base: Path | None = None) -> None:
         """Raise NameTaken when the bundle at ``path`` was deployed from a cell other than ``origin``.
@@ -294,7 +341,17 @@ class FaaSWorkspace(LoggingConfigurable):
         return Bundle.load(path)
 
     def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
-        """Build (or reuse) ``bundle``'s image; a build's "Step 3/7" lines move its bar."""
+        """Build (or reuse) ``bundle``'s image; a build's "Step 3/7" lines move its bar.
+
+        A bundle with a ``base`` has it resolved through the deployer at every build (one
+        request): only a function still published is built on, and a new version of it
+        (a new image digest) gives a new image, while a code-only edit reuses the image.
+
+        Raises:
+            ServerError: the base is not published (any more) (403).
+            BaseUnusable: it has no image this builder can start from.
+        """
+        base = self.deployer.base(bundle.metadata.base) if bundle.metadata.base else None
 
         def relay(event: dict) -> None:
             found = _BUILD_STEP.match(str(event.get("message", "")))
@@ -303,7 +360,7 @@ class FaaSWorkspace(LoggingConfigurable):
                 event = {**event, "progress": (done - 1) / total if total else None}
             progress(event)
 
-        return self.builder.build(bundle, relay)
+        return self.builder.build(bundle, relay, base=base)
 
     def test(
         self,
@@ -470,7 +527,7 @@ class FaaSWorkspace(LoggingConfigurable):
         else:
             published = self.builder.push(built, progress)
         progress({"step": "deploy", "message": f"Deploying {bundle.name}", "progress": 0.0})
-        deployment = self.deployer.deploy(bundle, published)
+        deployment = self.deployer.deploy(bundle, published, base=built.base)
         (bundle.path / DEPLOYED_FILE).write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
         progress(
             {

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import asdict
 
 import docker.errors
 from traitlets import Dict, Instance, List, Unicode, default
@@ -21,11 +22,13 @@ from ..bundle import Bundle
 from ..errors import BuildError, ConfigError, RegistryError
 from ..registry import FaaSRegistry
 from ..runtime import protocol
-from .interface import BuiltImage, Progress, PushedImage, no_progress
+from .interface import BaseImage, BaseUnusable, BuiltImage, Progress, PushedImage, no_progress
 from .local import LocalBuilder
 
 _OWNER_LABEL = "org.jupyter-faas.owner"
 _FUNCTION_LABEL = "org.jupyter-faas.function"
+#: A manifest digest, as a registry gives it.
+_DIGEST = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 #: The network test containers join by default (shared by the builders of one engine).
 TEST_NETWORK = "faas-tests"
 
@@ -84,26 +87,40 @@ class DockerBuilder(LocalBuilder):
 
     # -- build -------------------------------------------------------------------------------
 
-    def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
-        return self.build_requirements(bundle.requirements, progress)
+    def build(
+        self, bundle: Bundle, progress: Progress = no_progress, base: BaseImage | None = None
+    ) -> BuiltImage:
+        return self.build_requirements(bundle.requirements, progress, base)
 
-    def build_requirements(self, requirements: str, progress: Progress = no_progress) -> BuiltImage:
-        """Build (or reuse) the dependency image for a requirements.txt text."""
+    def build_requirements(
+        self, requirements: str, progress: Progress = no_progress, base: BaseImage | None = None
+    ) -> BuiltImage:
+        """Build (or reuse) the dependency image for a requirements.txt text.
+
+        With ``base`` (a published function's image) the image starts FROM it, pinned
+        by digest, and the key hashes that digest in place of the site's base image.
+        """
         start = time.perf_counter()
         client = self.client
-        base_id = engine.require_base_image(client, self.images.base_image)
+        if base is None:
+            from_ref, derived_from = self.images.base_image, ""
+            base_id = engine.require_base_image(client, from_ref)
+        else:
+            from_ref, derived_from = self.ensure_base(base, progress), base.ref
+            base_id = base.digest
         key = image.dependency_key(base_id, requirements, runtime.RUNTIME_VERSION)
         ref = self.images.local_ref(key)
+        based = asdict(base) if base is not None else None
         try:
             found = client.images.get(ref)
             progress(
                 {"step": "build", "message": f"Reusing dependency image {ref}", "progress": 1.0}
             )
-            return BuiltImage(ref, key, found.id, True, time.perf_counter() - start)
+            return BuiltImage(ref, key, found.id, True, time.perf_counter() - start, based)
         except docker.errors.ImageNotFound:
             pass
         progress({"step": "build", "message": f"Building dependency image {ref}", "progress": 0.0})
-        context = image.build_context(self.images.base_image, key, requirements, self.site)
+        context = image.build_context(from_ref, key, requirements, self.site, derived_from)
         log: list[str] = []
         try:
             stream = client.api.build(
@@ -129,7 +146,57 @@ class DockerBuilder(LocalBuilder):
             raise _build_error(ref, log) from err
         found = client.images.get(ref)
         progress({"step": "build", "message": f"Built {ref}", "progress": 1.0})
-        return BuiltImage(ref, key, found.id, False, time.perf_counter() - start)
+        return BuiltImage(ref, key, found.id, False, time.perf_counter() - start, based)
+
+    def ensure_base(self, base: BaseImage, progress: Progress = no_progress) -> str:
+        """``base`` on this engine, pulled from its registry by digest when missing.
+
+        Returns:
+            Its pinned reference (``repository@digest``), for FROM.
+
+        Raises:
+            BaseUnusable: not pinned by a digest, not pullable, or not a dependency image
+                of jupyter-faas (no virtualenv and runtime to build on).
+        """
+        if not _DIGEST.match(base.digest or ""):
+            raise BaseUnusable(
+                f"{base.ref} runs on {base.image}, which has no registry digest "
+                f"({base.digest or 'none recorded'}), so it cannot be pinned as a base.",
+                hint=f"Ask {base.owner} to deploy and publish it again from a notebook with a "
+                "container engine (container-less functions have no image).",
+            )
+        pinned = base.pinned
+        client = self.client
+        try:
+            found = client.images.get(pinned)
+        except docker.errors.ImageNotFound:
+            found = None
+        except docker.errors.APIError as err:
+            raise BaseUnusable(f"The engine cannot look up {pinned}: {err}") from err
+        if found is None:
+            progress({"step": "build", "message": f"Pulling the base {pinned}", "progress": None})
+            auth = (
+                self.registry.auth_config() if pinned.startswith(f"{self.registry.url}/") else None
+            )
+            try:
+                found = client.images.pull(base.repository, tag=base.digest, auth_config=auth)
+            except docker.errors.APIError as err:
+                raise BaseUnusable(
+                    f"The image of {base.ref} ({pinned}) cannot be pulled: "
+                    f"{getattr(err, 'explanation', None) or err}",
+                    hint="Its registry must be reachable from this builder with "
+                    "c.FaaSRegistry's credentials; if its owner removed the image, ask "
+                    f"{base.owner} to deploy and publish it again.",
+                ) from err
+        # The key label, not the role: a site's extra labels may set the role, never the key.
+        if not (found.labels or {}).get(image.KEY_LABEL):
+            raise BaseUnusable(
+                f"The image of {base.ref} ({base.image}) is not a jupyter-faas dependency "
+                "image, so there is no virtualenv and runtime to add requirements to.",
+                hint="Only functions deployed by jupyter-faas can be a base. Invoke this "
+                f"one, or use it in a sequence: %faas sequence NAME {base.ref} …",
+            )
+        return pinned
 
     def ensure_runtime_image(self, progress: Progress = no_progress) -> str:
         """The runtime image with no extra requirements, tagged ``protocol.RUNTIME_IMAGE``."""

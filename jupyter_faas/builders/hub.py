@@ -18,7 +18,7 @@ from traitlets import Float, Unicode, default
 from ..bundle import Bundle
 from ..errors import FaaSError
 from ..hub import protocol
-from .interface import BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
+from .interface import BaseImage, BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .sandbox import ContainerRun
 
 
@@ -156,13 +156,15 @@ class HubBuilder(FaaSBuilder):
 
     # -- FaaSBuilder -------------------------------------------------------------------------
 
-    def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
-        result = self._job(
-            "api/build",
-            f"the build of {bundle.name}",
-            {"requirements": bundle.requirements},
-            progress,
-        )
+    def build(
+        self, bundle: Bundle, progress: Progress = no_progress, base: BaseImage | None = None
+    ) -> BuiltImage:
+        """Only the base's name goes to the service, which resolves it with this user's key
+        and uses it only if its owner published it (``base`` resolved here is not sent)."""
+        body = {"requirements": bundle.requirements}
+        if bundle.metadata.base or base is not None:
+            body["base"] = bundle.metadata.base or base.ref
+        result = self._job("api/build", f"the build of {bundle.name}", body, progress)
         return BuiltImage(**result)
 
     def test(

@@ -18,7 +18,7 @@ from traitlets import Instance, default
 from ..bundle import Bundle
 from ..environments import FaaSEnvironments, RuntimeProcess, is_memory_error, log_text
 from ..errors import BuildError, RegistryError
-from .interface import BuiltImage, Progress, PushedImage, no_progress
+from .interface import BaseImage, BaseUnusable, BuiltImage, Progress, PushedImage, no_progress
 from .local import LocalBuilder
 from .sandbox import ContainerRun, oom_message
 
@@ -46,7 +46,21 @@ class ProcessBuilder(LocalBuilder):
 
     # -- build -------------------------------------------------------------------------------
 
-    def build(self, bundle: Bundle, progress: Progress = no_progress) -> BuiltImage:
+    def build(
+        self, bundle: Bundle, progress: Progress = no_progress, base: BaseImage | None = None
+    ) -> BuiltImage:
+        if base is not None or bundle.metadata.base:
+            ref = base.ref if base is not None else bundle.metadata.base
+            raise BaseUnusable(
+                f"{bundle.name} derives from {ref}, and a published function as a base is not "
+                "supported in container-less mode, because what it inherits is a container "
+                "image (its installed packages live in the image's layers), and this mode "
+                "builds virtualenvs from requirements.txt alone, with no engine to run or "
+                "unpack an image.",
+                hint='Use the Docker builder (c.FaaSWorkspace.builder_class = "docker" where '
+                f"an engine runs), or copy the function (%faas pull {ref}) and keep its "
+                "requirements: they are in the copy's requirements.txt.",
+            )
         start = time.perf_counter()
         key, path, reused = self.environments.ensure(bundle.requirements, self.site, progress)
         ref = self.images.local_ref(key)

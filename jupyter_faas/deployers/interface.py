@@ -16,7 +16,7 @@ from pathlib import Path
 
 from traitlets.config import LoggingConfigurable
 
-from ..builders import PushedImage
+from ..builders import BaseImage, PushedImage
 from ..bundle import METADATA_FILE, REQUIREMENTS_FILE, Bundle, FunctionMetadata, check_name
 from ..errors import BundleError
 from ..traits import Pluggable
@@ -301,6 +301,7 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         "pull",
         "bind",
         "sequence",
+        "base",
     )
 
     @property
@@ -308,8 +309,12 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
         """Where functions go, for people: the server's URL."""
         return ""
 
-    def deploy(self, bundle: Bundle, image: PushedImage) -> Deployment:
-        """Create or update ``bundle``'s function: its published dependency image plus its code."""
+    def deploy(self, bundle: Bundle, image: PushedImage, base: dict | None = None) -> Deployment:
+        """Create or update ``bundle``'s function: its published dependency image plus its code.
+
+        ``base``: the ``BaseImage`` (as a dict, ``BuiltImage.base``) the image derives from,
+        recorded with the function so that functions based on it know what it holds.
+        """
         raise NotImplementedError
 
     def invoke(self, name: str, params: dict, blocking: bool = True) -> ActivationRecord | Accepted:
@@ -374,6 +379,16 @@ class FaaSDeployer(Pluggable, LoggingConfigurable):
 
     def pull(self, ref: str) -> SharedBundle:
         """The bundle of published function ``ref`` (``OWNER/PACKAGE/NAME``)."""
+        raise NotImplementedError
+
+    def base(self, ref: str) -> BaseImage:
+        """The dependency image of published function ``ref`` (``OWNER/PACKAGE/NAME``), to
+        build FROM: its image, the digest that pins it and what it installed.
+
+        Raises:
+            ServerError: 403 when it is not (or no longer) published, or does not exist.
+            BaseUnusable: it is published but has no image a builder can start from.
+        """
         raise NotImplementedError
 
     def bind(self, package_ref: str, name: str = "", params: dict | None = None) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from traitlets import Instance, List, Unicode, default
 
-from ..builders import PushedImage
+from ..builders import BaseImage, BaseUnusable, PushedImage
 from ..bundle import Bundle, check_name
 from ..errors import BadRequest, NotFound, ServerError
 from ..runtime import protocol
@@ -64,6 +64,7 @@ _SHARED_METADATA = (
     "test_input",
     "ignore_keys",
     "data_files",
+    "base",
 )
 #: An OpenWhisk entity name segment (a subset of EntityName.REGEX: no spaces).
 _SEGMENT = re.compile(r"\A[\w][\w@.&-]{0,255}\Z")
@@ -138,9 +139,18 @@ class OpenWhiskDeployer(FaaSDeployer):
     def location(self) -> str:
         return self.client.api_host
 
-    def deploy(self, bundle: Bundle, image: PushedImage) -> Deployment:
+    def deploy(self, bundle: Bundle, image: PushedImage, base: dict | None = None) -> Deployment:
         code = bundle.init_value()
         meta = bundle.metadata
+        recorded = {
+            "requirements": bundle.requirements.splitlines(),
+            "metadata": {k: getattr(meta, k) for k in _SHARED_METADATA},
+        }
+        if base:
+            # What the image inherits, so an image based on this one knows all it holds.
+            recorded["base"] = {
+                k: base.get(k) for k in ("ref", "version", "image", "digest", "requirements")
+            }
         doc = {
             "exec": {
                 "kind": "blackbox",
@@ -155,13 +165,7 @@ class OpenWhiskDeployer(FaaSDeployer):
                     "key": protocol.FAAS_ANNOTATION,
                     "value": {"source_sha256": bundle.code_sha256(), "digest": image.digest},
                 },
-                {
-                    "key": BUNDLE_ANNOTATION,
-                    "value": {
-                        "requirements": bundle.requirements.splitlines(),
-                        "metadata": {k: getattr(meta, k) for k in _SHARED_METADATA},
-                    },
-                },
+                {"key": BUNDLE_ANNOTATION, "value": recorded},
             ],
         }
         cell = meta.cell or {}
@@ -531,6 +535,73 @@ class OpenWhiskDeployer(FaaSDeployer):
             requirements=list(recorded.get("requirements") or []),
             metadata={"handler": exec_.get("main") or "main", **(recorded.get("metadata") or {})},
             image=exec_.get("image"),
+        )
+
+    def base(self, ref: str) -> BaseImage:
+        parts = ref.strip("/").split("/") if isinstance(ref, str) else []
+        if len(parts) != 3:
+            raise BadRequest(
+                f"{ref!r} does not name a published function, so it cannot be a base.",
+                hint="Give OWNER/PACKAGE/NAME, as %faas shared lists it, e.g. "
+                "--base alice/shared/peaks.",
+            )
+        owner, package, name = (_segment(p, "name segment") for p in parts)
+        namespace = None if owner == self._own_namespace() else owner
+        try:
+            # Another namespace's package is readable only while published (403 otherwise);
+            # one's own always is, so its publish flag is checked here.
+            found = self.client.get_package(package, namespace=namespace)
+            if found.get("binding") or not found.get("publish"):
+                raise ServerError("not published", status=403)
+            doc = self.client.get_action(f"{package}/{name}", namespace=namespace)
+        except ServerError as err:
+            if err.status == 404 and namespace is None:
+                err = ServerError(err.message, status=403, body=err.body)
+            raise self._base_refused(ref, err) from None
+        exec_ = doc.get("exec") or {}
+        if exec_.get("kind") != "blackbox" or not exec_.get("image"):
+            raise BaseUnusable(
+                f"{ref} is a {exec_.get('kind') or 'function'} action without an image of "
+                "its own, so it cannot be a base.",
+                hint="A base is a function deployed from a notebook (a blackbox action on its "
+                f"dependency image). Use this one in a sequence instead: "
+                f"%faas sequence NAME {ref} …",
+            )
+        mark = protocol.annotation(doc, protocol.FAAS_ANNOTATION)
+        recorded = protocol.annotation(doc, BUNDLE_ANNOTATION)
+        if not isinstance(mark, dict) or not isinstance(recorded, dict):
+            raise BaseUnusable(
+                f"{ref} runs on the image {exec_['image']}, which jupyter-faas did not build "
+                "(the action has no record of its dependency image), so nothing says there is "
+                "a virtualenv and runtime to add requirements to.",
+                hint=f"Invoke it, or use it in a sequence: %faas sequence NAME {ref} …",
+            )
+        inherited = recorded.get("base") or {}
+        requirements = list(inherited.get("requirements") or []) + list(
+            recorded.get("requirements") or []
+        )
+        return BaseImage(
+            ref=f"{owner}/{package}/{name}",
+            owner=owner,
+            version=doc.get("version"),
+            image=exec_["image"],
+            digest=str(mark.get("digest") or ""),
+            requirements=[r for r in requirements if r.strip() and not r.lstrip().startswith("#")],
+        )
+
+    def _base_refused(self, ref: str, err: ServerError) -> ServerError:
+        """Why ``ref`` cannot be a base: not published (403), or the server's own error."""
+        if err.status not in (403, 404):
+            return err
+        owner, package, name = ref.strip("/").split("/")
+        return ServerError(
+            f"{ref} cannot be a base: it is not published (any more), or {owner} has no "
+            f"function {name} in a package {package}. Only a function its owner published "
+            "can be a base, so its image is shared on purpose.",
+            status=403,
+            hint=f"%faas shared lists what is published now; ask {owner} to publish it "
+            f"(%faas publish {name}). Functions built on it before keep working.",
+            body=err.body,
         )
 
     def bind(self, package_ref: str, name: str = "", params: dict | None = None) -> str:

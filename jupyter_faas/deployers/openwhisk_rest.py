@@ -45,6 +45,12 @@ class OpenWhiskClient(LoggingConfigurable):
         True, help="Verify the server's TLS certificate (wsk -i turns this off)."
     ).tag(config=True)
 
+    trust_env = Bool(
+        True,
+        help="""Whether requests follow the proxy settings of the environment ($HTTPS_PROXY,
+        $NO_PROXY…), e.g. False for a function server on this host behind a site proxy.""",
+    ).tag(config=True)
+
     request_timeout = Float(
         70.0,
         help="Seconds to wait for an answer; blocking invocations wait up to 60 s on the server.",
@@ -68,6 +74,7 @@ class OpenWhiskClient(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._session = requests.Session()
+        self._session.trust_env = self.trust_env
 
     def base_url(self, namespace: str | None = None) -> str:
         """``…/api/v1/namespaces/NS`` for ``namespace`` (default: the configured one)."""
