@@ -150,7 +150,7 @@ class FaaSHubService(Application):
         self.namespaces = NamespaceMap(
             parent=self, state_file=str(Path(self.state_dir) / "namespaces.json")
         )
-        self.jobs = BuildJobs(parent=self)
+        self.jobs = BuildJobs(parent=self, namespaces=self.namespaces)
         self.hub_auth = HubAuth(parent=self)
         self._slow = ThreadPoolExecutor(self.max_concurrent_builds, "faas-hub-build")
         self._quick = ThreadPoolExecutor(8, "faas-hub-quick")

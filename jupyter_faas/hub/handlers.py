@@ -19,6 +19,7 @@ from jupyterhub.services.auth import HubAuthenticated, UserNotAllowed
 from tornado import httpclient, web
 from tornado.iostream import StreamClosedError
 
+from ..bundle import check_base
 from ..errors import BadRequest, FaaSError
 from .protocol import NDJSON, encode, error_line
 
@@ -208,13 +209,25 @@ class JobHandler(ServiceHandler):
 
 
 class BuildHandler(JobHandler):
-    """``POST api/build {"requirements"}``: build or reuse the dependency image."""
+    """``POST api/build {"requirements", "base"}``: build or reuse the dependency image.
+
+    ``base`` (optional) names a published function, ``OWNER/PACKAGE/NAME``, never an
+    image: the service resolves it with the caller's own key and builds on its image only
+    if its owner published it.
+    """
 
     async def post(self):
-        requirements = self.body().get("requirements")
+        body = self.body()
+        requirements = body.get("requirements")
         if not isinstance(requirements, str):
             raise BadRequest('The body needs "requirements": the text of requirements.txt.')
-        await self.stream(self.service.jobs.build, requirements)
+        base = body.get("base")
+        if base is not None:
+            try:
+                check_base(base)
+            except FaaSError as err:
+                raise BadRequest(err.message, hint=err.hint) from None
+        await self.stream(self.service.jobs.build, requirements, base)
 
 
 class TestHandler(JobHandler):

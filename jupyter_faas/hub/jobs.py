@@ -16,15 +16,15 @@ import threading
 from pathlib import Path
 
 import docker.errors
-from traitlets import Dict, Integer
+from traitlets import Dict, Instance, Integer
 from traitlets.config import LoggingConfigurable
 
 from .. import image
-from ..builders import BuiltImage, ContainerRun, Progress, PushedImage
+from ..builders import BaseImage, BaseUnusable, BuiltImage, ContainerRun, Progress, PushedImage
 from ..builders.docker import DockerBuilder
 from ..errors import BadRequest, NotFound
 from ..registry import FaaSRegistry
-from .namespaces import NamespaceEntry
+from .namespaces import NamespaceEntry, NamespaceMap
 from .protocol import unpack_bundle
 
 #: Label naming the hub user on the test containers and images made for them.
@@ -52,6 +52,12 @@ class BuildJobs(LoggingConfigurable):
         the hub user's, e.g. {"org.example.site": "beamline"}.""",
     ).tag(config=True)
 
+    namespaces = Instance(
+        NamespaceMap,
+        allow_none=True,
+        help="The service's user → namespace map: whose registry path an image is under.",
+    )
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._builders: dict[str, DockerBuilder] = {}
@@ -73,7 +79,9 @@ class BuildJobs(LoggingConfigurable):
 
     # -- jobs (blocking: run them in a thread) -----------------------------------------------
 
-    def build(self, entry: NamespaceEntry, requirements: str, progress: Progress) -> BuiltImage:
+    def build(
+        self, entry: NamespaceEntry, requirements: str, base_ref: str | None, progress: Progress
+    ) -> BuiltImage:
         limit = self.max_requirements_bytes
         if limit and len(requirements.encode()) > limit:
             raise BadRequest(
@@ -81,7 +89,42 @@ class BuildJobs(LoggingConfigurable):
                 f"limit of {limit} (c.BuildJobs.max_requirements_bytes).",
                 hint="Pin only what the function imports.",
             )
-        return self.builder(entry).build_requirements(requirements, progress)
+        builder = self.builder(entry)
+        base = self.base(entry, base_ref) if base_ref else None
+        return builder.build_requirements(requirements, progress, base)
+
+    def base(self, entry: NamespaceEntry, ref: str) -> BaseImage:
+        """The image of published function ``ref``, as ``entry``'s namespace may build on it.
+
+        Resolved on the function server with the caller's own key, so only what is
+        published to the caller is found; and its image must be one this service pushed
+        for the function's owner (under the owner's registry path), so publishing an
+        action that names someone else's image gives no way to build on that image.
+
+        Raises:
+            ServerError: ``ref`` is not published (403).
+            BaseUnusable: its image is not one the owner pushed through this service.
+        """
+        from ..deployers.openwhisk import OpenWhiskDeployer
+        from ..deployers.openwhisk_rest import OpenWhiskClient
+
+        client = OpenWhiskClient(
+            api_host=self.namespaces.server_url, auth=entry.api_key, trust_env=False
+        )
+        base = OpenWhiskDeployer(parent=self, client=client).base(ref)
+        owners = [e for e in self.namespaces.entries().values() if e.namespace == base.owner]
+        expected = [
+            FaaSRegistry(parent=self.parent, namespace=e.registry_path).repository("deps")
+            for e in owners
+        ]
+        if base.repository not in expected:
+            raise BaseUnusable(
+                f"{ref} runs on {base.image}, which is not an image this service pushed for "
+                f"{base.owner}: only the owner's own published images can be a base here.",
+                hint=f"Ask {base.owner} to deploy the function from their notebook and "
+                "publish it again (%faas deploy NAME, then %faas publish NAME).",
+            )
+        return base
 
     def test(
         self,

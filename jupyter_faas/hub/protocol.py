@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from .. import errors
+from ..builders.interface import BaseUnusable
 from ..bundle import METADATA_FILE, REQUIREMENTS_FILE, Bundle
 
 #: Media type of a job's answer.
@@ -34,6 +35,7 @@ _ERRORS = {
         errors.BuildError,
         errors.RegistryError,
         errors.LimitExceeded,
+        BaseUnusable,
     )
 }
 
