@@ -6,6 +6,7 @@ import { Signal } from '@lumino/signaling';
 
 import { APIError, errorMessage, jsonBody, requestAPI } from './request';
 import {
+  IActingAs,
   IActivation,
   IActivationSummary,
   IActiveCellStatus,
@@ -57,6 +58,10 @@ export class FunctionsModel implements IFunctionsModel {
     return this._loadError;
   }
 
+  get actingAs(): IActingAs | null {
+    return this._actingAs;
+  }
+
   get loading(): boolean {
     return this._loading;
   }
@@ -81,6 +86,7 @@ export class FunctionsModel implements IFunctionsModel {
       const list = await requestAPI<IFunctionList>('functions');
       this._functions = list.functions;
       this._serverError = list.server_error ?? null;
+      this._actingAs = list.acting_as ?? null;
       this._loadError = null;
     } catch (error) {
       this._loadError = errorMessage(error);
@@ -513,6 +519,7 @@ export class FunctionsModel implements IFunctionsModel {
   private _functions: IFunctionInfo[] = [];
   private _serverError: string | null = null;
   private _loadError: string | null = null;
+  private _actingAs: IActingAs | null = null;
   private _loading = false;
   private _deployment: IDeployment | null = null;
   private _activeCell: IActiveCellStatus = { name: null, state: 'none', provenance: null };

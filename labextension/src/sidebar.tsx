@@ -113,6 +113,12 @@ function FunctionsView({ model, onDeploy, onOpen, insertCell }: IViewProps): JSX
         </Button>
       </div>
       {model.deployment && <DeployProgress deployment={model.deployment} />}
+      {model.actingAs?.guest_of && (
+        <p className="jp-faas-Empty" data-testid="faas-acting-as">
+          As {model.actingAs.user} (guest of {model.actingAs.guest_of}): deploys go to namespace{' '}
+          {model.actingAs.namespace ?? model.actingAs.user}
+        </p>
+      )}
       {model.loadError && (
         <p className="jp-faas-Error" role="alert" data-testid="faas-load-error">
           {model.loadError}

@@ -136,6 +136,15 @@ export interface IFunctionInfo {
 export interface IFunctionList {
   functions: IFunctionInfo[];
   server_error?: string;
+  /** Whose namespace the server acts on (null outside JupyterHub). */
+  acting_as?: IActingAs | null;
+}
+
+/** On JupyterHub: the person the sidebar acts as; `guest_of` names the server's owner for a guest. */
+export interface IActingAs {
+  user: string;
+  namespace: string | null;
+  guest_of: string | null;
 }
 
 /** `GET status`: each deployed function's server state, cheap to poll. */
@@ -264,6 +273,8 @@ export interface IFunctionsModel {
   readonly functions: ReadonlyArray<IFunctionInfo>;
   readonly serverError: string | null;
   readonly loadError: string | null;
+  /** Whose namespace the server acts on, from the last list (null outside JupyterHub). */
+  readonly actingAs: IActingAs | null;
   readonly loading: boolean;
   readonly deployment: IDeployment | null;
   readonly activeCell: IActiveCellStatus;
