@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "examples" / "crystallography.ipynb"
 XTAL = ROOT / "examples" / "crystallography" / "xtal"
+NATIVE = ROOT / "examples" / "crystallography" / "native"
 #: A Docker endpoint where nothing listens (port 9, discard, is closed here).
 NO_ENGINE = "tcp://127.0.0.1:9"
 #: The small run: 24 frames in 4 chunks, two activations at a time.
@@ -68,6 +70,9 @@ def workdir():
 def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test_labels):
     shutil.copy(NOTEBOOK, workdir / NOTEBOOK.name)
     shutil.copytree(XTAL, workdir / "crystallography" / "xtal")
+    shutil.copytree(
+        NATIVE, workdir / "crystallography" / "native", ignore=shutil.ignore_patterns("build")
+    )
     env = {**os.environ, "FAAS_ENV_DIR": str(workdir / "envs")}
     options = ["--DockerInvoker.prewarm_count=0"]
     config = f"c.DockerBuilder.extra_labels = {test_labels!r}\n"
@@ -137,6 +142,26 @@ def test_crystallography_notebook_runs(mode, workdir, base_image, registry, test
     assert f"indexed {summary['indexed']}" in run.text("summary")
     pictures = [o for o in run.outputs("pictures") if "image/png" in o.get("data", {})]
     assert pictures, run.text("pictures")
+    _check_native_step(run)
+
+
+def _check_native_step(run: NotebookRun) -> None:
+    """The C peak finder: built, deployed and in agreement with find_peaks where gcc and
+    libhdf5-dev are installed (as here), else skipped with the reason printed."""
+    built, native = run.text("native-build"), run.text("native")
+    if not shutil.which("gcc") or not list(Path("/usr/lib").glob("*/hdf5/serial/lib/libhdf5.a")):
+        assert "Skipped the native step: no" in built and "Skipped" in native, built
+        return
+    assert "deployed it as xtal-peaks-native" in built, built
+    frames = PARAMETERS["N_FRAMES"]
+    counts = re.search(
+        r"(\d+) frames: the same peak count on (\d+) \(largest difference (\d+)\)", native
+    )
+    assert counts and int(counts[1]) == frames and int(counts[3]) <= 1, native
+    near = re.search(r"(\d+) of (\d+) Python peaks have a native one within 0.5 px", native)
+    assert near and int(near[2]) > 0 and int(near[1]) >= 0.98 * int(near[2]), native
+    assert "xtal-peaks-native on the function server:" in native, native
+    assert [o for o in run.outputs("native") if "image/png" in o.get("data", {})], native
 
 
 def _all_text(run: NotebookRun) -> str:
