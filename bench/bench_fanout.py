@@ -12,7 +12,8 @@ simulates a run and measures frames per second of:
   forked processes.
 
 The rounds alternate (in process, fan-out) so the machine's load hits both; the load average
-is printed before and after. Where the time goes: for every run, the CPU seconds of the function
+is printed before, during (sampled after every run) and after. For the fan-out, the polls per
+chunk it took to fetch the records (non-blocking invocations) are printed too. Where the time goes: for every run, the CPU seconds of the function
 processes (container-less, the server's runtime processes; in process, the forked workers;
 containers are not the server's children, so a Docker run shows none), of the server process and
 of this client, and the share of the cores' time the run left unused. Every
@@ -209,6 +210,8 @@ def main() -> None:
         ]
         rates: dict[str, list[float]] = {}
         profile: dict[str, list[dict]] = {}
+        polls: dict[str, list[float]] = {}
+        loads: list[float] = []
         meter = CpuMeter(proc.pid)
 
         def note(label: str, run: Callable[[], float]) -> None:
@@ -216,12 +219,18 @@ def main() -> None:
             seconds = run()
             profile.setdefault(label, []).append(meter.spent(before, meter.sample(), seconds))
             rates.setdefault(label, []).append(args.frames / seconds)
+            loads.append(os.getloadavg()[0])
             print(f"{label}: {args.frames / seconds:.2f} frames/s", flush=True)
 
-        def fanned() -> float:
-            return fan_out(
-                workspace, "xtal-chunk", params, concurrency=args.concurrency, progress="none"
-            ).seconds
+        def fanned(label: str) -> Callable[[], float]:
+            def run() -> float:
+                result = fan_out(
+                    workspace, "xtal-chunk", params, concurrency=args.concurrency, progress="none"
+                )
+                polls.setdefault(label, []).append(result.polls_per_chunk)
+                return result.seconds
+
+            return run
 
         def local(processes: int) -> Callable[[], float]:
             return lambda: (
@@ -229,11 +238,11 @@ def main() -> None:
             )
 
         load_before = os.getloadavg()
-        note("fan-out, cold", fanned)
+        note("fan-out, cold", fanned("fan-out, cold"))
         for _ in range(args.rounds):
             note("in process, 1 process", local(1))
             note(f"in process, {args.concurrency} processes", local(args.concurrency))
-            note("fan-out, warm", fanned)
+            note("fan-out, warm", fanned("fan-out, warm"))
         load_after = os.getloadavg()
         workspace.close()
     finally:
@@ -253,12 +262,14 @@ def main() -> None:
         f"cores, {platform.machine()}, Python {platform.python_version()}); {mode} server, "
         f"{args.frames} frames of 512 × 512 in chunks of {args.chunk}, {args.concurrency} at a "
         f"time; median of {args.rounds} interleaved rounds; load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
+        f"{load_before[0]:.1f} before, {statistics.mean(loads):.1f} during (mean of one "
+        f"sample after each run, highest {max(loads):.1f}), {load_after[0]:.1f} after.\n"
     )
-    print("| | frames/s | × in process, same cores |\n|---|---|---|")
+    print("| | frames/s | × in process, same cores | polls per chunk |\n|---|---|---|---|")
     for label, values in rates.items():
         value = statistics.median(values)
-        print(f"| {label} | {value:.2f} | {value / statistics.median(same):.2f} |")
+        polled = f"{statistics.median(polls[label]):.1f}" if label in polls else ""
+        print(f"| {label} | {value:.2f} | {value / statistics.median(same):.2f} | {polled} |")
     print(
         "\nWhere the time goes (CPU seconds per run, median; idle: share of the cores' time "
         "no part of the run used):\n"
