@@ -1,6 +1,7 @@
 """xtal: the science core of the serial-crystallography example (simulate, find peaks, index,
 merge, and CrystFEL's file formats). Each step takes paths and a frame range and returns JSON."""
 
+from .cbf import write_cbf_frames
 from .errors import CellError, CrystallographyError, GeometryError, RunFileError
 from .geometry import Geometry, UnitCell, read_cell, read_geom, write_cell, write_geom
 from .index import index
@@ -29,6 +30,7 @@ __all__ = [
     "read_hkl",
     "read_stream",
     "simulate_run",
+    "write_cbf_frames",
     "write_cell",
     "write_geom",
     "write_hkl",
