@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 
 from ..builders import Progress
@@ -29,6 +30,8 @@ _STATES = ("bundle", "built", "test-failed", "tested", "deployed")
 
 #: Activations read to find each function's latest one.
 _RECENT_ACTIVATIONS = 200
+#: Seconds between two attempts to learn the owner's namespace name from the hub's service.
+_NAMESPACE_RETRY_S = 60.0
 
 
 class Actor:
@@ -56,6 +59,7 @@ class Actor:
         self.user = user
         self.namespace = namespace
         self.guest_of = guest_of
+        self._namespace_asked = -_NAMESPACE_RETRY_S
 
     def acting_as(self) -> dict | None:
         """Whose namespace this acts on: ``{"user", "namespace", "guest_of"}``; None
@@ -63,7 +67,13 @@ class Actor:
         if self.user is None:
             return None
         builder = self.workspace.builder
-        if self.namespace is None and isinstance(builder, HubBuilder):
+        now = time.monotonic()
+        if (
+            self.namespace is None
+            and isinstance(builder, HubBuilder)
+            and now - self._namespace_asked > _NAMESPACE_RETRY_S
+        ):
+            self._namespace_asked = now
             try:
                 self.namespace = builder.namespace()["namespace"]
             except FaaSError as err:
@@ -119,6 +129,8 @@ class Actor:
 
     def _deploy(self, bundle: Bundle, progress: Progress) -> dict:
         return self.workspace.deploy(bundle, progress, quiet_reuse=True).to_json()
+
+    # -- the function list and one function (run in the quick pool) ---------------------------
 
     def functions(self) -> dict:
         """The GET faas/api/functions body: bundles here merged with the server's actions."""
