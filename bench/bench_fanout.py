@@ -13,7 +13,8 @@ simulates a run and measures frames per second of:
 
 The rounds alternate (in process, fan-out) so the machine's load hits both; the load average
 is printed before, during (sampled after every run) and after. For the fan-out, the polls per
-chunk it took to fetch the records (non-blocking invocations) are printed too. Where the time goes: for every run, the CPU seconds of the function
+chunk it took to fetch the records (non-blocking invocations) and how long after a chunk's end
+its record was seen (the lane time the polling cost) are printed too. Where the time goes: for every run, the CPU seconds of the function
 processes (container-less, the server's runtime processes; in process, the forked workers;
 containers are not the server's children, so a Docker run shows none), of the server process and
 of this client, and the share of the cores' time the run left unused. Every
@@ -210,7 +211,7 @@ def main() -> None:
         ]
         rates: dict[str, list[float]] = {}
         profile: dict[str, list[dict]] = {}
-        polls: dict[str, list[float]] = {}
+        polls: dict[str, list[tuple[float, float]]] = {}
         loads: list[float] = []
         meter = CpuMeter(proc.pid)
 
@@ -227,7 +228,8 @@ def main() -> None:
                 result = fan_out(
                     workspace, "xtal-chunk", params, concurrency=args.concurrency, progress="none"
                 )
-                polls.setdefault(label, []).append(result.polls_per_chunk)
+                late = sum(result.late_ms) / len(result.late_ms)
+                polls.setdefault(label, []).append((result.polls_per_chunk, late))
                 return result.seconds
 
             return run
@@ -265,11 +267,19 @@ def main() -> None:
         f"{load_before[0]:.1f} before, {statistics.mean(loads):.1f} during (mean of one "
         f"sample after each run, highest {max(loads):.1f}), {load_after[0]:.1f} after.\n"
     )
-    print("| | frames/s | × in process, same cores | polls per chunk |\n|---|---|---|---|")
+    print(
+        "| | frames/s | × in process, same cores | polls per chunk | record seen after the "
+        "end, ms per chunk |\n|---|---|---|---|---|"
+    )
     for label, values in rates.items():
         value = statistics.median(values)
-        polled = f"{statistics.median(polls[label]):.1f}" if label in polls else ""
-        print(f"| {label} | {value:.2f} | {value / statistics.median(same):.2f} | {polled} |")
+        polled = late = ""
+        if label in polls:
+            polled = f"{statistics.median(p for p, _ in polls[label]):.1f}"
+            late = f"{statistics.median(t for _, t in polls[label]):.0f}"
+        print(
+            f"| {label} | {value:.2f} | {value / statistics.median(same):.2f} | {polled} | {late} |"
+        )
     print(
         "\nWhere the time goes (CPU seconds per run, median; idle: share of the cores' time "
         "no part of the run used):\n"

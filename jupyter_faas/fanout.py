@@ -88,6 +88,10 @@ class FanOutResult:
         attempts: Attempts allowed per chunk (1 + retries).
         polls: Per chunk, the record look-ups its attempts took (those that found it
             still running, and the one that found its record).
+        late_ms: Per chunk, how long after its activations ended (the server's start +
+            duration) their records were fetched, summed over attempts: the lane time the
+            polling cost. Compares this machine's clock with the server's, so with a
+            remote server it includes their difference.
     """
 
     name: str
@@ -98,6 +102,7 @@ class FanOutResult:
     concurrency: int
     attempts: int
     polls: list[int] = field(default_factory=list)
+    late_ms: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +168,7 @@ class _Chunks:
     records: list[list[ActivationRecord]] = field(default_factory=list)
     ids: list[list[str]] = field(default_factory=list)
     polls: list[int] = field(default_factory=list)
+    late_ms: list[float] = field(default_factory=list)
     #: Wait + duration (s) of every attempt that ended with a record, for the poll timing.
     took: list[float] = field(default_factory=list)
 
@@ -172,6 +178,7 @@ class _Chunks:
         self.records = [[] for _ in range(n)]
         self.ids = [[] for _ in range(n)]
         self.polls = [0] * n
+        self.late_ms = [0.0] * n
 
     def first_poll_after(self) -> float | None:
         """Seconds after submission a chunk is first looked up (None: nothing finished yet)."""
@@ -261,6 +268,9 @@ def fan_out(
     def ended(flight: _Flight | None, index: int, number: int, record: ActivationRecord) -> None:
         if flight is not None:
             flights.remove(flight)
+            if record.start_ms and record.duration_ms is not None:
+                late = time.time() * 1000 - record.start_ms - record.duration_ms
+                state.late_ms[index] += max(0.0, late)
         if record.duration_ms is not None:
             state.took.append(((record.wait_ms or 0) + record.duration_ms) / 1000)
             for other in flights:
@@ -319,6 +329,7 @@ def fan_out(
             concurrency=concurrency,
             attempts=retries + 1,
             polls=state.polls,
+            late_ms=state.late_ms,
         )
         shown.finish(result)
     if check and result.failures:

@@ -102,6 +102,7 @@ def test_results_keep_input_order_under_concurrency(workspace):
     # Non-blocking: every chunk's record was looked up at least once, and counted.
     assert len(result.polls) == 6 and all(polls >= 1 for polls in result.polls)
     assert result.polls_per_chunk == sum(result.polls) / 6
+    assert len(result.late_ms) == 6 and all(late >= 0 for late in result.late_ms)
 
 
 def test_concurrency_bound_is_respected(workspace):
