@@ -138,6 +138,11 @@ def test_derive_from_a_published_image(people, docker_client, capsys):
     assert recorded["base"]["digest"] == digest
     assert f"six=={SIX}" in recorded["base"]["requirements"]
     assert recorded["metadata"]["base"] == "guest/shared/six-info"
+    # A copy of Bob's function keeps his base (his requirements alone would lack six).
+    bob.faas_line("publish my-six")
+    cell = alice.faas_line("pull bob/shared/my-six --as six-copy")
+    assert cell.startswith("%%faas six-copy --base guest/shared/six-info --test "), cell
+    assert alice.workspace.load("six-copy").metadata.base == "guest/shared/six-info"
 
     # A code-only edit: the same image, the warm test container, no build.
     capture(bob, 5)

@@ -229,6 +229,8 @@ class SharedBundle:
         handler = self.metadata.get("handler") or "main"
         if handler != "main":
             options += f" --handler {handler}"
+        if self.metadata.get("base"):
+            options += f" --base {self.metadata['base']}"
         if self.metadata.get("test_input") is not None:
             test = json.dumps(self.metadata["test_input"], separators=(",", ":"))
             options += f" --test {shlex.quote(test)}"
