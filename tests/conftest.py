@@ -9,6 +9,8 @@ last log lines of this run's containers. ``bash scripts/setup.sh`` starts everyt
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import tempfile
@@ -21,10 +23,12 @@ import bcrypt
 import docker.errors
 import pytest
 import requests
-from support import free_port
+from support import free_port, running_function_server
 
 from jupyter_faas import engine
 from jupyter_faas.errors import EngineUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RUN_LABEL = "org.jupyter-faas.run"
 BASE_IMAGE = "jupyter-faas-base:bookworm"
@@ -234,3 +238,45 @@ def _docker_dump(run_label: str) -> str:
             text = f"(no logs: {err.explanation or err})"
         logs.append(f"--- last {LOG_LINES} log lines of {container.name} ---\n{text.rstrip()}")
     return "\n".join(lines + logs)
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory, run_label, base_image, registry, test_labels):
+    """Alice (the guest namespace of a real function server of this module: Docker, the real
+    registry) and Bob (a namespace made with ``jupyter faas namespace create``), each with
+    ``%%faas`` magics and a workspace of their own."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from jupyter_faas.magics import FaaSMagics
+    from jupyter_faas.server.app import namespace_main
+    from jupyter_faas.workspace import FaaSWorkspace
+
+    def magics(url: str, key: str, folder: Path) -> FaaSMagics:
+        config = Config()
+        config.FaaSWorkspace.bundle_dir = str(folder)
+        config.FaaSWorkspace.builder_class = "docker"
+        config.OpenWhiskClient.api_host = url
+        config.OpenWhiskClient.auth = key
+        config.OpenWhiskDeployer.history_dir = str(folder / "history")
+        config.DockerBuilder.extra_labels = test_labels
+        config.FaaSImages.base_image = base_image
+        config.FaaSRegistry.url = registry
+        config.FaaSMagics.progress_style = "text"
+        shell = InteractiveShell.instance()
+        return FaaSMagics(shell=shell, config=config, workspace=FaaSWorkspace(config=config))
+
+    data_dir = tmp_path_factory.mktemp("people-server")
+    with running_function_server(
+        data_dir, {RUN_LABEL: run_label}, "--DockerInvoker.prewarm_count=0", cwd=ROOT
+    ) as server:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert namespace_main(["create", "bob", "--data-dir", str(data_dir)]) == 0
+        alice = magics(server.url, server.key, tmp_path_factory.mktemp("alice"))
+        bob = magics(server.url, out.getvalue().strip(), tmp_path_factory.mktemp("bob"))
+        try:
+            yield alice, bob
+        finally:
+            alice.workspace.close()
+            bob.workspace.close()

@@ -11,26 +11,19 @@ to do, with nothing of Bob's lost.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import io
 import json
 import uuid
 from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from support import running_function_server
-from traitlets.config import Config
 
 from jupyter_faas import image
 from jupyter_faas.builders import BaseUnusable
 from jupyter_faas.builders.process import ProcessBuilder
 from jupyter_faas.bundle import Bundle, FunctionMetadata
 from jupyter_faas.magics import FaaSMagics
-from jupyter_faas.server.app import namespace_main
-from jupyter_faas.workspace import FaaSWorkspace
 
 pytestmark = pytest.mark.docker
 
@@ -45,48 +38,6 @@ BOB_CELL = (
     "def main(args):\n"
     "    return {'six': six.__version__, 'scale': {scale} * args['n']}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, run_label):
-    folder = tmp_path_factory.mktemp("base-server")
-    with running_function_server(
-        folder, {RUN_LABEL: run_label}, "--DockerInvoker.prewarm_count=0", cwd=ROOT
-    ) as running:
-        yield running, folder
-
-
-def _magics(server, key: str, folder: Path, base_image, registry, test_labels) -> FaaSMagics:
-    config = Config()
-    config.FaaSWorkspace.bundle_dir = str(folder)
-    config.FaaSWorkspace.builder_class = "docker"
-    config.OpenWhiskClient.api_host = server.url
-    config.OpenWhiskClient.auth = key
-    config.OpenWhiskDeployer.history_dir = str(folder / "history")
-    config.DockerBuilder.extra_labels = test_labels
-    config.FaaSImages.base_image = base_image
-    config.FaaSRegistry.url = registry
-    config.FaaSMagics.progress_style = "text"
-    shell = InteractiveShell.instance()
-    return FaaSMagics(shell=shell, config=config, workspace=FaaSWorkspace(config=config))
-
-
-@pytest.fixture(scope="module")
-def people(server, tmp_path_factory, base_image, registry, test_labels):
-    server, data_dir = server
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert namespace_main(["create", "bob", "--data-dir", str(data_dir)]) == 0
-    bob_key = out.getvalue().strip()
-    alice = _magics(
-        server, server.key, tmp_path_factory.mktemp("alice"), base_image, registry, test_labels
-    )
-    bob = _magics(
-        server, bob_key, tmp_path_factory.mktemp("bob"), base_image, registry, test_labels
-    )
-    yield alice, bob
-    alice.workspace.close()
-    bob.workspace.close()
 
 
 def publish_six(alice: FaaSMagics) -> str:
