@@ -168,13 +168,13 @@ def test_a_rebuild_with_the_same_inputs_reuses_the_image(dials_image, base_image
 
 
 @pytest.mark.docker
-def test_in_a_container_dials_agrees_with_find_peaks(dials_image, simulated, tmp_path):
+def test_in_a_container_dials_agrees_with_find_peaks(dials_image, simulated, test_labels, tmp_path):
     frames = len(simulated.hit)
     tmp_path.chmod(0o755)  # the function runs as uid 65534
     for path in (simulated.run_file, simulated.geom_file):
         shutil.copy(path, tmp_path / path.name)
     value = {"run_file": "/data/run.h5", "geom_file": "/data/run.geom", "start": 0, "stop": frames}
-    dials, _ = compare.run_in_container(dials_image, tmp_path, value)
+    dials, _ = compare.run_in_container(dials_image, tmp_path, value, test_labels)
     assert "error" not in dials, dials
     assert dials["dials_version"].startswith("3.")
     python = find_peaks(simulated.run_file, simulated.geom_file, 0, frames)

@@ -83,9 +83,12 @@ def agreement(python: dict, dials: dict, min_peaks: int = MIN_PEAKS, radius: flo
     }
 
 
-def run_in_container(image: str, folder: Path, value: dict) -> tuple[dict, float]:
+def run_in_container(
+    image: str, folder: Path, value: dict, labels: dict[str, str] | None = None
+) -> tuple[dict, float]:
     """The function's answer for ``value`` (paths under /data = ``folder``), run once in a
-    fresh container of ``image``, and the seconds ``main`` took in it."""
+    fresh container of ``image`` (removed after; ``labels`` added to ours), and the seconds
+    ``main`` took in it."""
     from jupyter_faas import engine
 
     script = (
@@ -98,7 +101,7 @@ def run_in_container(image: str, folder: Path, value: dict) -> tuple[dict, float
         ["python3", "-c", script, json.dumps(value)],
         working_dir="/faas/function",
         volumes={str(folder): {"bind": "/data", "mode": "ro"}},
-        labels=engine.labels("xtal-dials-compare"),
+        labels={**(labels or {}), **engine.labels("xtal-dials-compare")},
         user="65534:65534",
         remove=True,
         stderr=False,
