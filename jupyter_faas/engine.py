@@ -7,9 +7,10 @@ from docker-py turn into messages a scientist can act on, in one place.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import docker.errors
@@ -96,6 +97,44 @@ def require_base_image(client: docker.DockerClient, ref: str) -> str:
             hint="Make one offline from Debian packages with `jupyter faas base build`, "
             "or set c.FaaSImages.base_image to an image you can pull (e.g. python:3.11-slim).",
         ) from err
+
+
+def build_image(
+    client: docker.DockerClient,
+    context: io.BytesIO,
+    tag: str,
+    on_line: Callable[[str], None],
+    failed: Callable[[list[str]], Exception],
+    **options,
+) -> None:
+    """Build ``tag`` from an in-memory build context (``image.tar_context``).
+
+    Each line the build prints goes to ``on_line``; when the build or the engine fails,
+    raises ``failed(lines)`` with what the build printed so far (its error last).
+    ``options``: more arguments of the engine's build call (``buildargs``, ``labels``).
+    """
+    log: list[str] = []
+    try:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            **options,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                log.append(chunk["error"])
+                raise failed(log)
+            for line in chunk.get("stream", "").splitlines():
+                if line.strip():
+                    log.append(line)
+                    on_line(line)
+    except docker.errors.APIError as err:
+        log.append(str(err))
+        raise failed(log) from err
 
 
 def remove_container(container) -> None:

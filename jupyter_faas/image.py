@@ -169,6 +169,17 @@ def build_context(
     return tar_context(files)
 
 
+def inputs_hash(files: dict[str, bytes], base_id: str, build_args: dict[str, str]) -> str:
+    """The hash of everything an image is made of: its base, build arguments and the
+    contents of its build context's files (a CA bundle's included)."""
+    digest = hashlib.sha256(
+        base_id.encode() + b"\0" + json.dumps(build_args, sort_keys=True).encode()
+    )
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
 def tar_context(files: dict[str, bytes]) -> io.BytesIO:
     """An in-memory Docker build context holding ``files`` (name -> content)."""
     buf = io.BytesIO()

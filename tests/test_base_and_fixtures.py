@@ -163,7 +163,8 @@ def test_auth_registry_accepts_the_right_credentials(auth_registry):
         timeout=5,
     )
     assert answer.status_code == 200
-    assert answer.json() == {"repositories": []}
+    # The session's registry: empty, or holding what tests that ran before pushed.
+    assert isinstance(answer.json()["repositories"], list)
 
 
 @pytest.mark.docker

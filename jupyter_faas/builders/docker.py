@@ -121,29 +121,15 @@ class DockerBuilder(LocalBuilder):
             pass
         progress({"step": "build", "message": f"Building dependency image {ref}", "progress": 0.0})
         context = image.build_context(from_ref, key, requirements, self.site, derived_from)
-        log: list[str] = []
-        try:
-            stream = client.api.build(
-                fileobj=context,
-                custom_context=True,
-                tag=ref,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                buildargs=self.site.proxy_env(),
-                labels=self.extra_labels or None,
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    log.append(chunk["error"])
-                    raise _build_error(ref, log)
-                for line in chunk.get("stream", "").splitlines():
-                    if line.strip():
-                        log.append(line)
-                        progress({"step": "build", "message": line, "progress": None})
-        except docker.errors.APIError as err:
-            log.append(str(err))
-            raise _build_error(ref, log) from err
+        engine.build_image(
+            client,
+            context,
+            ref,
+            lambda line: progress({"step": "build", "message": line, "progress": None}),
+            lambda log: _build_error(ref, log),
+            buildargs=self.site.proxy_env(),
+            labels=self.extra_labels or None,
+        )
         found = client.images.get(ref)
         progress({"step": "build", "message": f"Built {ref}", "progress": 1.0})
         return BuiltImage(ref, key, found.id, False, time.perf_counter() - start, based)

@@ -11,15 +11,13 @@ the hub can pin the exact image (``DockerSpawner.allowed_images``).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shlex
 import sys
 from pathlib import Path
 
 from .. import engine
 from ..errors import BuildError, FaaSError
-from ..image import FaaSImages, check_image_ref, tar_context
+from ..image import FaaSImages, check_image_ref, inputs_hash, tar_context
 from ..site import FaaSSite
 
 #: Where the CA bundle sits during the pip step (removed in the same step).
@@ -42,15 +40,6 @@ def build_files(context: Path, wheel: Path, base_image: str, site: FaaSSite) -> 
     files[f"wheels/{wheel.name}"] = wheel.read_bytes()
     files["site-ca.crt"] = Path(site.ca_bundle).read_bytes() if site.ca_bundle else b""
     return files
-
-
-def inputs_hash(files: dict[str, bytes], base_id: str, build_args: dict[str, str]) -> str:
-    digest = hashlib.sha256(
-        base_id.encode() + b"\0" + json.dumps(build_args, sort_keys=True).encode()
-    )
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
 
 
 def build(
@@ -83,28 +72,18 @@ def build(
         echo(f"hub image: {ref} is up to date")
         return ref
     echo(f"hub image: building {ref} from {base_image} (a few minutes)")
-    log: list[str] = []
-    stream = client.api.build(
-        fileobj=tar_context(files),
-        custom_context=True,
-        tag=ref,
-        rm=True,
-        forcerm=True,
-        decode=True,
+    engine.build_image(
+        client,
+        tar_context(files),
+        ref,
+        lambda line: echo(f"  {line}"),
+        lambda log: BuildError(
+            f"Building the hub's single-user image {ref} failed:\n" + "\n".join(log[-20:]),
+            hint="Read the lines above: pip needs the package index (c.FaaSSite settings).",
+        ),
         buildargs=build_args,
         labels={**engine.labels("hub-image"), INPUTS_LABEL: key, **(labels or {})},
     )
-    for chunk in stream:
-        if "error" in chunk:
-            log.append(chunk["error"])
-            raise BuildError(
-                f"Building the hub's single-user image {ref} failed:\n" + "\n".join(log[-20:]),
-                hint="Read the lines above: pip needs the package index (c.FaaSSite settings).",
-            )
-        for line in chunk.get("stream", "").splitlines():
-            if line.strip():
-                log.append(line)
-                echo(f"  {line}")
     return ref
 
 

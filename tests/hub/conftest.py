@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hubtools import Kernel, run_ok
 from support import free_port, loopback, running_function_server, stop, tail, wait_until_answers
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -274,3 +275,23 @@ def _remove_run(hub: Hub, client, run_label: str) -> None:
             local = f"{REGISTRY}/{repository}:{tag}"
             if engine.has_image(client, local):
                 client.images.remove(local)
+
+
+@pytest.fixture(scope="module")
+def pair(hub):
+    """Two hub users (alice… and bob…) with servers, tokens and a kernel each."""
+    rid = uuid.uuid4().hex[:6]
+    names = {short: f"{short}{rid}" for short in ("alice", "bob")}
+    for name in names.values():
+        hub.add_user(name)
+        hub.start_server(name)
+    found = {}
+    for short, name in names.items():
+        hub.wait_ready(name)
+        token = hub.user_token(name)
+        kernel = Kernel(hub, name, token)
+        found[short] = {"name": name, "token": token, "kernel": kernel}
+        run_ok(kernel, '%load_ext jupyter_faas\n%config FaaSMagics.progress_style = "text"')
+    yield found
+    for person in found.values():
+        person["kernel"].close()

@@ -98,3 +98,18 @@ def run_ok(kernel: Kernel, code: str) -> str:
     out = kernel.run(code)
     assert out.error is None, f"{out.error}\n{out.text}"
     return out.text
+
+
+def run_error(kernel: Kernel, code: str) -> str:
+    """What a refused magic says: IPython prints a UsageError (no traceback, no error reply)."""
+    out = kernel.run(code)
+    assert out.error is None and "UsageError: " in out.text, out
+    return out.text
+
+
+def namespace_key(hub, person: dict) -> tuple[str, str]:
+    """A person's function-server namespace and key, as the faas service hands them out."""
+    resp = hub.service("GET", "api/namespace", person["token"])
+    assert resp.status_code == 200, resp.text
+    user, _, key = resp.json()["api_key"].partition(":")
+    return user, key

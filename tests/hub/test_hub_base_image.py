@@ -12,10 +12,9 @@ her image.
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from hubtools import Kernel, run_ok
+from hubtools import Kernel, namespace_key, run_error, run_ok
 from support import loopback
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
@@ -25,40 +24,6 @@ HIDDEN = "import packaging\n\ndef main(args):\n    return {'packaging': packagin
 MY_SIX = (
     "import six\n\ndef main(args):\n    return {'six': six.__version__, 'n': {scale} * args['n']}"
 )
-
-
-@pytest.fixture(scope="module")
-def pair(hub):
-    """Two hub users with servers, tokens and a kernel each."""
-    rid = uuid.uuid4().hex[:6]
-    names = {short: f"{short}{rid}" for short in ("alice", "bob")}
-    for name in names.values():
-        hub.add_user(name)
-        hub.start_server(name)
-    found = {}
-    for short, name in names.items():
-        hub.wait_ready(name)
-        token = hub.user_token(name)
-        kernel = Kernel(hub, name, token)
-        found[short] = {"name": name, "token": token, "kernel": kernel}
-        run_ok(kernel, '%load_ext jupyter_faas\n%config FaaSMagics.progress_style = "text"')
-    yield found
-    for person in found.values():
-        person["kernel"].close()
-
-
-def run_error(kernel: Kernel, code: str) -> str:
-    """What a refused magic says: IPython prints a UsageError (no traceback, no error reply)."""
-    out = kernel.run(code)
-    assert out.error is None and "UsageError: " in out.text, out
-    return out.text
-
-
-def namespace_key(hub, person) -> tuple[str, str]:
-    resp = hub.service("GET", "api/namespace", person["token"])
-    assert resp.status_code == 200, resp.text
-    user, _, key = resp.json()["api_key"].partition(":")
-    return user, key
 
 
 def read_json(kernel: Kernel, path: str) -> dict:

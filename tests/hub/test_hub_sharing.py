@@ -7,10 +7,8 @@ the user's own namespace key.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from hubtools import Kernel, run_ok
+from hubtools import namespace_key, run_error, run_ok
 from support import loopback
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
@@ -20,40 +18,6 @@ CODE = (
     "    values = [1, 5, 2, 7, 3]\n"
     "    return {'peaks': [v for v in values if v > args['threshold']]}"
 )
-
-
-@pytest.fixture(scope="module")
-def pair(hub):
-    """Two hub users with servers, tokens and a kernel each."""
-    rid = uuid.uuid4().hex[:6]
-    names = {short: f"{short}{rid}" for short in ("alice", "bob")}
-    for name in names.values():
-        hub.add_user(name)
-        hub.start_server(name)
-    found = {}
-    for short, name in names.items():
-        hub.wait_ready(name)
-        token = hub.user_token(name)
-        kernel = Kernel(hub, name, token)
-        found[short] = {"name": name, "token": token, "kernel": kernel}
-        run_ok(kernel, '%load_ext jupyter_faas\n%config FaaSMagics.progress_style = "text"')
-    yield found
-    for person in found.values():
-        person["kernel"].close()
-
-
-def run_error(kernel: Kernel, code: str) -> str:
-    """What a refused magic says: IPython prints a UsageError (no traceback, no error reply)."""
-    out = kernel.run(code)
-    assert out.error is None and out.text.startswith("UsageError: "), out
-    return out.text
-
-
-def namespace_key(hub, person) -> tuple[str, str]:
-    resp = hub.service("GET", "api/namespace", person["token"])
-    assert resp.status_code == 200, resp.text
-    user, _, key = resp.json()["api_key"].partition(":")
-    return user, key
 
 
 def test_publish_list_invoke_bind_pull_and_unpublish(hub, pair):

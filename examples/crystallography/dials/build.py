@@ -18,8 +18,6 @@ the image as a blackbox action (see docs/crystallography.md, "DIALS").
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from pathlib import Path
 
 from jupyter_faas import engine, runtime
 from jupyter_faas.errors import BuildError, FaaSError
-from jupyter_faas.image import FaaSImages, check_image_ref, tar_context
+from jupyter_faas.image import FaaSImages, check_image_ref, inputs_hash, tar_context
 from jupyter_faas.site import FaaSSite
 
 HERE = Path(__file__).resolve().parent
@@ -86,16 +84,6 @@ def build_files(base_image: str, site: FaaSSite) -> dict[str, bytes]:
     return files
 
 
-def inputs_hash(files: dict[str, bytes], base_id: str, build_args: dict[str, str]) -> str:
-    """The hash of everything the image is made of (the CA bundle's content included)."""
-    digest = hashlib.sha256(
-        base_id.encode() + b"\0" + json.dumps(build_args, sort_keys=True).encode()
-    )
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
-
-
 def build(
     base_image: str | None = None,
     repository: str = REPOSITORY,
@@ -128,31 +116,21 @@ def build(
         echo(f"xtal-dials: {ref} is up to date")
         return DialsImage(ref, key, True, time.perf_counter() - start)
     echo(f"xtal-dials: building {ref} from {base_image} (apt-get install dials: minutes)")
-    log: list[str] = []
-    stream = client.api.build(
-        fileobj=tar_context(files),
-        custom_context=True,
-        tag=ref,
-        rm=True,
-        forcerm=True,
-        decode=True,
+    engine.build_image(
+        client,
+        tar_context(files),
+        ref,
+        lambda line: echo(f"  {line}"),
+        lambda log: BuildError(
+            f"Building the DIALS image {ref} failed:\n" + "\n".join(log[-20:]),
+            hint="apt-get needs the Debian mirror of the base image's sources.list "
+            "(through c.FaaSSite.http_proxy / https_proxy, with c.FaaSSite.ca_bundle "
+            "for an https mirror behind a TLS-intercepting proxy).",
+            detail="\n".join(log),
+        ),
         buildargs=build_args,
         labels={**(labels or {}), **engine.labels(ROLE), INPUTS_LABEL: key},
     )
-    for chunk in stream:
-        if "error" in chunk:
-            log.append(chunk["error"])
-            raise BuildError(
-                f"Building the DIALS image {ref} failed:\n" + "\n".join(log[-20:]),
-                hint="apt-get needs the Debian mirror of the base image's sources.list "
-                "(through c.FaaSSite.http_proxy / https_proxy, with c.FaaSSite.ca_bundle "
-                "for an https mirror behind a TLS-intercepting proxy).",
-                detail="\n".join(log),
-            )
-        for line in chunk.get("stream", "").splitlines():
-            if line.strip():
-                log.append(line)
-                echo(f"  {line}")
     return DialsImage(ref, key, False, time.perf_counter() - start)
 
 
