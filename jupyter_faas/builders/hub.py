@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import requests
 from traitlets import Float, Unicode, default
 
 from ..bundle import Bundle
-from ..errors import FaaSError
+from ..errors import FaaSError, NotFound
 from ..hub import protocol
 from .interface import BaseImage, BuiltImage, FaaSBuilder, Progress, PushedImage, no_progress
 from .sandbox import ContainerRun
@@ -73,6 +74,10 @@ class HubBuilder(FaaSBuilder):
         super().__init__(**kwargs)
         self._session = requests.Session()
         self._session.trust_env = False  # the service is on the hub's own network
+        #: The service's last build per requirements text (bundles without a base): a
+        #: code-only edit then asks the service nothing before its test, as a local build
+        #: is one lookup on the engine. Forgotten when the service no longer has the image.
+        self._built: dict[str, BuiltImage] = {}
 
     # -- the service's API -------------------------------------------------------------------
 
@@ -164,8 +169,23 @@ class HubBuilder(FaaSBuilder):
         body = {"requirements": bundle.requirements}
         if bundle.metadata.base or base is not None:
             body["base"] = bundle.metadata.base or base.ref
-        result = self._job("api/build", f"the build of {bundle.name}", body, progress)
-        return BuiltImage(**result)
+        else:
+            known = self._built.get(bundle.requirements)
+            if known is not None:
+                message = f"Reusing dependency image {known.ref} (built for this kernel)"
+                progress({"step": "build", "message": message, "progress": 1.0})
+                return replace(known, reused=True, seconds=0.0)
+        built = BuiltImage(**self._job("api/build", f"the build of {bundle.name}", body, progress))
+        if "base" not in body:  # a base is resolved again each time: its owner may republish
+            self._built[bundle.requirements] = built
+        return built
+
+    def _forget(self, image: BuiltImage) -> bool:
+        """Drop ``image`` from the remembered builds; whether it was one of them."""
+        stale = [text for text, built in self._built.items() if built.key == image.key]
+        for text in stale:
+            del self._built[text]
+        return bool(stale)
 
     def test(
         self, bundle: Bundle, image: BuiltImage, args: dict, progress: Progress = no_progress
@@ -176,10 +196,26 @@ class HubBuilder(FaaSBuilder):
             "args": args,
             "max_result_bytes": self.max_result_bytes,
         }
-        return ContainerRun(**self._job("api/test", f"the test of {bundle.name}", body, progress))
+        what = f"the test of {bundle.name}"
+        try:
+            return ContainerRun(**self._job("api/test", what, body, progress))
+        except NotFound:
+            if not self._forget(image):
+                raise
+        # A remembered image the service no longer has (removed, or a new service): build
+        # it again, then test.
+        body["key"] = self.build(bundle, progress).key
+        return ContainerRun(**self._job("api/test", what, body, progress))
 
     def push(self, image: BuiltImage, progress: Progress = no_progress) -> PushedImage:
-        return PushedImage(**self._job("api/push", "the push", {"key": image.key}, progress))
+        try:
+            return PushedImage(**self._job("api/push", "the push", {"key": image.key}, progress))
+        except NotFound as err:
+            if not self._forget(image):
+                raise
+            raise NotFound(
+                err.message, hint="The service no longer has this image: run the cell again."
+            ) from None
 
     def published(self, image: BuiltImage) -> PushedImage | None:
         try:

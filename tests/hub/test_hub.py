@@ -91,6 +91,31 @@ def test_the_loop_runs_in_each_users_container(hub, people, short):
     assert mine["registry"].startswith(hub.registry_prefix + "/")
 
 
+def test_a_code_only_edit_asks_the_service_for_no_build(hub, people):
+    """The kernel remembers the service's build of a requirements text: an edit goes straight
+    to its container test; an image the service lost meanwhile is built again, not an error."""
+    kernel = people[USERS[0]]["kernel"]
+    cell = '%%faas memo --test \'{"x": 1}\'\ndef main(args):\n    return {"y": args["x"] + N}'
+    first = run_ok(kernel, cell.replace("N", "1"))
+    assert "(built for this kernel)" not in first and "equal" in first, first
+    edit = run_ok(kernel, cell.replace("N", "2"))
+    assert "(built for this kernel)" in edit and "equal" in edit and "3" in edit, edit
+    # The service loses the image (here: the kernel's memory of it names a key it never
+    # built): the test is refused with "no dependency image", so the kernel builds again.
+    run_ok(
+        kernel,
+        "import dataclasses\n"
+        "from jupyter_faas.fanout import current_workspace\n"
+        "memo = current_workspace().builder._built\n"
+        "assert memo, 'nothing remembered'\n"
+        "for text, built in memo.items():\n"
+        "    memo[text] = dataclasses.replace(built, key='0' * 64)",
+    )
+    again = run_ok(kernel, cell.replace("N", "3"))
+    assert "equal" in again and "4" in again, again
+    assert "(built for this kernel)" in run_ok(kernel, cell.replace("N", "4"))
+
+
 def test_users_see_only_their_own_functions_and_activations(hub, people):
     alice, bob = (namespace_of(hub, people[s]) for s in USERS)
     assert alice["api_key"] != bob["api_key"]
