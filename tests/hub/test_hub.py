@@ -340,7 +340,8 @@ def test_builds_stream_progress_and_bad_requests_are_refused(hub, people):
 def test_the_kernel_says_clearly_when_the_service_is_down(hub, people):
     service = _service_pid(hub.proc.pid)
     os.kill(service, signal.SIGKILL)
-    out = people["alice"]["kernel"].run("%faas build twice-a")
+    # A container test: the kernel may remember the build, the test needs the service.
+    out = people["alice"]["kernel"].run("%faas test twice-a '{\"x\": 2}'")
     # A UsageError: IPython prints the message alone, without a traceback.
     said = out.text + (out.error or "")
     assert "UsageError: The hub's faas service at" in said, said
@@ -350,7 +351,8 @@ def test_the_kernel_says_clearly_when_the_service_is_down(hub, people):
     while not _healthy(hub):
         assert time.monotonic() < deadline, hub.log_tail()
         time.sleep(1)
-    assert "twice-a: image" in run_ok(people["alice"]["kernel"], "%faas build twice-a")
+    again = run_ok(people["alice"]["kernel"], "%faas test twice-a '{\"x\": 2}'")
+    assert "equal" in again and "4" in again, again
 
 
 def _healthy(hub) -> bool:
