@@ -18,6 +18,7 @@ from traitlets import Instance, default
 from ..bundle import Bundle
 from ..environments import FaaSEnvironments, RuntimeProcess, is_memory_error, log_text
 from ..errors import BuildError, RegistryError
+from ..server.pool.logs import RUNTIME_STARTED
 from .interface import BaseImage, BaseUnusable, BuiltImage, Progress, PushedImage, no_progress
 from .local import LocalBuilder
 from .sandbox import ContainerRun, oom_message
@@ -136,9 +137,13 @@ class _TestProcess:
         self.runtime = runtime
         self.action = runtime.action
         self._log_wait = log_wait
+        #: The runtime's own start-up line, dropped at the first mark even if it comes late
+        #: (its port may answer before the line has come through the pipe).
+        self._startup: str | None = RUNTIME_STARTED
 
     def mark(self) -> None:
-        self.runtime.logs.discard()
+        self.runtime.logs.discard(self._startup)
+        self._startup = None
 
     def alive(self) -> bool:
         return self.runtime.alive()
